@@ -1,0 +1,4 @@
+from . import models
+from . import routers
+from . import controllers
+from . import wizards

@@ -1,0 +1,36 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+{
+    "name": "Gobysend Marketing Automation",
+    "summary": "Workspaces, subscribers and consent, customer activity and a tracking API "
+    "for data-driven marketing automation",
+    "version": "18.0.1.0.0",
+    "category": "Marketing",
+    "website": "https://github.com/gobysend/gobysend-odoo",
+    "author": "Gobysend",
+    "license": "LGPL-3",
+    "application": True,
+    "installable": True,
+    "depends": ["mail", "sms", "phone_validation", "contacts", "fastapi"],
+    "external_dependencies": {"python": ["phonenumbers", "jinja2", "requests", "fastapi", "pydantic"]},
+    "data": [
+        "security/gobysend_security.xml",
+        "security/ir.model.access.csv",
+        "security/gobysend_rules.xml",
+        "data/mail_template_data.xml",
+        "data/fastapi_endpoint_data.xml",
+        "data/ir_cron_data.xml",
+        "wizards/gobysend_api_key_wizard_views.xml",
+        "views/gobysend_workspace_views.xml",
+        "views/gobysend_subscription_views.xml",
+        "views/gobysend_attribute_views.xml",
+        "views/gobysend_event_views.xml",
+        "views/gobysend_device_views.xml",
+        "views/res_partner_views.xml",
+        "views/gobysend_templates.xml",
+        "views/gobysend_menus.xml",
+    ],
+    "demo": ["demo/gobysend_demo.xml"],
+    "assets": {
+        "web.assets_tests": ["gobysend_automation/static/tests/tours/*.js"],
+    },
+}

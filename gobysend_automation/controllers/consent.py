@@ -1,0 +1,104 @@
+"""Public consent pages: double opt-in confirmation, unsubscribe and preferences.
+
+Every link carries an HMAC over the database secret (see ``gobysend.subscription._get_token``);
+a missing, wrong or tampered token gets a plain error page and changes nothing.
+"""
+
+from odoo import _, http
+from odoo.http import request
+
+from ..models.gobysend_subscription import CHANNEL_LABELS, CHANNELS
+
+
+class GobysendConsentController(http.Controller):
+    def _get_subscription(self, subscription_id, token, purpose, channel=""):
+        subscription = request.env["gobysend.subscription"].sudo().browse(subscription_id).exists()
+        if not subscription or not subscription._check_token(purpose, token, channel):
+            return None
+        return subscription
+
+    def _invalid_link(self):
+        return request.render(
+            "gobysend_automation.consent_invalid_link",
+            {"message": _("This link is invalid or has been tampered with. Nothing was changed.")},
+            status=403,
+        )
+
+    def _client_ip(self):
+        return request.httprequest.remote_addr
+
+    @http.route("/gobysend/confirm/<int:subscription_id>", type="http", auth="public", website=False, sitemap=False)
+    def confirm(self, subscription_id, token=None, **kwargs):
+        subscription = self._get_subscription(subscription_id, token, "confirm")
+        if not subscription:
+            return self._invalid_link()
+        subscription.action_confirm(ip_address=self._client_ip())
+        return request.render("gobysend_automation.consent_confirmed", {"subscription": subscription})
+
+    @http.route(
+        "/gobysend/unsubscribe/<int:subscription_id>/<string:channel>",
+        type="http",
+        auth="public",
+        methods=["GET", "POST"],
+        csrf=False,
+        sitemap=False,
+    )
+    def unsubscribe(self, subscription_id, channel, token=None, **post):
+        if channel not in CHANNELS:
+            return self._invalid_link()
+        subscription = self._get_subscription(subscription_id, token, "unsubscribe", channel)
+        if not subscription:
+            return self._invalid_link()
+        if request.httprequest.method == "POST" and post.get("List-Unsubscribe") == "One-Click":
+            # RFC 8058: mail clients POST here without any user interaction or cookies.
+            subscription._set_consent(channel, "unsubscribed", "one_click", ip_address=self._client_ip())
+            return request.make_response("", status=200)
+        if request.httprequest.method == "POST" and post.get("confirm"):
+            subscription._set_consent(channel, "unsubscribed", "unsubscribe_link", ip_address=self._client_ip())
+            return self._render_preferences(subscription, unsubscribed_channel=channel)
+        # A plain GET changes nothing: mail scanners open links, people press buttons.
+        return request.render(
+            "gobysend_automation.consent_unsubscribe",
+            {
+                "subscription": subscription,
+                "channel": channel,
+                "channel_label": CHANNEL_LABELS[channel],
+                "token": token,
+                "preferences_url": subscription._get_preferences_url(),
+            },
+        )
+
+    @http.route(
+        "/gobysend/preferences/<int:subscription_id>",
+        type="http",
+        auth="public",
+        methods=["GET", "POST"],
+        csrf=False,
+        sitemap=False,
+    )
+    def preferences(self, subscription_id, token=None, **post):
+        subscription = self._get_subscription(subscription_id, token, "preferences")
+        if not subscription:
+            return self._invalid_link()
+        saved = False
+        if request.httprequest.method == "POST":
+            for channel in CHANNELS:
+                wanted = "subscribed" if post.get(channel) == "on" else "unsubscribed"
+                current = subscription[f"{channel}_state"]
+                if current == "bounced" or current == wanted or (current == "pending" and wanted == "subscribed"):
+                    continue
+                subscription._set_consent(channel, wanted, "preference_page", ip_address=self._client_ip())
+            saved = True
+        return self._render_preferences(subscription, saved=saved)
+
+    def _render_preferences(self, subscription, saved=False, unsubscribed_channel=None):
+        return request.render(
+            "gobysend_automation.consent_preferences",
+            {
+                "subscription": subscription,
+                "channels": [(channel, CHANNEL_LABELS[channel], subscription[f"{channel}_state"]) for channel in CHANNELS],
+                "token": subscription._get_token("preferences"),
+                "saved": saved,
+                "unsubscribed_channel": unsubscribed_channel and CHANNEL_LABELS[unsubscribed_channel],
+            },
+        )

@@ -1,0 +1,36 @@
+from starlette.middleware import Middleware
+
+from odoo import fields, models
+
+from ..routers.tracking import BodySizeLimitMiddleware, router as tracking_router
+
+API_DESCRIPTION = """
+Push customer activity into a Gobysend workspace: contacts and their attributes, events, page
+views, push devices and unsubscriptions.
+
+Authenticate every request with a workspace API key: `Authorization: Bearer gbs_…`.
+Errors come back as JSON whose `detail` names the offending field (`loc`).
+"""
+
+
+class FastapiEndpoint(models.Model):
+    _inherit = "fastapi.endpoint"
+
+    app = fields.Selection(selection_add=[("gobysend", "Gobysend Tracking API")], ondelete={"gobysend": "cascade"})
+
+    def _get_fastapi_routers(self):
+        if self.app == "gobysend":
+            return [tracking_router]
+        return super()._get_fastapi_routers()
+
+    def _get_fastapi_app_middlewares(self):
+        middlewares = super()._get_fastapi_app_middlewares()
+        if self.app == "gobysend":
+            middlewares.append(Middleware(BodySizeLimitMiddleware))
+        return middlewares
+
+    def _prepare_fastapi_app_params(self):
+        params = super()._prepare_fastapi_app_params()
+        if self.app == "gobysend":
+            params.update({"title": "Gobysend Tracking API", "version": "1", "description": API_DESCRIPTION})
+        return params

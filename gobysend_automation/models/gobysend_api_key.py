@@ -1,0 +1,108 @@
+import datetime
+import hashlib
+import logging
+
+from odoo import _, api, fields, models
+from odoo.tools import consteq
+
+_logger = logging.getLogger(__name__)
+
+# The key is 256 random bits, so one fast hash is enough to make a leaked table useless;
+# a slow password hash would cost every API request several milliseconds.
+KEY_PREFIX_LENGTH = 12
+# last_used_at is refreshed at most this often, so that busy keys do not turn every request
+# into a write on the same row.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+RATE_WINDOW_SECONDS = 60
+
+
+class GobysendApiKey(models.Model):
+    _name = "gobysend.api.key"
+    _description = "Gobysend Workspace API Key"
+    _order = "create_date desc, id desc"
+
+    name = fields.Char(required=True)
+    workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True)
+    prefix = fields.Char(
+        required=True, readonly=True, index=True, help="The first characters of the key, to recognise it."
+    )
+    key_hash = fields.Char(required=True, readonly=True, groups="base.group_system")
+    active = fields.Boolean(default=True, readonly=True)
+    revoked_at = fields.Datetime(readonly=True)
+    last_used_at = fields.Datetime(readonly=True)
+
+    _sql_constraints = [("prefix_uniq", "unique(prefix)", "API key prefixes must be unique.")]
+
+    def init(self):
+        # Request counters per key and minute, shared by every worker and server. Unlogged:
+        # losing them in a crash only resets a rate window.
+        self.env.cr.execute(
+            """
+            CREATE UNLOGGED TABLE IF NOT EXISTS gobysend_api_rate (
+                key_id integer NOT NULL,
+                window_start timestamp NOT NULL,
+                hits integer NOT NULL,
+                PRIMARY KEY (key_id, window_start)
+            )
+            """
+        )
+
+    @api.model
+    def _hash_key(self, plaintext):
+        return hashlib.sha256(plaintext.encode()).hexdigest()
+
+    def action_revoke(self):
+        self.write({"active": False, "revoked_at": fields.Datetime.now()})
+
+    @api.model
+    def _authenticate(self, plaintext):
+        """Return the active key matching ``plaintext`` (sudo), or an empty recordset."""
+        if not plaintext or len(plaintext) <= KEY_PREFIX_LENGTH:
+            return self.browse()
+        key = self.sudo().search([("prefix", "=", plaintext[:KEY_PREFIX_LENGTH])], limit=1)
+        if not key or not consteq(key.key_hash, self._hash_key(plaintext)):
+            return self.browse()
+        if not key.workspace_id.active:
+            return self.browse()
+        return key
+
+    def _touch_and_count(self, now=None):
+        """Record use of this key and return how many requests it made in the current minute.
+
+        Runs on its own short transaction, so that neither the counter nor ``last_used_at``
+        holds a row lock for the length of the request: concurrent requests with one key would
+        otherwise queue behind each other.
+        """
+        self.ensure_one()
+        now = now or fields.Datetime.now()
+        window_start = now.replace(second=0, microsecond=0)
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                """
+                INSERT INTO gobysend_api_rate (key_id, window_start, hits) VALUES (%s, %s, 1)
+                ON CONFLICT (key_id, window_start) DO UPDATE SET hits = gobysend_api_rate.hits + 1
+                RETURNING hits
+                """,
+                (self.id, window_start),
+            )
+            hits = cr.fetchone()[0]
+            cr.execute(
+                """
+                UPDATE gobysend_api_key SET last_used_at = %s
+                 WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)
+                """,
+                (now, self.id, now - LAST_USED_RESOLUTION),
+            )
+        return hits, window_start
+
+    @api.model
+    def _cron_purge_rate_windows(self):
+        self.env.cr.execute(
+            "DELETE FROM gobysend_api_rate WHERE window_start < %s",
+            (fields.Datetime.now() - datetime.timedelta(seconds=RATE_WINDOW_SECONDS * 2),),
+        )
+        _logger.info("Purged %s expired API rate windows", self.env.cr.rowcount)
+        return True
+
+    def _get_rate_limit_message(self):
+        return _("Too many requests for this API key; try again in a moment.")

@@ -1,0 +1,43 @@
+from odoo import api, fields, models
+
+VALUE_FIELDS = {
+    "string": "value_string",
+    "number": "value_number",
+    "boolean": "value_boolean",
+    "date": "value_date",
+    "datetime": "value_datetime",
+}
+
+
+class GobysendAttributeValue(models.Model):
+    """One contact's value for one attribute, in a column of the attribute's type so that
+    segments can compare it with the database's own operators."""
+
+    _name = "gobysend.attribute.value"
+    _description = "Gobysend Attribute Value"
+    _order = "attribute_id, id"
+    _rec_name = "attribute_id"
+
+    attribute_id = fields.Many2one("gobysend.attribute", required=True, ondelete="cascade", index=True)
+    workspace_id = fields.Many2one(related="attribute_id.workspace_id", store=True, index=True)
+    partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade", index=True)
+    key = fields.Char(related="attribute_id.key")
+    value_type = fields.Selection(related="attribute_id.value_type")
+    value_string = fields.Char()
+    value_number = fields.Float()
+    value_boolean = fields.Boolean()
+    value_date = fields.Date()
+    value_datetime = fields.Datetime()
+    value_display = fields.Char(string="Value", compute="_compute_value_display")
+
+    _sql_constraints = [
+        ("partner_attribute_uniq", "unique(attribute_id, partner_id)", "A contact holds one value per attribute.")
+    ]
+
+    @api.depends("value_type", *VALUE_FIELDS.values())
+    def _compute_value_display(self):
+        for value in self:
+            stored = value[VALUE_FIELDS.get(value.value_type, "value_string")]
+            if value.value_type == "number" and float(stored).is_integer():
+                stored = int(stored)
+            value.value_display = "" if stored is False and value.value_type != "boolean" else str(stored)

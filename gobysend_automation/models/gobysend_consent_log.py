@@ -1,0 +1,23 @@
+from odoo import fields, models
+
+from .gobysend_subscription import CONSENT_SOURCES, CONSENT_STATES
+
+CHANNEL_SELECTION = [("email", "Email"), ("sms", "SMS"), ("zalo", "Zalo"), ("push", "Push")]
+
+
+class GobysendConsentLog(models.Model):
+    """Append-only proof of every consent change: what changed, when, from where and how."""
+
+    _name = "gobysend.consent.log"
+    _description = "Gobysend Consent Record"
+    _order = "create_date desc, id desc"
+    _log_access = True
+
+    subscription_id = fields.Many2one("gobysend.subscription", required=True, ondelete="cascade", index=True)
+    workspace_id = fields.Many2one(related="subscription_id.workspace_id", store=True, index=True)
+    partner_id = fields.Many2one(related="subscription_id.partner_id", store=True, string="Contact")
+    channel = fields.Selection(CHANNEL_SELECTION, required=True)
+    state = fields.Selection(CONSENT_STATES, required=True)
+    source = fields.Selection(CONSENT_SOURCES, required=True)
+    ip_address = fields.Char(string="IP Address")
+    note = fields.Char()

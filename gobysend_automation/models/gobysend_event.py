@@ -1,0 +1,42 @@
+from odoo import fields, models
+
+EVENT_KINDS = [("event", "Event"), ("page", "Page View")]
+
+
+class GobysendEvent(models.Model):
+    """Something a contact did, as reported by the business's systems. Append-only."""
+
+    _name = "gobysend.event"
+    _description = "Gobysend Event"
+    _order = "timestamp desc, id desc"
+
+    workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True)
+    partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade")
+    name = fields.Char(required=True)
+    kind = fields.Selection(EVENT_KINDS, required=True, default="event")
+    timestamp = fields.Datetime(required=True, default=fields.Datetime.now)
+    properties = fields.Json()
+    properties_text = fields.Text(string="Properties (JSON)", compute="_compute_properties_text")
+    message_id = fields.Char(string="Message ID", help="The sender's idempotency id: a retried delivery is stored once.")
+    url = fields.Char(string="URL")
+    title = fields.Char()
+    referrer = fields.Char()
+
+    _sql_constraints = [
+        ("message_id_uniq", "unique(workspace_id, message_id)", "An event with this message id was already received.")
+    ]
+
+    def init(self):
+        # Behaviour conditions ask "what did this contact do, and when" within a workspace.
+        self.env.cr.execute(
+            """
+            CREATE INDEX IF NOT EXISTS gobysend_event_contact_name_time_idx
+                ON gobysend_event (workspace_id, partner_id, name, timestamp)
+            """
+        )
+
+    def _compute_properties_text(self):
+        import json
+
+        for event in self:
+            event.properties_text = json.dumps(event.properties, indent=2, ensure_ascii=False) if event.properties else ""

@@ -1,0 +1,247 @@
+from werkzeug.urls import url_encode
+
+from odoo import _, api, fields, models, tools
+from odoo.exceptions import ValidationError
+
+CHANNELS = ("email", "sms", "zalo", "push")
+CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "zalo": "Zalo", "push": "Push"}
+CONSENT_STATES = [
+    ("subscribed", "Subscribed"),
+    ("unsubscribed", "Unsubscribed"),
+    ("pending", "Pending Confirmation"),
+    ("bounced", "Bounced"),
+]
+CONSENT_SOURCES = [
+    ("api", "Tracking API"),
+    ("manual", "Set by a user"),
+    ("import", "Import"),
+    ("form", "Sign-up form"),
+    ("double_opt_in", "Double opt-in confirmation"),
+    ("unsubscribe_link", "Unsubscribe link"),
+    ("one_click", "One-click unsubscribe"),
+    ("preference_page", "Preference page"),
+    ("blacklist", "Odoo blacklist"),
+    ("bounce", "Bounce"),
+]
+TOKEN_SCOPE = "gobysend-subscription"
+
+
+class GobysendSubscription(models.Model):
+    """A contact's membership of a workspace, with its consent per channel.
+
+    Consent changes go through ``_set_consent`` so that each one is logged with its source as
+    proof, mirrored in the chatter, and propagated to Odoo's own email and phone blacklists.
+    """
+
+    _name = "gobysend.subscription"
+    _description = "Gobysend Subscription"
+    _inherit = ["mail.thread"]
+    _rec_name = "partner_id"
+    _order = "create_date desc, id desc"
+
+    workspace_id = fields.Many2one(
+        "gobysend.workspace", required=True, ondelete="cascade", index=True, tracking=True
+    )
+    partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade", index=True)
+    external_id = fields.Char(
+        string="Customer ID",
+        index="btree_not_null",
+        help="The business's own identifier of this contact, used by the tracking API.",
+    )
+    email = fields.Char(related="partner_id.email", string="Email")
+    phone = fields.Char(related="partner_id.phone", string="Phone")
+    email_state = fields.Selection(CONSENT_STATES, string="Email Consent", default="subscribed", required=True, tracking=True)
+    sms_state = fields.Selection(CONSENT_STATES, string="SMS Consent", default="subscribed", required=True, tracking=True)
+    zalo_state = fields.Selection(CONSENT_STATES, string="Zalo Consent", default="subscribed", required=True, tracking=True)
+    push_state = fields.Selection(CONSENT_STATES, string="Push Consent", default="subscribed", required=True, tracking=True)
+    source = fields.Selection(CONSENT_SOURCES, string="Source", default="manual", readonly=True)
+    confirmed_at = fields.Datetime(string="Confirmed On", readonly=True)
+    confirmation_sent_at = fields.Datetime(string="Confirmation Sent On", readonly=True)
+    consent_log_ids = fields.One2many("gobysend.consent.log", "subscription_id", string="Consent History")
+    active = fields.Boolean(default=True)
+
+    _sql_constraints = [
+        ("partner_uniq", "unique(workspace_id, partner_id)", "A contact can be subscribed only once per workspace."),
+        ("external_id_uniq", "unique(workspace_id, external_id)", "Customer IDs must be unique within a workspace."),
+    ]
+
+    @api.depends("partner_id", "workspace_id")
+    def _compute_display_name(self):
+        for subscription in self:
+            subscription.display_name = "%s (%s)" % (subscription.partner_id.display_name, subscription.workspace_id.name)
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        workspaces = self.env["gobysend.workspace"].browse([vals["workspace_id"] for vals in vals_list if vals.get("workspace_id")])
+        double_opt_in = {workspace.id for workspace in workspaces.sudo() if workspace.double_opt_in}
+        for vals in vals_list:
+            if vals.get("workspace_id") in double_opt_in and not self.env.context.get("gobysend_skip_double_opt_in"):
+                for channel in CHANNELS:
+                    vals.setdefault(f"{channel}_state", "pending")
+        subscriptions = super().create(vals_list)
+        self.env["gobysend.consent.log"].sudo().create(
+            [
+                {
+                    "subscription_id": subscription.id,
+                    "channel": channel,
+                    "state": subscription[f"{channel}_state"],
+                    "source": subscription.source,
+                }
+                for subscription in subscriptions
+                for channel in CHANNELS
+            ]
+        )
+        subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
+        return subscriptions
+
+    def write(self, vals):
+        changed = {channel: vals[f"{channel}_state"] for channel in CHANNELS if f"{channel}_state" in vals}
+        if changed and not self.env.context.get("gobysend_consent_logged"):
+            # Edits made in the form are consent changes too: route them through the log.
+            for subscription in self:
+                for channel, state in changed.items():
+                    subscription._set_consent(channel, state, "manual")
+            vals = {key: value for key, value in vals.items() if key not in {f"{c}_state" for c in changed}}
+            if not vals:
+                return True
+        return super().write(vals)
+
+    # ------------------------------------------------------------------
+    # Consent
+    # ------------------------------------------------------------------
+
+    def _set_consent(self, channel, state, source, ip_address=None, note=None):
+        """Change one channel's consent, log it as proof and keep Odoo's blacklists in step."""
+        if channel not in CHANNELS:
+            raise ValidationError(_("“%(channel)s” is not a consent channel.", channel=channel))
+        if state not in dict(CONSENT_STATES):
+            raise ValidationError(_("“%(state)s” is not a consent state.", state=state))
+        field_name = f"{channel}_state"
+        for subscription in self:
+            if subscription[field_name] == state:
+                continue
+            subscription.with_context(gobysend_consent_logged=True).write({field_name: state})
+            self.env["gobysend.consent.log"].sudo().create(
+                {
+                    "subscription_id": subscription.id,
+                    "channel": channel,
+                    "state": state,
+                    "source": source,
+                    "ip_address": ip_address,
+                    "note": note,
+                }
+            )
+            subscription._sync_blacklists(channel, state)
+        return True
+
+    def _sync_blacklists(self, channel, state):
+        self.ensure_one()
+        partner = self.partner_id
+        message = _("Consent changed in Gobysend workspace %(workspace)s.", workspace=self.workspace_id.name)
+        if channel == "email" and partner.email_normalized:
+            blacklist = self.env["mail.blacklist"].sudo()
+            if state == "unsubscribed":
+                blacklist._add(partner.email_normalized, message=message)
+            elif state == "subscribed" and partner.is_blacklisted and not self._other_workspaces_opted_out("email"):
+                blacklist._remove(partner.email_normalized, message=message)
+        elif channel == "sms" and partner.phone_sanitized:
+            blacklist = self.env["phone.blacklist"].sudo()
+            if state == "unsubscribed":
+                blacklist._add([partner.phone_sanitized], message=message)
+            elif state == "subscribed" and partner.phone_sanitized_blacklisted and not self._other_workspaces_opted_out("sms"):
+                blacklist._remove([partner.phone_sanitized], message=message)
+
+    def _other_workspaces_opted_out(self, channel):
+        """Whether another workspace still holds an opt-out that the shared blacklist enforces."""
+        return bool(
+            self.sudo().search_count(
+                [
+                    ("partner_id", "=", self.partner_id.id),
+                    ("id", "!=", self.id),
+                    (f"{channel}_state", "=", "unsubscribed"),
+                ],
+                limit=1,
+            )
+        )
+
+    def _is_opted_out(self, channel):
+        """True when a message on ``channel`` must not reach this contact."""
+        self.ensure_one()
+        if channel in CHANNELS and self[f"{channel}_state"] != "subscribed":
+            return True
+        if channel == "email" and self.partner_id.is_blacklisted:
+            return True
+        if channel == "sms" and self.partner_id.phone_sanitized_blacklisted:
+            return True
+        return False
+
+    def action_confirm(self, source="double_opt_in", ip_address=None):
+        """Flip every pending channel to subscribed: the contact confirmed their address."""
+        for subscription in self:
+            for channel in CHANNELS:
+                if subscription[f"{channel}_state"] == "pending":
+                    subscription._set_consent(channel, "subscribed", source, ip_address=ip_address)
+            subscription.sudo().confirmed_at = fields.Datetime.now()
+        return True
+
+    def action_send_confirmation(self):
+        missing = self.filtered(lambda s: not s.partner_id.email)
+        if missing:
+            raise ValidationError(
+                _("%(contact)s has no email address to send a confirmation to.", contact=missing[0].partner_id.display_name)
+            )
+        self._send_confirmation()
+        return True
+
+    def _send_confirmation(self):
+        template = self.env.ref("gobysend_automation.mail_template_double_opt_in", raise_if_not_found=False)
+        if not template:
+            return
+        for subscription in self:
+            template.sudo().send_mail(subscription.id, email_layout_xmlid="mail.mail_notification_light")
+            subscription.sudo().confirmation_sent_at = fields.Datetime.now()
+
+    # ------------------------------------------------------------------
+    # Signed links
+    # ------------------------------------------------------------------
+
+    def _get_token(self, purpose, channel=""):
+        self.ensure_one()
+        return tools.hmac(self.env(su=True), TOKEN_SCOPE, (purpose, self.id, channel))
+
+    def _check_token(self, purpose, token, channel=""):
+        self.ensure_one()
+        return bool(token) and isinstance(token, str) and tools.consteq(self._get_token(purpose, channel), token)
+
+    def _get_base_url(self):
+        return self.env["ir.config_parameter"].sudo().get_param("web.base.url", "").rstrip("/")
+
+    def _get_confirm_url(self):
+        self.ensure_one()
+        return "%s/gobysend/confirm/%s?%s" % (self._get_base_url(), self.id, url_encode({"token": self._get_token("confirm")}))
+
+    def _get_unsubscribe_url(self, channel):
+        """One link per contact and channel; it opens the preference page and works for one-click."""
+        self.ensure_one()
+        return "%s/gobysend/unsubscribe/%s/%s?%s" % (
+            self._get_base_url(),
+            self.id,
+            channel,
+            url_encode({"token": self._get_token("unsubscribe", channel)}),
+        )
+
+    def _get_preferences_url(self):
+        self.ensure_one()
+        return "%s/gobysend/preferences/%s?%s" % (
+            self._get_base_url(),
+            self.id,
+            url_encode({"token": self._get_token("preferences")}),
+        )
+
+    def _get_email_unsubscribe_headers(self):
+        """RFC 2369 / RFC 8058 headers for emails sent to this contact."""
+        self.ensure_one()
+        return {
+            "List-Unsubscribe": "<%s>" % self._get_unsubscribe_url("email"),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }

@@ -1,0 +1,49 @@
+from odoo import _, fields, models
+
+
+class ResPartner(models.Model):
+    _inherit = "res.partner"
+
+    gobysend_birthday = fields.Date(string="Birthday")
+    gobysend_subscription_ids = fields.One2many("gobysend.subscription", "partner_id", string="Gobysend Workspaces")
+    gobysend_attribute_value_ids = fields.One2many("gobysend.attribute.value", "partner_id", string="Attributes")
+    gobysend_event_ids = fields.One2many("gobysend.event", "partner_id", string="Activity")
+    gobysend_device_ids = fields.One2many("gobysend.device", "partner_id", string="Devices")
+    gobysend_event_count = fields.Integer(compute="_compute_gobysend_counts", string="Events")
+    gobysend_device_count = fields.Integer(compute="_compute_gobysend_counts", string="Device Count")
+    gobysend_subscription_count = fields.Integer(compute="_compute_gobysend_counts", string="Workspace Count")
+
+    def _compute_gobysend_counts(self):
+        # Counted under the current user's record rules: a user sees the activity of their
+        # own workspaces only.
+        if not self.env.user.has_group("gobysend_automation.group_gobysend_user"):
+            self.update({"gobysend_event_count": 0, "gobysend_device_count": 0, "gobysend_subscription_count": 0})
+            return
+        for model, field in (
+            ("gobysend.event", "gobysend_event_count"),
+            ("gobysend.device", "gobysend_device_count"),
+            ("gobysend.subscription", "gobysend_subscription_count"),
+        ):
+            counts = dict(self.env[model]._read_group([("partner_id", "in", self.ids)], ["partner_id"], ["__count"]))
+            for partner in self:
+                partner[field] = counts.get(partner, 0)
+
+    def _gobysend_action(self, model, name):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": name,
+            "res_model": model,
+            "view_mode": "list,form",
+            "domain": [("partner_id", "=", self.id)],
+            "context": {"default_partner_id": self.id, "search_default_group_workspace": 0},
+        }
+
+    def action_gobysend_view_events(self):
+        return self._gobysend_action("gobysend.event", _("Activity of %(name)s", name=self.display_name))
+
+    def action_gobysend_view_devices(self):
+        return self._gobysend_action("gobysend.device", _("Devices of %(name)s", name=self.display_name))
+
+    def action_gobysend_view_subscriptions(self):
+        return self._gobysend_action("gobysend.subscription", _("Workspaces of %(name)s", name=self.display_name))

@@ -1,0 +1,129 @@
+"""Input normalisation shared by the models, the API and the tests."""
+
+import datetime
+import re
+
+import phonenumbers
+
+from odoo import _
+
+from .exceptions import InvalidInput
+
+ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ISO_DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+# Timestamps outside this range are almost always unit mistakes (milliseconds sent as seconds).
+EARLIEST_TIMESTAMP = datetime.datetime(2000, 1, 1)
+FUTURE_TOLERANCE = datetime.timedelta(days=1)
+
+ATTRIBUTE_TYPES = ("string", "number", "boolean", "date", "datetime")
+
+
+def normalize_phone(number, region, field_name="phone"):
+    """Return ``number`` in E.164 form, reading numbers without prefix as numbers of ``region``."""
+    if not isinstance(number, str) or not number.strip():
+        raise InvalidInput(field_name, _("A phone number is required."))
+    try:
+        parsed = phonenumbers.parse(number.strip(), (region or "VN").upper())
+    except phonenumbers.NumberParseException as error:
+        raise InvalidInput(
+            field_name, _("“%(number)s” is not a phone number: %(reason)s", number=number, reason=str(error))
+        ) from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidInput(
+            field_name, _("“%(number)s” has the wrong number of digits for a phone number.", number=number)
+        )
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidInput(
+            field_name,
+            _("“%(number)s” is not a valid phone number in %(region)s.", number=number, region=region),
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def parse_timestamp(value, field_name="timestamp", now=None):
+    """Read an ISO 8601 string or epoch seconds into a naive UTC datetime (Odoo's convention).
+
+    ``None`` means now. Timestamps before 2000 or more than a day ahead are refused: they are
+    nearly always milliseconds sent as seconds or a wrong clock.
+    """
+    now = now or datetime.datetime.utcnow()
+    if value is None or value == "":
+        return now.replace(microsecond=0)
+    if isinstance(value, bool):
+        raise InvalidInput(field_name, _("A timestamp must be an ISO 8601 date-time or epoch seconds."))
+    if isinstance(value, int | float):
+        try:
+            moment = datetime.datetime.fromtimestamp(value, datetime.UTC).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):
+            raise InvalidInput(field_name, _("%(value)s is not a usable epoch timestamp.", value=value)) from None
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(
+                field_name,
+                _("“%(value)s” is not an ISO 8601 date-time (for example 2026-01-31T08:30:00Z).", value=value),
+            ) from None
+        if moment.tzinfo:
+            moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    else:
+        raise InvalidInput(field_name, _("A timestamp must be an ISO 8601 date-time or epoch seconds."))
+    if moment < EARLIEST_TIMESTAMP:
+        raise InvalidInput(field_name, _("The timestamp %(value)s is before the year 2000.", value=value))
+    if moment > now + FUTURE_TOLERANCE:
+        raise InvalidInput(field_name, _("The timestamp %(value)s is more than a day in the future.", value=value))
+    return moment
+
+
+def infer_attribute_type(value):
+    """Guess the type of an attribute seen for the first time."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        if ISO_DATE_RE.match(value):
+            return "date"
+        if ISO_DATETIME_RE.match(value):
+            return "datetime"
+        return "string"
+    return None
+
+
+def coerce_attribute_value(value_type, value, field_name):
+    """Return ``value`` converted for storage as ``value_type``, or raise naming ``field_name``."""
+    if value_type == "string":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    elif value_type == "number":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif value_type == "boolean":
+        if isinstance(value, bool):
+            return value
+    elif value_type == "date":
+        if isinstance(value, str) and ISO_DATE_RE.match(value):
+            try:
+                return datetime.date.fromisoformat(value)
+            except ValueError:
+                pass
+    elif value_type == "datetime":
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            try:
+                return parse_timestamp(value, field_name=field_name, now=datetime.datetime.max - FUTURE_TOLERANCE)
+            except InvalidInput:
+                pass
+    raise InvalidInput(
+        field_name,
+        _("%(value)r is not a valid %(type)s value.", value=value, type=value_type),
+    )

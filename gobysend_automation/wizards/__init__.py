@@ -1,0 +1,1 @@
+from . import gobysend_api_key_wizard
