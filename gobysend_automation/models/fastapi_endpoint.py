@@ -2,7 +2,7 @@ from starlette.middleware import Middleware
 
 from odoo import fields, models
 
-from ..routers.tracking import BodySizeLimitMiddleware, router as tracking_router
+from ..routers.tracking import ApiErrorMiddleware, router as tracking_router
 
 API_DESCRIPTION = """
 Push customer activity into a Gobysend workspace: contacts and their attributes, events, page
@@ -26,7 +26,7 @@ class FastapiEndpoint(models.Model):
     def _get_fastapi_app_middlewares(self):
         middlewares = super()._get_fastapi_app_middlewares()
         if self.app == "gobysend":
-            middlewares.append(Middleware(BodySizeLimitMiddleware))
+            middlewares.append(Middleware(ApiErrorMiddleware))
         return middlewares
 
     def _prepare_fastapi_app_params(self):

@@ -33,18 +33,12 @@ class GobysendAttribute(models.Model):
 
     workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True)
     key = fields.Char(required=True, help="Lowercase letters, digits and underscores, as sent through the API.")
-    label = fields.Char(compute="_compute_label", store=True, readonly=False, required=True)
+    label = fields.Char(help="Defaults to the key, made readable.")
     value_type = fields.Selection(ATTRIBUTE_TYPE_SELECTION, string="Type", required=True, default="string")
     auto_created = fields.Boolean(readonly=True, help="Created on first sight with an inferred type.")
     value_count = fields.Integer(compute="_compute_value_count", string="Contacts with a value")
 
     _sql_constraints = [("key_uniq", "unique(workspace_id, key)", "Attribute keys must be unique within a workspace.")]
-
-    @api.depends("key")
-    def _compute_label(self):
-        for attribute in self:
-            if not attribute.label and attribute.key:
-                attribute.label = attribute.key.replace("_", " ").capitalize()
 
     def _compute_value_count(self):
         counts = dict(
@@ -68,6 +62,13 @@ class GobysendAttribute(models.Model):
                 raise ValidationError(
                     _("“%(key)s” is a standard key stored on the contact itself; it needs no attribute.", key=attribute.key)
                 )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if not vals.get("label") and vals.get("key"):
+                vals["label"] = vals["key"].replace("_", " ").capitalize()
+        return super().create(vals_list)
 
     def write(self, vals):
         if "value_type" in vals:

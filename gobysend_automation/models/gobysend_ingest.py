@@ -8,7 +8,7 @@ naming the offending field. The HTTP routers, imports and tests all call these m
 import json
 import logging
 
-from psycopg2 import IntegrityError
+from psycopg2 import IntegrityError, errorcodes
 from psycopg2.extras import execute_values
 
 from odoo import _, api, fields, models, tools
@@ -84,8 +84,8 @@ class GobysendIngest(models.AbstractModel):
         return subscriptions
 
     @api.model
-    def _get_contact(self, workspace, payload):
-        """The partner a non-identify call is about; unknown contacts are refused."""
+    def _get_subscription(self, workspace, payload):
+        """The subscription a non-identify call is about; unknown contacts are refused."""
         ref = self._read_contact_ref(workspace, payload)
         subscription = self._find_subscription(workspace, ref)
         if not subscription:
@@ -94,7 +94,11 @@ class GobysendIngest(models.AbstractModel):
                 field,
                 _("No contact with %(field)s “%(value)s” in this workspace; identify it first.", field=field, value=ref[field]),
             )
-        return subscription.partner_id
+        return subscription
+
+    @api.model
+    def _get_contact(self, workspace, payload):
+        return self._get_subscription(workspace, payload).partner_id
 
     @api.model
     def identify(self, workspace, payload):
@@ -133,6 +137,8 @@ class GobysendIngest(models.AbstractModel):
                 self._write_attribute_values(workspace, partner, attribute_values)
                 self.env.flush_all()
         except IntegrityError as error:
+            if error.pgcode != errorcodes.UNIQUE_VIOLATION:
+                raise
             raise ConcurrentContactCreation(str(error)) from error
         return {"contact_id": subscription.partner_id.id, "created": created}
 
@@ -432,11 +438,10 @@ class GobysendIngest(models.AbstractModel):
             raise InvalidInput(
                 "channel", _("The channel must be one of email, sms, zalo, push or all, not %(value)r.", value=channel)
             )
-        partner = self._get_contact(workspace, payload)
-        subscription = self._find_subscription(workspace, self._read_contact_ref(workspace, payload))
+        subscription = self._get_subscription(workspace, payload)
         for name in CHANNELS if channel == "all" else (channel,):
             subscription._set_consent(name, "unsubscribed", source)
-        return {"contact_id": partner.id, "channel": channel, "state": "unsubscribed"}
+        return {"contact_id": subscription.partner_id.id, "channel": channel, "state": "unsubscribed"}
 
     # ------------------------------------------------------------------
     # Batch

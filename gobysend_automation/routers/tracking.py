@@ -1,5 +1,6 @@
 """The inbound tracking API: ``/gobysend/api/v1``."""
 
+import logging
 from typing import Annotated
 
 from odoo import _
@@ -7,7 +8,9 @@ from odoo.api import Environment
 
 from odoo.addons.fastapi.dependencies import odoo_env
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..exceptions import InvalidInput
@@ -20,37 +23,44 @@ router = APIRouter(tags=["tracking"])
 bearer_scheme = HTTPBearer(auto_error=False, description="A workspace API key: `Authorization: Bearer gbs_…`")
 
 
+class ApiError(HTTPException):
+    """An answer to bad input. Odoo logs exceptions with a ``loglevel`` at that level instead of
+    as server errors: a client's mistake is not ours."""
+
+    loglevel = logging.INFO
+
+
+def _field_error(field, message, kind):
+    return ApiError(422, detail=[{"loc": ["body", field], "msg": message, "type": kind}])
+
+
 def authenticated_workspace(
     env: Annotated[Environment, Depends(odoo_env)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ):
     """The workspace opened by the request's API key, after counting the request against its rate limit."""
     if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
+        raise ApiError(
+            401,
             detail=_("Missing API key: send “Authorization: Bearer <workspace API key>”."),
             headers={"WWW-Authenticate": "Bearer"},
         )
     key = env["gobysend.api.key"]._authenticate(credentials.credentials)
     if not key:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail=_("Invalid or revoked API key."),
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise ApiError(401, detail=_("Invalid or revoked API key."), headers={"WWW-Authenticate": "Bearer"})
     hits, window_start = key._touch_and_count()
-    limit = key.workspace_id.api_rate_limit
-    if hits > limit:
-        retry_after = max(1, 60 - int((env.cr.now().replace(tzinfo=None) - window_start).total_seconds()))
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
+    if hits > key.workspace_id.api_rate_limit:
+        elapsed = (env.cr.now().replace(tzinfo=None) - window_start).total_seconds()
+        raise ApiError(
+            429,
             detail=key._get_rate_limit_message(),
-            headers={"Retry-After": str(retry_after)},
+            headers={"Retry-After": str(max(1, 60 - int(elapsed)))},
         )
     return key.workspace_id.sudo()
 
 
 Workspace = Annotated[object, Depends(authenticated_workspace)]
+Env = Annotated[Environment, Depends(odoo_env)]
 
 
 def _call(env, method, *args):
@@ -58,14 +68,10 @@ def _call(env, method, *args):
     try:
         return getattr(env["gobysend.ingest"], method)(*args)
     except InvalidInput as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=[{"loc": ["body", error.field], "msg": error.message, "type": type(error).__name__}],
-        ) from None
+        raise _field_error(error.field, error.message, type(error).__name__) from None
     except ConcurrentContactCreation:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=_("Another request created this contact at the same moment; send this request again."),
+        raise ApiError(
+            409, detail=_("Another request created this contact at the same moment; send this request again.")
         ) from None
 
 
@@ -74,57 +80,68 @@ def _payload(model):
 
 
 @router.post("/identify", response_model=schemas.IdentifyResponse, summary="Create or update a contact")
-def identify(body: schemas.IdentifyRequest, workspace: Workspace, env: Annotated[Environment, Depends(odoo_env)]):
+def identify(body: schemas.IdentifyRequest, workspace: Workspace, env: Env):
     return _call(env, "identify", workspace, _payload(body))
 
 
 @router.post("/track", response_model=schemas.EventResponse, summary="Record an event")
-def track(body: schemas.TrackRequest, workspace: Workspace, env: Annotated[Environment, Depends(odoo_env)]):
+def track(body: schemas.TrackRequest, workspace: Workspace, env: Env):
     return _call(env, "track", workspace, _payload(body))
 
 
 @router.post("/page", response_model=schemas.EventResponse, summary="Record a page view")
-def page(body: schemas.PageRequest, workspace: Workspace, env: Annotated[Environment, Depends(odoo_env)]):
+def page(body: schemas.PageRequest, workspace: Workspace, env: Env):
     return _call(env, "page", workspace, _payload(body))
 
 
 @router.post("/devices", response_model=schemas.DeviceResponse, summary="Register a push device")
-def add_device(body: schemas.DeviceRequest, workspace: Workspace, env: Annotated[Environment, Depends(odoo_env)]):
+def add_device(body: schemas.DeviceRequest, workspace: Workspace, env: Env):
     return _call(env, "register_device", workspace, _payload(body))
 
 
 @router.delete("/devices/{token}", response_model=schemas.DeviceResponse, summary="Remove a push device")
-def remove_device(
-    token: Annotated[str, Path(min_length=1)], workspace: Workspace, env: Annotated[Environment, Depends(odoo_env)]
-):
+def remove_device(token: Annotated[str, Path(min_length=1)], workspace: Workspace, env: Env):
     return _call(env, "remove_device", workspace, token)
 
 
 @router.post("/unsubscribe", response_model=schemas.UnsubscribeResponse, summary="Unsubscribe a contact from a channel")
-def unsubscribe(body: schemas.UnsubscribeRequest, workspace: Workspace, env: Annotated[Environment, Depends(odoo_env)]):
+def unsubscribe(body: schemas.UnsubscribeRequest, workspace: Workspace, env: Env):
     return _call(env, "unsubscribe", workspace, _payload(body))
 
 
-@router.post("/batch", response_model=schemas.BatchResponse, summary="Send up to 1000 items at once")
-def batch(body: schemas.BatchRequest, workspace: Workspace, env: Annotated[Environment, Depends(odoo_env)]):
+@router.post(
+    "/batch",
+    response_model=schemas.BatchResponse,
+    response_model_exclude_none=True,
+    summary="Send up to 1000 items at once",
+)
+def batch(body: schemas.BatchRequest, workspace: Workspace, env: Env):
     results = _call(env, "batch", workspace, body.batch)
     rejected = sum(1 for result in results if result["status"] == "error")
     return {"accepted": len(results) - rejected, "rejected": rejected, "results": results}
 
 
-class BodySizeLimitMiddleware:
-    """Refuse bodies larger than ``max_bytes`` with 413 before anything parses them."""
+class ApiErrorMiddleware:
+    """Refuses oversized bodies with 413 before anything parses them, and lets FastAPI's own
+    validation errors travel as ``ApiError`` so that they are logged as client mistakes."""
 
     def __init__(self, app, max_bytes=MAX_BODY_BYTES):
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length and length.isdigit() and int(length) > self.max_bytes:
-                raise HTTPException(
-                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                    detail=_("The request body is larger than %(max)s bytes; split it into smaller batches.", max=self.max_bytes),
-                )
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length and length.isdigit() and int(length) > self.max_bytes:
+            raise ApiError(
+                413,
+                detail=_(
+                    "The request body is larger than %(max)s bytes; split it into smaller batches.", max=self.max_bytes
+                ),
+            )
+        try:
+            await self.app(scope, receive, send)
+        except RequestValidationError as error:
+            raise ApiError(422, detail=jsonable_encoder(error.errors())) from None
