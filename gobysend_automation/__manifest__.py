@@ -20,6 +20,7 @@
         "data/fastapi_endpoint_data.xml",
         "data/ir_cron_data.xml",
         "wizards/gobysend_api_key_wizard_views.xml",
+        "wizards/gobysend_send_message_wizard_views.xml",
         "views/gobysend_workspace_views.xml",
         "views/gobysend_subscription_views.xml",
         "views/gobysend_attribute_views.xml",
@@ -28,6 +29,9 @@
         "views/res_partner_views.xml",
         "views/gobysend_templates.xml",
         "views/gobysend_menus.xml",
+        "views/gobysend_channel_views.xml",
+        "views/gobysend_message_template_views.xml",
+        "views/gobysend_message_views.xml",
     ],
     "demo": ["demo/gobysend_demo.xml"],
     "assets": {

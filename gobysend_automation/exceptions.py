@@ -16,3 +16,24 @@ class InvalidInput(ValidationError):
 
 class UnknownContact(InvalidInput):
     """The request names a contact that does not exist in the workspace."""
+
+
+class SendError(Exception):
+    """A provider refused or failed to take a message."""
+
+    def __init__(self, reason, provider_answer=None):
+        self.reason = reason
+        self.provider_answer = provider_answer
+        super().__init__(reason)
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: timeouts, connection errors, HTTP 429 and 5xx."""
+
+    def __init__(self, reason, provider_answer=None, retry_after=None):
+        self.retry_after = retry_after
+        super().__init__(reason, provider_answer)
+
+
+class PermanentSendError(SendError):
+    """Retrying cannot help: an invalid number, a refused request (HTTP 4xx)."""

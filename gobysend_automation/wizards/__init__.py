@@ -1,1 +1,2 @@
 from . import gobysend_api_key_wizard
+from . import gobysend_send_message_wizard

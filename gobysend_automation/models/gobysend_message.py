@@ -1,0 +1,462 @@
+import datetime
+import json
+import logging
+import random
+
+import pytz
+
+from odoo import _, api, fields, models
+
+from .. import templating
+from ..exceptions import PermanentSendError, TransientSendError
+from .gobysend_channel import CHANNEL_TYPES, CONSENT_CHANNEL_TYPES
+from .gobysend_workspace import WEEKDAY_FIELDS
+
+_logger = logging.getLogger(__name__)
+
+MESSAGE_STATES = [
+    ("queued", "Queued"),
+    ("held", "Held"),
+    ("sending", "Sending"),
+    ("sent", "Sent"),
+    ("delivered", "Delivered"),
+    ("opened", "Opened"),
+    ("clicked", "Clicked"),
+    ("failed", "Failed"),
+    ("bounced", "Bounced"),
+    ("cancelled", "Cancelled"),
+    ("skipped", "Skipped"),
+]
+# States of a message that reached the provider: they count against frequency caps.
+SENT_STATES = ("sent", "delivered", "opened", "clicked", "bounced")
+MAX_ATTEMPTS = 5
+BASE_RETRY_DELAY = datetime.timedelta(minutes=1)
+DISPATCH_BATCH_SIZE = 500
+
+
+class GobysendMessage(models.Model):
+    """The outbox: one message for one contact on one channel, from queued to its outcome.
+
+    Everything that sends goes through ``_enqueue``; dispatch renders, checks the send-time
+    rules (consent, frequency caps, quiet hours and sending days, tokens) and hands the message
+    to the channel's provider.
+    """
+
+    _name = "gobysend.message"
+    _description = "Gobysend Message"
+    _order = "id desc"
+    _rec_name = "subject"
+
+    workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True, readonly=True)
+    partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade", index=True, readonly=True)
+    channel_id = fields.Many2one("gobysend.channel", required=True, ondelete="cascade", index=True, readonly=True)
+    channel_type = fields.Selection(CHANNEL_TYPES, string="Channel Type", required=True, readonly=True)
+    state = fields.Selection(MESSAGE_STATES, required=True, default="queued", index=True, readonly=True)
+    reason = fields.Char(readonly=True, help="Why the message was skipped, held, rescheduled or failed.")
+    subject_template = fields.Char(readonly=True)
+    body_template = fields.Text(readonly=True)
+    render_context = fields.Json(readonly=True, help="Event properties and record values the template may use.")
+    subject = fields.Char(readonly=True)
+    body = fields.Text(readonly=True)
+    provider_message_id = fields.Char(string="Provider Message ID", readonly=True, index="btree_not_null")
+    provider_answer = fields.Text(readonly=True)
+    attempts = fields.Integer(readonly=True)
+    next_attempt_at = fields.Datetime(string="Not Before", readonly=True, default=fields.Datetime.now)
+    sent_at = fields.Datetime(readonly=True)
+    token_cost = fields.Float(digits=(16, 2), readonly=True)
+    idempotency_key = fields.Char(readonly=True)
+    res_model = fields.Char(string="Origin Model", readonly=True)
+    res_id = fields.Many2oneReference(string="Origin Record", model_field="res_model", readonly=True)
+    is_test = fields.Boolean(readonly=True)
+
+    _sql_constraints = [
+        (
+            "idempotency_key_uniq",
+            "unique(workspace_id, idempotency_key)",
+            "A message with this idempotency key already exists in the workspace.",
+        )
+    ]
+
+    def init(self):
+        # The dispatcher's question: what is due now, oldest first.
+        self.env.cr.execute(
+            """
+            CREATE INDEX IF NOT EXISTS gobysend_message_due_idx
+                ON gobysend_message (next_attempt_at, id) WHERE state = 'queued'
+            """
+        )
+
+    # ------------------------------------------------------------------
+    # Enqueue
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _enqueue(
+        self,
+        partner,
+        channel,
+        body,
+        subject=None,
+        context=None,
+        idempotency_key=None,
+        not_before=None,
+        origin=None,
+        is_test=False,
+    ):
+        """Put one message for ``partner`` on ``channel`` into the outbox and return it.
+
+        Enqueuing the same ``idempotency_key`` twice in a workspace returns the first message.
+        ``body`` and ``subject`` are templates, filled in at send time with ``context``.
+        """
+        channel.ensure_one()
+        partner.ensure_one()
+        templating.check_syntax(subject, "subject")
+        templating.check_syntax(body, "body", html=channel.channel_type == "email")
+        now = fields.Datetime.now()
+        # ON CONFLICT DO NOTHING makes a repeated key a no-op even when two callers race;
+        # under Odoo's repeatable-read isolation a concurrent insert surfaces as a
+        # serialization failure, which Odoo retries. The ORM cannot express this.
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_message (workspace_id, partner_id, channel_id, channel_type, state, subject_template,
+                                          body_template, render_context, attempts, next_attempt_at, token_cost,
+                                          idempotency_key, res_model, res_id, is_test,
+                                          create_uid, create_date, write_uid, write_date)
+            VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s::jsonb, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
+            RETURNING id
+            """,
+            (
+                channel.workspace_id.id,
+                partner.id,
+                channel.id,
+                channel.channel_type,
+                subject,
+                body,
+                json.dumps(context or {}, default=str),
+                not_before or now,
+                channel.token_cost,
+                idempotency_key,
+                origin._name if origin else None,
+                origin.id if origin else None,
+                is_test,
+                self.env.uid,
+                now,
+                self.env.uid,
+                now,
+            ),
+        )
+        row = self.env.cr.fetchone()
+        if row:
+            return self.browse(row[0])
+        return self.search([("workspace_id", "=", channel.workspace_id.id), ("idempotency_key", "=", idempotency_key)])
+
+    # ------------------------------------------------------------------
+    # Rendering
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _contact_variables(self, workspace, partner):
+        """The contact as plain data: partner fields and the workspace's attributes."""
+        subscription = self.env["gobysend.subscription"].sudo().search(
+            [("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)], limit=1
+        )
+        values = self.env["gobysend.attribute.value"].sudo().search(
+            [("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)]
+        )
+        attributes = {}
+        for value in values:
+            column = value._fields[f"value_{value.value_type}"].name
+            attributes[value.key] = value[column]
+        return {
+            "id": partner.id,
+            "customer_id": subscription.external_id or None,
+            "name": partner.name or "",
+            "first_name": self._given_name(partner, workspace),
+            "email": partner.email or "",
+            "phone": partner.phone or "",
+            "city": partner.city or "",
+            "country": partner.country_id.name or "",
+            "country_code": partner.country_id.code or "",
+            "lang": partner.lang or "",
+            "birthday": partner.gobysend_birthday or None,
+            "attributes": attributes,
+        }
+
+    @api.model
+    def _given_name(self, partner, workspace):
+        """The name to greet a contact by. Vietnamese names put the family name first and the
+        given name last (Nguyễn Thị Lan is Lan); most others put the given name first."""
+        words = (partner.name or "").split()
+        if not words:
+            return ""
+        country = partner.country_id or workspace.country_id
+        return words[-1] if country.code == "VN" else words[0]
+
+    @api.model
+    def _render_for(self, workspace, partner, channel_type, subject, body, context=None):
+        variables = dict(context or {})
+        variables.update(
+            {
+                "contact": self._contact_variables(workspace, partner),
+                "workspace": {"name": workspace.name},
+                "event": variables.get("event") or {},
+                "record": variables.get("record") or {},
+            }
+        )
+        tz = partner.tz or workspace.tz
+        lang = partner.lang or self.env.lang
+        return (
+            templating.render(self.env, subject, variables, tz=tz, lang=lang),
+            templating.render(self.env, body, variables, html=channel_type == "email", tz=tz, lang=lang),
+        )
+
+    # ------------------------------------------------------------------
+    # Send-time rules
+    # ------------------------------------------------------------------
+
+    def _get_subscription(self):
+        self.ensure_one()
+        return self.env["gobysend.subscription"].sudo().search(
+            [("workspace_id", "=", self.workspace_id.id), ("partner_id", "=", self.partner_id.id)], limit=1
+        )
+
+    def _check_consent(self):
+        """The reason this message must not reach the contact, or None."""
+        self.ensure_one()
+        if self.channel_type not in CONSENT_CHANNEL_TYPES:
+            return None
+        subscription = self._get_subscription()
+        if not subscription:
+            return _("The contact is not subscribed to workspace %(workspace)s.", workspace=self.workspace_id.name)
+        if subscription._is_opted_out(self.channel_type):
+            return _(
+                "The contact has not consented to %(channel)s messages (%(state)s).",
+                channel=dict(CHANNEL_TYPES)[self.channel_type],
+                state=subscription[f"{self.channel_type}_state"],
+            )
+        if self.channel_type == "push" and not self.env["gobysend.device"].sudo().search_count(
+            [("workspace_id", "=", self.workspace_id.id), ("partner_id", "=", self.partner_id.id)], limit=1
+        ):
+            return _("The contact has no active device for push messages.")
+        return None
+
+    def _check_frequency_cap(self, now):
+        self.ensure_one()
+        workspace = self.workspace_id
+        for cap, days, label in (
+            (workspace.frequency_cap_daily, 1, _("day")),
+            (workspace.frequency_cap_weekly, 7, _("week")),
+        ):
+            if not cap:
+                continue
+            count = self.sudo().search_count(
+                [
+                    ("workspace_id", "=", workspace.id),
+                    ("partner_id", "=", self.partner_id.id),
+                    ("channel_type", "=", self.channel_type),
+                    ("state", "in", SENT_STATES),
+                    ("sent_at", ">", now - datetime.timedelta(days=days)),
+                    ("is_test", "=", False),
+                ]
+            )
+            if count >= cap:
+                return _(
+                    "Frequency cap reached: %(count)s messages on this channel in the last %(period)s (cap %(cap)s).",
+                    count=count,
+                    period=label,
+                    cap=cap,
+                )
+        return None
+
+    def _next_open_moment(self, now):
+        """``now`` when sending is allowed, else the next moment (UTC) that quiet hours and
+        sending days allow, in the contact's time zone (the workspace's when unknown)."""
+        self.ensure_one()
+        workspace = self.workspace_id
+        tz = pytz.timezone(self.partner_id.tz or workspace.tz or "UTC")
+        local = pytz.utc.localize(now).astimezone(tz)
+        start, end = workspace.quiet_hours_start, workspace.quiet_hours_end
+        allowed_days = [workspace[name] for name in WEEKDAY_FIELDS]
+
+        def hour_of(moment):
+            return moment.hour + moment.minute / 60.0
+
+        def in_quiet_hours(moment):
+            if start == end:
+                return False
+            hour = hour_of(moment)
+            return start <= hour < end if start < end else hour >= start or hour < end
+
+        candidate = local
+        for _step in range(8 * 24 * 4):  # at most 8 days ahead, in quarter hours
+            if allowed_days[candidate.weekday()] and not in_quiet_hours(candidate):
+                break
+            if not allowed_days[candidate.weekday()]:
+                candidate = tz.localize(
+                    datetime.datetime.combine(candidate.date() + datetime.timedelta(days=1), datetime.time())
+                )
+                continue
+            end_hours, end_minutes = divmod(round(end * 60), 60)
+            quiet_end = candidate.replace(hour=end_hours % 24, minute=end_minutes, second=0, microsecond=0)
+            if quiet_end <= candidate:
+                quiet_end = tz.localize(datetime.datetime.combine(candidate.date() + datetime.timedelta(days=1), quiet_end.time()))
+            candidate = quiet_end
+        if candidate == local:
+            return now
+        return candidate.astimezone(pytz.utc).replace(tzinfo=None)
+
+    def _debit_tokens(self):
+        """Take the message's cost from the workspace balance; False when it cannot cover it."""
+        self.ensure_one()
+        if not self.token_cost:
+            return True
+        # One conditional UPDATE: two dispatchers can never both spend the last tokens.
+        self.env["gobysend.workspace"].flush_model(["token_balance"])
+        self.env.cr.execute(
+            """
+            UPDATE gobysend_workspace SET token_balance = token_balance - %s
+             WHERE id = %s AND token_balance >= %s
+            RETURNING token_balance
+            """,
+            (self.token_cost, self.workspace_id.id, self.token_cost),
+        )
+        row = self.env.cr.fetchone()
+        self.workspace_id.invalidate_recordset(["token_balance"])
+        if not row:
+            return False
+        self.env["gobysend.token.transaction"].sudo().create(
+            {"workspace_id": self.workspace_id.id, "message_id": self.id, "amount": -self.token_cost, "balance_after": row[0]}
+        )
+        return True
+
+    def _refund_tokens(self):
+        self.ensure_one()
+        if not self.token_cost:
+            return
+        self.env.cr.execute(
+            "UPDATE gobysend_workspace SET token_balance = token_balance + %s WHERE id = %s RETURNING token_balance",
+            (self.token_cost, self.workspace_id.id),
+        )
+        balance = self.env.cr.fetchone()[0]
+        self.workspace_id.invalidate_recordset(["token_balance"])
+        self.env["gobysend.token.transaction"].sudo().create(
+            {"workspace_id": self.workspace_id.id, "message_id": self.id, "amount": self.token_cost, "balance_after": balance}
+        )
+
+    # ------------------------------------------------------------------
+    # Dispatch
+    # ------------------------------------------------------------------
+
+    def _dispatch(self, now=None):
+        """Render, check and send these messages, each to its outcome. Returns self."""
+        now = now or fields.Datetime.now()
+        for message in self.sudo():
+            if message.state not in ("queued", "held"):
+                continue
+            message._dispatch_one(now)
+        return self
+
+    def _dispatch_one(self, now):
+        channel = self.channel_id
+        if channel.state == "disabled" and not self.is_test:
+            return
+        try:
+            subject, body = self._render_for(
+                self.workspace_id, self.partner_id, self.channel_type, self.subject_template, self.body_template, self.render_context
+            )
+        except templating.TemplateRenderError as error:
+            self.write({"state": "failed", "reason": str(error)})
+            return
+        self.write({"subject": subject, "body": body})
+        reason = self._check_consent()
+        if reason:
+            self.write({"state": "skipped", "reason": reason})
+            return
+        if not self.is_test:
+            reason = self._check_frequency_cap(now)
+            if reason:
+                self.write({"state": "skipped", "reason": reason})
+                return
+            open_at = self._next_open_moment(now)
+            if open_at > now:
+                self.write(
+                    {
+                        "state": "queued",
+                        "next_attempt_at": open_at,
+                        "reason": _("Rescheduled: quiet hours or a day without sending in the contact's time zone."),
+                    }
+                )
+                return
+        if not self._debit_tokens():
+            self.write(
+                {
+                    "state": "held",
+                    "reason": _(
+                        "Held: the workspace has %(balance)s tokens left, this message costs %(cost)s.",
+                        balance=self.workspace_id.token_balance,
+                        cost=self.token_cost,
+                    ),
+                }
+            )
+            return
+        self.attempts += 1
+        try:
+            # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
+            if channel.state == "test" and not self.is_test:
+                provider_message_id = channel._outbox_send(self)
+            else:
+                provider_message_id = channel._send(self)
+        except TransientSendError as error:
+            self._refund_tokens()
+            if self.attempts >= MAX_ATTEMPTS:
+                self.write({"state": "failed", "reason": error.reason, "provider_answer": error.provider_answer})
+            else:
+                delay = error.retry_after or BASE_RETRY_DELAY * (2 ** (self.attempts - 1))
+                if isinstance(delay, int | float):
+                    delay = datetime.timedelta(seconds=delay)
+                jitter = datetime.timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.2))
+                self.write(
+                    {
+                        "state": "queued",
+                        "next_attempt_at": now + delay + jitter,
+                        "reason": error.reason,
+                        "provider_answer": error.provider_answer,
+                    }
+                )
+            return
+        except PermanentSendError as error:
+            self._refund_tokens()
+            self.write({"state": "failed", "reason": error.reason, "provider_answer": error.provider_answer})
+            return
+        self.write({"state": "sent", "sent_at": now, "provider_message_id": provider_message_id, "reason": False})
+
+    @api.model
+    def _cron_dispatch(self, limit=DISPATCH_BATCH_SIZE):
+        """Send what is due. Rows are taken with SKIP LOCKED, so two servers running this cron
+        at once share the queue instead of sending the same message."""
+        self.env.cr.execute(
+            """
+            SELECT id FROM gobysend_message
+             WHERE state = 'queued' AND next_attempt_at <= %s
+             ORDER BY next_attempt_at, id
+             LIMIT %s
+             FOR UPDATE SKIP LOCKED
+            """,
+            (fields.Datetime.now(), limit),
+        )
+        messages = self.browse([row[0] for row in self.env.cr.fetchall()])
+        messages._dispatch()
+        if len(messages) == limit:
+            self.env.ref("gobysend_automation.ir_cron_dispatch_messages")._trigger()
+        return len(messages)
+
+    def action_retry(self):
+        retriable = self.filtered(lambda m: m.state in ("failed", "held"))
+        retriable.write({"state": "queued", "next_attempt_at": fields.Datetime.now(), "reason": False})
+        return True
+
+    def action_cancel(self):
+        self.filtered(lambda m: m.state in ("queued", "held")).write({"state": "cancelled"})
+        return True

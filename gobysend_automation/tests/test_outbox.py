@@ -1,0 +1,314 @@
+import datetime
+
+from freezegun import freeze_time
+
+from odoo.exceptions import ValidationError
+
+from .. import templating
+from .common import GobysendCase
+from .smtp_sink import SmtpSink
+
+# A Monday, 10:00 in Ho Chi Minh City (UTC+7).
+MONDAY_MORNING_UTC = datetime.datetime(2026, 11, 23, 3, 0)
+
+
+class OutboxCase(GobysendCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.workspace_a.write({"token_balance": 10, "tz": "Asia/Ho_Chi_Minh", "quiet_hours_start": 21, "quiet_hours_end": 8})
+        cls.contact = cls.env["res.partner"].create(
+            {"name": "Nguyễn Thị Lan", "email": "lan@example.com", "phone": "+84912345678", "tz": "Asia/Ho_Chi_Minh"}
+        )
+        cls.subscription = cls.env["gobysend.subscription"].create(
+            {"workspace_id": cls.workspace_a.id, "partner_id": cls.contact.id, "external_id": "C-1"}
+        )
+        cls.sms = cls.env["gobysend.channel"].create(
+            {"name": "SMS", "workspace_id": cls.workspace_a.id, "channel_type": "sms", "state": "enabled", "token_cost": 2}
+        )
+
+    def enqueue(self, body="Hello {{ contact.name }}", **kwargs):
+        return self.env["gobysend.message"]._enqueue(self.contact, kwargs.pop("channel", self.sms), body, **kwargs)
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+class TestOutbox(OutboxCase):
+    def test_enqueue_twice_with_one_key_yields_one_message(self):
+        first = self.enqueue(idempotency_key="welcome-C-1")
+        second = self.enqueue(idempotency_key="welcome-C-1")
+        self.assertEqual(first, second)
+        self.assertEqual(self.env["gobysend.message"].search_count([("idempotency_key", "=", "welcome-C-1")]), 1)
+        self.assertNotEqual(self.enqueue(idempotency_key="welcome-C-2"), first)
+
+    def test_dispatch_renders_debits_and_marks_sent(self):
+        message = self.enqueue(body="Chào {{ contact.first_name }}, hạng {{ contact.attributes.tier | default('thành viên') }}")
+        message._dispatch()
+        self.assertEqual(message.state, "sent", message.reason)
+        self.assertEqual(message.body, "Chào Lan, hạng thành viên")
+        self.assertEqual(message.provider_message_id, "outbox-%s" % message.id)
+        self.assertEqual(self.workspace_a.token_balance, 8)
+        debit = self.env["gobysend.token.transaction"].search([("message_id", "=", message.id)])
+        self.assertEqual((debit.amount, debit.balance_after), (-2, 8))
+
+    def test_opted_out_contact_is_skipped_never_sent(self):
+        self.subscription._set_consent("sms", "unsubscribed", "manual")
+        message = self.enqueue()._dispatch()
+        self.assertEqual(message.state, "skipped")
+        self.assertIn("consented", message.reason)
+        self.assertFalse(message.provider_message_id)
+        self.assertEqual(self.workspace_a.token_balance, 10, "a skipped message costs nothing")
+
+    def test_phone_blacklist_is_honoured(self):
+        self.env["phone.blacklist"].sudo()._add([self.contact.phone_sanitized])
+        self.assertEqual(self.enqueue()._dispatch().state, "skipped")
+
+    def test_contact_outside_the_workspace_is_skipped(self):
+        self.subscription.unlink()
+        message = self.enqueue()._dispatch()
+        self.assertEqual(message.state, "skipped")
+        self.assertIn("not subscribed", message.reason)
+
+    def test_push_needs_an_active_device(self):
+        push = self.sms.copy({"name": "Push", "channel_type": "push"})
+        self.assertEqual(self.enqueue(channel=push)._dispatch().state, "skipped")
+        self.env["gobysend.device"].create(
+            {"workspace_id": self.workspace_a.id, "partner_id": self.contact.id, "token": "tok", "platform": "ios"}
+        )
+        self.assertEqual(self.enqueue(channel=push)._dispatch().state, "sent")
+
+    def test_daily_frequency_cap_skips_the_extra_message(self):
+        self.workspace_a.frequency_cap_daily = 2
+        states = [self.enqueue(idempotency_key=f"m{index}")._dispatch().state for index in range(3)]
+        self.assertEqual(states, ["sent", "sent", "skipped"])
+
+    def test_weekly_cap_counts_the_last_seven_days(self):
+        self.workspace_a.frequency_cap_weekly = 1
+        with freeze_time(MONDAY_MORNING_UTC - datetime.timedelta(days=6)):
+            self.assertEqual(self.enqueue(idempotency_key="old")._dispatch().state, "sent")
+        self.assertEqual(self.enqueue(idempotency_key="new")._dispatch().state, "skipped")
+        with freeze_time(MONDAY_MORNING_UTC + datetime.timedelta(days=2)):
+            self.assertEqual(self.enqueue(idempotency_key="later")._dispatch().state, "sent")
+
+    def test_balance_that_cannot_cover_holds_the_message(self):
+        self.workspace_a.token_balance = 1
+        message = self.enqueue()._dispatch()
+        self.assertEqual(message.state, "held")
+        self.assertIn("tokens", message.reason)
+        self.assertEqual(self.workspace_a.token_balance, 1)
+        self.workspace_a.token_balance = 5
+        message.action_retry()
+        self.assertEqual(message._dispatch().state, "sent")
+        self.assertEqual(self.workspace_a.token_balance, 3)
+
+    def test_render_error_fails_only_that_message(self):
+        broken = self.enqueue(body="{{ contact.attributes.missing }}", idempotency_key="broken")
+        fine = self.enqueue(idempotency_key="fine")
+        (broken | fine)._dispatch()
+        self.assertEqual(broken.state, "failed")
+        self.assertIn("missing", broken.reason)
+        self.assertEqual(fine.state, "sent")
+        self.assertEqual(self.workspace_a.token_balance, 8, "only the sent message was paid for")
+
+    def test_syntax_error_is_refused_at_enqueue(self):
+        with self.assertRaises(ValidationError):
+            self.enqueue(body="Hello {{ contact.name ")
+
+    def test_disabled_channel_keeps_messages_queued(self):
+        self.sms.state = "disabled"
+        message = self.enqueue()._dispatch()
+        self.assertEqual(message.state, "queued")
+
+    def test_test_mode_sends_through_the_embedded_outbox(self):
+        self.sms.state = "test"
+        message = self.enqueue()._dispatch()
+        self.assertEqual(message.state, "sent")
+        self.assertTrue(message.provider_message_id.startswith("outbox-"))
+
+    def test_cron_dispatches_due_messages_only(self):
+        due = self.enqueue(idempotency_key="due")
+        later = self.enqueue(idempotency_key="later", not_before=MONDAY_MORNING_UTC + datetime.timedelta(hours=1))
+        self.env["gobysend.message"]._cron_dispatch()
+        self.assertEqual(due.state, "sent")
+        self.assertEqual(later.state, "queued")
+
+
+class TestQuietHours(OutboxCase):
+    def test_message_inside_quiet_hours_is_rescheduled_to_the_morning(self):
+        # 23:30 in Ho Chi Minh City is 16:30 UTC; quiet hours end at 08:00 local = 01:00 UTC.
+        with freeze_time("2026-11-23 16:30:00"):
+            message = self.enqueue()._dispatch()
+        self.assertEqual(message.state, "queued")
+        self.assertEqual(message.next_attempt_at, datetime.datetime(2026, 11, 24, 1, 0))
+        self.assertIn("Rescheduled", message.reason)
+        with freeze_time("2026-11-24 01:00:00"):
+            self.env["gobysend.message"]._cron_dispatch()
+        self.assertEqual(message.state, "sent")
+
+    def test_contact_time_zone_wins_over_the_workspace(self):
+        # 16:30 UTC is 23:30 in Vietnam but 17:30 in Paris: a Parisian gets it now.
+        self.contact.tz = "Europe/Paris"
+        with freeze_time("2026-11-23 16:30:00"):
+            self.assertEqual(self.enqueue()._dispatch().state, "sent")
+
+    def test_day_without_sending_moves_to_the_next_allowed_day(self):
+        self.workspace_a.send_on_saturday = False
+        self.workspace_a.send_on_sunday = False
+        # Saturday 2026-11-28, 10:00 local.
+        with freeze_time("2026-11-28 03:00:00"):
+            message = self.enqueue()._dispatch()
+        self.assertEqual(message.state, "queued")
+        # Monday 00:00 local is in quiet hours: the next open moment is Monday 08:00 local.
+        self.assertEqual(message.next_attempt_at, datetime.datetime(2026, 11, 30, 1, 0))
+
+    def test_test_sends_ignore_quiet_hours(self):
+        self.sms.test_partner_id = self.contact
+        with freeze_time("2026-11-23 16:30:00"):
+            action = self.sms.action_send_test()
+        message = self.env["gobysend.message"].browse(action["res_id"])
+        self.assertEqual(message.state, "sent", message.reason)
+        self.assertTrue(message.is_test)
+
+
+class TestTemplates(OutboxCase):
+    def render(self, source, html=False, **variables):
+        return templating.render(self.env, source, variables, html=html, tz="Asia/Ho_Chi_Minh", lang="en_US")
+
+    def test_sandbox_refuses_python_internals(self):
+        for source in (
+            "{{ ''.__class__.__mro__ }}",
+            "{{ contact.__class__ }}",
+            "{{ ().__class__.__bases__[0].__subclasses__() }}",
+            "{{ lipsum.__globals__ }}",
+            "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+        ):
+            with self.assertRaises(templating.TemplateRenderError, msg=source):
+                self.render(source, contact={"name": "x"})
+
+    def test_sandbox_refuses_mutating_data(self):
+        with self.assertRaises(templating.TemplateRenderError):
+            self.render("{{ contact.update({'name': 'pwned'}) }}", contact={"name": "x"})
+
+    def test_html_is_escaped_for_email_only(self):
+        self.assertEqual(self.render("{{ name }}", html=True, name="<b>x</b>"), "&lt;b&gt;x&lt;/b&gt;")
+        self.assertEqual(self.render("{{ name }}", name="<b>x</b>"), "<b>x</b>")
+
+    def test_filters_use_the_contact_time_zone(self):
+        # 20:00 UTC on the 1st is already the 2nd in Vietnam.
+        self.assertEqual(self.render("{{ moment | date('yyyy-MM-dd') }}", moment=datetime.datetime(2026, 1, 1, 20, 0)), "2026-01-02")
+        self.assertIn("3:00", self.render("{{ moment | datetime }}", moment=datetime.datetime(2026, 1, 1, 20, 0)))
+        self.assertEqual(self.render("{{ number | phone }}", number="0912345678"), "+84 912 345 678")
+        self.assertIn("1,234.50", self.render("{{ amount | money('USD') }}", amount=1234.5))
+
+    def test_template_with_syntax_error_cannot_be_saved(self):
+        with self.assertRaises(ValidationError):
+            self.env["gobysend.message.template"].create(
+                {"name": "Broken", "workspace_id": self.workspace_a.id, "channel_type": "sms", "body": "{% if %}"}
+            )
+
+    def test_preview_renders_for_a_real_contact(self):
+        self.env["gobysend.attribute.value"].create(
+            {
+                "attribute_id": self.env["gobysend.attribute"]
+                .create({"workspace_id": self.workspace_a.id, "key": "points", "value_type": "number"})
+                .id,
+                "partner_id": self.contact.id,
+                "value_number": 1200,
+            }
+        )
+        template = self.env["gobysend.message.template"].create(
+            {
+                "name": "Points",
+                "workspace_id": self.workspace_a.id,
+                "channel_type": "sms",
+                "body": "{{ contact.name }}: {{ contact.attributes.points | int }} points",
+                "preview_partner_id": self.contact.id,
+            }
+        )
+        self.assertEqual(template.preview_body, "Nguyễn Thị Lan: 1200 points")
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+class TestSendActions(OutboxCase):
+    def test_email_channel_sends_through_odoo_mail_with_unsubscribe_headers(self):
+        email = self.env["gobysend.channel"].create(
+            {
+                "name": "Newsletter",
+                "workspace_id": self.workspace_a.id,
+                "channel_type": "email",
+                "provider": "email",
+                "state": "enabled",
+                "sender": "shop@example.com",
+                "token_cost": 0,
+            }
+        )
+        with SmtpSink() as sink:
+            self.env["ir.mail_server"].create(
+                {"name": "Sink", "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_encryption": "none"}
+            )
+            message = self.env["gobysend.message"]._enqueue(
+                self.contact, email, "<p>Hi {{ contact.name }}</p>", subject="News for {{ contact.first_name }}"
+            )._dispatch()
+        self.assertEqual(message.state, "sent", message.reason)
+        self.assertEqual(len(sink.received), 1, [(r["to"], r["message"]["Subject"]) for r in sink.received])
+        received = sink.received[0]
+        self.assertEqual(received["to"], ["lan@example.com"])
+        self.assertEqual(received["message"]["Subject"], "News for Lan")
+        self.assertIn("/gobysend/unsubscribe/%s/email" % self.subscription.id, received["message"]["List-Unsubscribe"])
+        self.assertEqual(received["message"]["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click")
+        self.assertIn("Nguyễn Thị Lan", received["message"].get_body(("html",)).get_content())
+        self.assertEqual(message.provider_message_id, received["message"]["Message-Id"])
+
+    def test_unreachable_mail_server_retries_later(self):
+        email = self.env["gobysend.channel"].create(
+            {"name": "Newsletter", "workspace_id": self.workspace_a.id, "channel_type": "email", "provider": "email",
+             "state": "enabled", "token_cost": 1}
+        )
+        with SmtpSink() as sink:
+            port = sink.port
+        # Nothing listens on that port any more: the connection is refused.
+        self.env["ir.mail_server"].create({"name": "Gone", "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_encryption": "none"})
+        message = self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hi</p>", subject="Hi")._dispatch()
+        self.assertEqual(message.state, "queued")
+        self.assertEqual(message.attempts, 1)
+        self.assertGreater(message.next_attempt_at, MONDAY_MORNING_UTC + datetime.timedelta(seconds=59))
+        self.assertTrue(message.reason)
+        self.assertEqual(self.workspace_a.token_balance, 10, "the failed attempt was refunded")
+
+    def test_email_provider_refuses_other_channel_types(self):
+        with self.assertRaises(ValidationError):
+            self.sms.provider = "email"
+
+    def test_sales_user_sends_through_the_wizard_within_their_workspace(self):
+        wizard = (
+            self.env["gobysend.send.message.wizard"]
+            .with_user(self.user_a)
+            .with_context(active_model="res.partner", active_ids=self.contact.ids)
+            .create({"channel_id": self.sms.id, "body": "Xin chào {{ contact.first_name }}"})
+        )
+        result = wizard.action_send()
+        self.assertEqual(result["params"]["type"], "success", result)
+        message = self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)])
+        self.assertEqual((message.state, message.body), ("sent", "Xin chào Lan"))
+
+    def test_wizard_respects_consent(self):
+        self.subscription._set_consent("sms", "unsubscribed", "manual")
+        wizard = (
+            self.env["gobysend.send.message.wizard"]
+            .with_user(self.user_a)
+            .with_context(active_model="res.partner", active_ids=self.contact.ids)
+            .create({"channel_id": self.sms.id, "body": "Hi"})
+        )
+        self.assertEqual(wizard.action_send()["params"]["type"], "warning")
+        self.assertEqual(self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)]).state, "skipped")
+
+    def test_user_of_another_workspace_cannot_use_the_channel(self):
+        from odoo.exceptions import AccessError
+
+        wizard = (
+            self.env["gobysend.send.message.wizard"]
+            .with_context(active_model="res.partner", active_ids=self.contact.ids)
+            .create({"channel_id": self.sms.id, "body": "Hi"})
+        )
+        with self.assertRaises(AccessError):
+            wizard.with_user(self.user_b).action_send()
+        self.assertFalse(self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)]))

@@ -1,0 +1,72 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+from .. import templating
+
+
+class GobysendSendMessageWizard(models.TransientModel):
+    """Sales staff send a one-off message to contacts, through every send-time rule."""
+
+    _name = "gobysend.send.message.wizard"
+    _description = "Send a Gobysend Message"
+
+    partner_ids = fields.Many2many("res.partner", string="Contacts", required=True)
+    channel_id = fields.Many2one(
+        "gobysend.channel", required=True, domain="[('state', '!=', 'disabled')]", help="Only your workspaces' channels."
+    )
+    channel_type = fields.Selection(related="channel_id.channel_type", string="Channel Type")
+    template_id = fields.Many2one(
+        "gobysend.message.template",
+        domain="[('workspace_id', '=', workspace_id), ('channel_type', '=', channel_type)]",
+    )
+    workspace_id = fields.Many2one(related="channel_id.workspace_id")
+    subject = fields.Char()
+    body = fields.Text(required=True)
+
+    @api.model
+    def default_get(self, fields_list):
+        values = super().default_get(fields_list)
+        if self.env.context.get("active_model") == "res.partner" and "partner_ids" in fields_list:
+            values["partner_ids"] = [(6, 0, self.env.context.get("active_ids", []))]
+        return values
+
+    @api.onchange("template_id")
+    def _onchange_template_id(self):
+        if self.template_id:
+            self.subject = self.template_id.subject
+            self.body = self.template_id.body
+
+    def action_send(self):
+        self.ensure_one()
+        # Reading the channel as the user applies the workspace record rules.
+        channel = self.channel_id.with_user(self.env.user)
+        channel.check_access("read")
+        try:
+            templating.check_syntax(self.subject, "subject")
+            templating.check_syntax(self.body, "body", html=channel.channel_type == "email")
+        except Exception as error:
+            raise UserError(str(error)) from None
+        messages = self.env["gobysend.message"]
+        for partner in self.partner_ids:
+            messages |= messages._enqueue(
+                partner, channel.sudo(), self.body, subject=self.subject, origin=partner
+            )
+        messages._dispatch()
+        sent = messages.filtered(lambda m: m.state == "sent")
+        not_sent = messages - sent
+        if not_sent:
+            notice = _(
+                "%(sent)s sent, %(other)s not sent now: %(reason)s",
+                sent=len(sent),
+                other=len(not_sent),
+                reason=not_sent[0].reason or not_sent[0].state,
+            )
+            notice_type = "warning"
+        else:
+            notice = _("%(count)s message(s) sent.", count=len(sent))
+            notice_type = "success"
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"message": notice, "type": notice_type, "sticky": False, "next": {"type": "ir.actions.act_window_close"}},
+        }
