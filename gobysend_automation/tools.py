@@ -1,6 +1,7 @@
 """Input normalisation shared by the models, the API and the tests."""
 
 import datetime
+import math
 import re
 
 import phonenumbers
@@ -75,7 +76,29 @@ def parse_timestamp(value, field_name="timestamp", now=None):
         raise InvalidInput(field_name, _("The timestamp %(value)s is before the year 2000.", value=value))
     if moment > now + FUTURE_TOLERANCE:
         raise InvalidInput(field_name, _("The timestamp %(value)s is more than a day in the future.", value=value))
-    return moment
+    # Odoo keeps date-times to the second.
+    return moment.replace(microsecond=0)
+
+
+def find_nul_character(value, path):
+    """Return the dotted path of the first text in ``value`` (keys included) that holds a NUL
+    character, which PostgreSQL cannot store in text or JSON; None when there is none."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            item_path = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return item_path
+            found = find_nul_character(item, item_path)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found = find_nul_character(item, path)
+            if found:
+                return found
+    return None
 
 
 def infer_attribute_type(value):
@@ -93,37 +116,55 @@ def infer_attribute_type(value):
     return None
 
 
+def _as_number(value):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    # NaN and infinities (JSON parsers accept them, and so does float()) cannot be compared
+    # in segments; integers beyond a float's range overflow.
+    return number if math.isfinite(number) else None
+
+
+def _as_date(value):
+    if not (isinstance(value, str) and ISO_DATE_RE.match(value)):
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _as_datetime(value, field_name):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        return parse_timestamp(value, field_name=field_name, now=datetime.datetime.max - FUTURE_TOLERANCE)
+    except InvalidInput:
+        return None
+
+
 def coerce_attribute_value(value_type, value, field_name):
     """Return ``value`` converted for storage as ``value_type``, or raise naming ``field_name``."""
     if value_type == "string":
         if isinstance(value, str):
             return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
+        coerced = None if isinstance(value, bool) else (str(value) if isinstance(value, int | float) else None)
     elif value_type == "number":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+        coerced = _as_number(value)
     elif value_type == "boolean":
-        if isinstance(value, bool):
-            return value
+        coerced = value if isinstance(value, bool) else None
     elif value_type == "date":
-        if isinstance(value, str) and ISO_DATE_RE.match(value):
-            try:
-                return datetime.date.fromisoformat(value)
-            except ValueError:
-                pass
+        coerced = _as_date(value)
     elif value_type == "datetime":
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            try:
-                return parse_timestamp(value, field_name=field_name, now=datetime.datetime.max - FUTURE_TOLERANCE)
-            except InvalidInput:
-                pass
-    raise InvalidInput(
-        field_name,
-        _("%(value)r is not a valid %(type)s value.", value=value, type=value_type),
-    )
+        coerced = _as_datetime(value, field_name)
+    else:
+        coerced = None
+    if coerced is None:
+        raise InvalidInput(
+            field_name,
+            _("%(value)r is not a valid %(type)s value.", value=value, type=value_type),
+        )
+    return coerced

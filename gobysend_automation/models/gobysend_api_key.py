@@ -3,6 +3,7 @@ import hashlib
 import logging
 
 from odoo import _, api, fields, models, sql_db
+from odoo.exceptions import UserError
 from odoo.tools import consteq
 
 _logger = logging.getLogger(__name__)
@@ -14,6 +15,9 @@ KEY_PREFIX_LENGTH = 12
 # into a write on the same row.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 RATE_WINDOW_SECONDS = 60
+# Set once by ``gobysend.workspace.api_key_create``: changing them would hand a known secret to
+# another workspace, past the record rules that only check the key's current workspace.
+IMMUTABLE_FIELDS = ("workspace_id", "prefix", "key_hash")
 
 
 class GobysendApiKey(models.Model):
@@ -47,12 +51,27 @@ class GobysendApiKey(models.Model):
             """
         )
 
+    def write(self, vals):
+        for name in IMMUTABLE_FIELDS:
+            if name not in vals:
+                continue
+            field = self._fields[name]
+            for key in self.sudo():
+                if key[name] != field.convert_to_record(field.convert_to_cache(vals[name], key), key):
+                    raise UserError(
+                        _("An API key cannot change its workspace or its secret; create a new key instead.")
+                    )
+        if vals.get("active") and any(self.mapped("revoked_at")):
+            raise UserError(_("A revoked API key cannot be restored; create a new key instead."))
+        return super().write(vals)
+
     @api.model
     def _hash_key(self, plaintext):
         return hashlib.sha256(plaintext.encode()).hexdigest()
 
     def action_revoke(self):
         self.write({"active": False, "revoked_at": fields.Datetime.now()})
+        return True  # callable over XML-RPC, which cannot marshal None
 
     @api.model
     def _authenticate(self, plaintext):
@@ -78,6 +97,9 @@ class GobysendApiKey(models.Model):
         now = now or fields.Datetime.now()
         window_start = now.replace(second=0, microsecond=0)
         with sql_db.db_connect(self.env.cr.dbname).cursor() as cr:
+            # Odoo cursors run in REPEATABLE READ, where two requests bumping the same counter
+            # at once fail with a serialization error; a counter only needs READ COMMITTED.
+            cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             cr.execute(
                 """
                 INSERT INTO gobysend_api_rate (key_id, window_start, hits) VALUES (%s, %s, 1)

@@ -14,7 +14,7 @@ from psycopg2.extras import execute_values
 from odoo import _, api, fields, models, tools
 
 from ..exceptions import InvalidInput, UnknownContact
-from ..tools import coerce_attribute_value, infer_attribute_type, parse_timestamp
+from ..tools import coerce_attribute_value, find_nul_character, infer_attribute_type, parse_timestamp
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
@@ -41,8 +41,16 @@ class GobysendIngest(models.AbstractModel):
     # ------------------------------------------------------------------
 
     @api.model
+    def _check_storable(self, payload, path=""):
+        """Refuse text that PostgreSQL cannot store, before it fails a whole request or batch."""
+        field = find_nul_character(payload, path)
+        if field:
+            raise InvalidInput(field, _("Text cannot contain NUL characters (\\u0000)."))
+
+    @api.model
     def _read_contact_ref(self, workspace, payload):
         """Return the normalised identifiers of a payload: {"id", "email", "phone"} (None when absent)."""
+        self._check_storable({key: payload.get(key) for key in ("id", "email", "phone")})
         ref = {"id": None, "email": None, "phone": None}
         external_id = payload.get("id")
         if external_id is not None:
@@ -78,7 +86,9 @@ class GobysendIngest(models.AbstractModel):
             ("phone", "partner_id.phone_sanitized"),
         ):
             if ref[key]:
-                found = subscriptions.search([("workspace_id", "=", workspace.id), (domain_field, "=", ref[key])], limit=1)
+                found = subscriptions.search(
+                    [("workspace_id", "=", workspace.id), (domain_field, "=", ref[key])], limit=1
+                )
                 if found:
                     return found
         return subscriptions
@@ -92,7 +102,11 @@ class GobysendIngest(models.AbstractModel):
             field = next(key for key in ("id", "email", "phone") if ref[key])
             raise UnknownContact(
                 field,
-                _("No contact with %(field)s “%(value)s” in this workspace; identify it first.", field=field, value=ref[field]),
+                _(
+                    "No contact with %(field)s “%(value)s” in this workspace; identify it first.",
+                    field=field,
+                    value=ref[field],
+                ),
             )
         return subscription
 
@@ -103,6 +117,7 @@ class GobysendIngest(models.AbstractModel):
     @api.model
     def identify(self, workspace, payload):
         """Create or update a contact and its attributes. Returns {"contact_id", "created"}."""
+        self._check_storable(payload)
         ref = self._read_contact_ref(workspace, payload)
         attributes = payload.get("attributes") or {}
         if not isinstance(attributes, dict):
@@ -131,7 +146,12 @@ class GobysendIngest(models.AbstractModel):
                         )
                     subscription.external_id = ref["id"]
                 partner = subscription.partner_id
-                changed = {key: value for key, value in partner_vals.items() if partner[key] != value}
+                changed = {
+                    key: value
+                    for key, value in partner_vals.items()
+                    # Many2one values (country_id) arrive as ids.
+                    if (partner[key].id if isinstance(partner[key], models.BaseModel) else partner[key]) != value
+                }
                 if changed:
                     partner.sudo().write(changed)
                 self._write_attribute_values(workspace, partner, attribute_values)
@@ -169,9 +189,9 @@ class GobysendIngest(models.AbstractModel):
         typed_values = []
         known = {
             attribute.key: attribute
-            for attribute in self.env["gobysend.attribute"].sudo().search(
-                [("workspace_id", "=", workspace.id), ("key", "in", list(attributes))]
-            )
+            for attribute in self.env["gobysend.attribute"]
+            .sudo()
+            .search([("workspace_id", "=", workspace.id), ("key", "in", list(attributes))])
         }
         for key, value in attributes.items():
             field_name = f"attributes.{key}"
@@ -181,7 +201,10 @@ class GobysendIngest(models.AbstractModel):
             if not isinstance(key, str) or not KEY_RE.match(key):
                 raise InvalidInput(
                     field_name,
-                    _("“%(key)s” is not a valid attribute key: use lowercase letters, digits and underscores.", key=key),
+                    _(
+                        "“%(key)s” is not a valid attribute key: use lowercase letters, digits and underscores.",
+                        key=key,
+                    ),
                 )
             if value is None:
                 typed_values.append((key, known[key].value_type if key in known else None, None))
@@ -189,7 +212,8 @@ class GobysendIngest(models.AbstractModel):
             value_type = known[key].value_type if key in known else infer_attribute_type(value)
             if not value_type:
                 raise InvalidInput(
-                    field_name, _("Attribute values must be text, numbers, booleans or dates, not %(value)r.", value=value)
+                    field_name,
+                    _("Attribute values must be text, numbers, booleans or dates, not %(value)r.", value=value),
                 )
             typed_values.append((key, value_type, coerce_attribute_value(value_type, value, field_name)))
         return partner_vals, typed_values
@@ -210,7 +234,9 @@ class GobysendIngest(models.AbstractModel):
         if key == "birthday":
             return {"gobysend_birthday": coerce_attribute_value("date", value, field_name)}
         if key == "country_code":
-            country = self.env["res.country"].sudo().search([("code", "=ilike", str(value))], limit=1)
+            country = self.env["res.country"].sudo().browse()
+            if isinstance(value, str) and len(value.strip()) == 2:
+                country = country.search([("code", "=", value.strip().upper())], limit=1)
             if not country:
                 raise InvalidInput(field_name, _("“%(code)s” is not a known ISO country code.", code=value))
             return {"country_id": country.id}
@@ -229,6 +255,8 @@ class GobysendIngest(models.AbstractModel):
             raise InvalidInput(field_name, _("“%(key)s” must be text.", key=key))
         if len(value) > MAX_TEXT_LENGTH:
             raise InvalidInput(field_name, _("“%(key)s” is too long.", key=key))
+        if key == "name" and not value.strip():
+            raise InvalidInput(field_name, _("A contact's name cannot be emptied."))
         return {STANDARD_KEYS[key]: value.strip()}
 
     @api.model
@@ -238,7 +266,9 @@ class GobysendIngest(models.AbstractModel):
         attributes = self.env["gobysend.attribute"].sudo()
         by_key = {
             attribute.key: attribute
-            for attribute in attributes.search([("workspace_id", "=", workspace.id), ("key", "in", [k for k, _t, _v in typed_values])])
+            for attribute in attributes.search(
+                [("workspace_id", "=", workspace.id), ("key", "in", [k for k, _t, _v in typed_values])]
+            )
         }
         new = [
             {"workspace_id": workspace.id, "key": key, "value_type": value_type, "auto_created": True}
@@ -249,9 +279,9 @@ class GobysendIngest(models.AbstractModel):
             by_key[attribute.key] = attribute
         existing = {
             value.attribute_id.id: value
-            for value in self.env["gobysend.attribute.value"].sudo().search(
-                [("partner_id", "=", partner.id), ("attribute_id", "in", [a.id for a in by_key.values()])]
-            )
+            for value in self.env["gobysend.attribute.value"]
+            .sudo()
+            .search([("partner_id", "=", partner.id), ("attribute_id", "in", [a.id for a in by_key.values()])])
         }
         to_create = []
         for key, _value_type, value in typed_values:
@@ -278,6 +308,7 @@ class GobysendIngest(models.AbstractModel):
     @api.model
     def _prepare_event(self, workspace, payload, kind, partner_id=None):
         """Validate one track/page payload into a row for ``gobysend_event``."""
+        self._check_storable(payload)
         if kind == "page":
             url = payload.get("url")
             if not isinstance(url, str) or not url.strip():
@@ -295,17 +326,25 @@ class GobysendIngest(models.AbstractModel):
         properties = payload.get("properties")
         if properties is not None and not isinstance(properties, dict):
             raise InvalidInput("properties", _("Properties must be a JSON object."))
+        try:
+            json.dumps(properties, allow_nan=False)
+        except ValueError:
+            raise InvalidInput("properties", _("Properties cannot hold NaN or infinite numbers.")) from None
         message_id = payload.get("message_id")
         if message_id is not None:
             if isinstance(message_id, int) and not isinstance(message_id, bool):
                 message_id = str(message_id)
             if not isinstance(message_id, str) or not message_id.strip() or len(message_id) > MAX_NAME_LENGTH:
-                raise InvalidInput("message_id", _("The message id must be a non-empty string of at most 200 characters."))
+                raise InvalidInput(
+                    "message_id", _("The message id must be a non-empty string of at most 200 characters.")
+                )
         texts = {}
         for field_name in ("title", "referrer"):
             value = payload.get(field_name)
             if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH):
-                raise InvalidInput(field_name, _("“%(field)s” must be text of at most 2048 characters.", field=field_name))
+                raise InvalidInput(
+                    field_name, _("“%(field)s” must be text of at most 2048 characters.", field=field_name)
+                )
             texts[field_name] = value if kind == "page" else None
         timestamp = parse_timestamp(payload.get("timestamp"))
         if partner_id is None:
@@ -380,7 +419,9 @@ class GobysendIngest(models.AbstractModel):
                 results.append((None, True))
             if message_id is not None:
                 seen.add(message_id)
-        duplicates = [row["message_id"] for row, (event_id, _dup) in zip(rows, results, strict=True) if event_id is None]
+        duplicates = [
+            row["message_id"] for row, (event_id, _dup) in zip(rows, results, strict=True) if event_id is None
+        ]
         if duplicates:
             self.env.cr.execute(
                 "SELECT message_id, id FROM gobysend_event WHERE workspace_id = %s AND message_id = ANY(%s)",
@@ -411,6 +452,7 @@ class GobysendIngest(models.AbstractModel):
 
     @api.model
     def register_device(self, workspace, payload):
+        self._check_storable(payload)
         token = payload.get("token")
         if not isinstance(token, str) or not token.strip() or len(token) > MAX_TEXT_LENGTH:
             raise InvalidInput("token", _("A device needs its push token."))
@@ -425,14 +467,24 @@ class GobysendIngest(models.AbstractModel):
 
     @api.model
     def remove_device(self, workspace, token):
-        device = self.env["gobysend.device"].sudo().search([("workspace_id", "=", workspace.id), ("token", "=", token)], limit=1)
+        """Deactivate a device; removing an already removed one is a retry and succeeds again."""
+        self._check_storable(token, "token")
+        token = token.strip() if isinstance(token, str) else token
+        device = (
+            self.env["gobysend.device"]
+            .sudo()
+            .with_context(active_test=False)
+            .search([("workspace_id", "=", workspace.id), ("token", "=", token)], limit=1)
+        )
         if not device:
             raise UnknownContact("token", _("No device with this token in this workspace."))
-        device.action_remove()
+        if device.active:
+            device.action_remove()
         return {"device_id": device.id, "active": False}
 
     @api.model
     def unsubscribe(self, workspace, payload, source="api"):
+        self._check_storable(payload)
         channel = payload.get("channel")
         if channel not in CHANNELS and channel != "all":
             raise InvalidInput(
@@ -459,7 +511,12 @@ class GobysendIngest(models.AbstractModel):
             raise InvalidInput("batch", _("“batch” must be a list of items."))
         if len(items) > MAX_BATCH_ITEMS:
             raise InvalidInput(
-                "batch", _("A batch holds at most %(max)s items; this one has %(count)s.", max=MAX_BATCH_ITEMS, count=len(items))
+                "batch",
+                _(
+                    "A batch holds at most %(max)s items; this one has %(count)s.",
+                    max=MAX_BATCH_ITEMS,
+                    count=len(items),
+                ),
             )
         results = [None] * len(items)
         pending = []  # (index, row) of validated events waiting for one INSERT
@@ -486,14 +543,24 @@ class GobysendIngest(models.AbstractModel):
                 if item_type not in BATCH_TYPES:
                     raise InvalidInput(
                         "type",
-                        _("The item type must be one of identify, track, page or device, not %(value)r.", value=item_type),
+                        _(
+                            "The item type must be one of identify, track, page or device, not %(value)r.",
+                            value=item_type,
+                        ),
                     )
                 if item_type in ("track", "page"):
                     ref_key = (item.get("id"), item.get("email"), item.get("phone"))
                     partner_id = contact_cache.get(ref_key)
                     if partner_id is None:
                         partner_id = contact_cache[ref_key] = self._get_contact(workspace, item).id
-                    pending.append((index, self._prepare_event(workspace, item, "page" if item_type == "page" else "event", partner_id)))
+                    pending.append(
+                        (
+                            index,
+                            self._prepare_event(
+                                workspace, item, "page" if item_type == "page" else "event", partner_id
+                            ),
+                        )
+                    )
                     continue
                 flush_events()
                 contact_cache.clear()
@@ -507,7 +574,9 @@ class GobysendIngest(models.AbstractModel):
                 results[index] = {
                     "index": index,
                     "status": "error",
-                    "errors": [{"loc": ["batch", index, error.field], "msg": error.message, "type": type(error).__name__}],
+                    "errors": [
+                        {"loc": ["batch", index, error.field], "msg": error.message, "type": type(error).__name__}
+                    ],
                 }
         flush_events()
         return results

@@ -81,9 +81,12 @@ class UnsubscribeResponse(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch: list[dict[str, Any]] = Field(
+    # Items are checked one by one by the service, so that a malformed item is reported in its
+    # own result instead of refusing the whole batch.
+    batch: list[Any] = Field(
         ...,
-        description="Up to 1000 items, each an identify, track, page or device payload with a `type` key.",
+        description="Up to 1000 items, each an identify, track, page or device payload (a JSON object) "
+        "with a `type` key.",
         examples=[[{"type": "track", "id": "C-1001", "name": "cart_viewed"}]],
     )
 
@@ -106,3 +109,9 @@ class BatchResponse(BaseModel):
     accepted: int
     rejected: int
     results: list[BatchItemResult]
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a sentence, or for invalid input a list of errors whose ``loc`` names the field."""
+
+    detail: str | list[dict[str, Any]]

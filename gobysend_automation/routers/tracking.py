@@ -3,15 +3,15 @@
 import logging
 from typing import Annotated
 
-from odoo import _
-from odoo.api import Environment
-
-from odoo.addons.fastapi.dependencies import odoo_env
-
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from odoo import _, fields
+from odoo.api import Environment
+
+from odoo.addons.fastapi.dependencies import odoo_env
 
 from ..exceptions import InvalidInput
 from ..models.gobysend_ingest import ConcurrentContactCreation
@@ -19,7 +19,17 @@ from . import schemas
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
-router = APIRouter(tags=["tracking"])
+router = APIRouter(
+    tags=["tracking"],
+    responses={
+        401: {"model": schemas.ErrorResponse, "description": "Missing, invalid or revoked API key."},
+        413: {"model": schemas.ErrorResponse, "description": "The request body is larger than 5 MiB."},
+        429: {
+            "model": schemas.ErrorResponse,
+            "description": "Too many requests for this API key; retry after the seconds in `Retry-After`.",
+        },
+    },
+)
 bearer_scheme = HTTPBearer(auto_error=False, description="A workspace API key: `Authorization: Bearer gbs_…`")
 
 
@@ -30,8 +40,8 @@ class ApiError(HTTPException):
     loglevel = logging.INFO
 
 
-def _field_error(field, message, kind):
-    return ApiError(422, detail=[{"loc": ["body", field], "msg": message, "type": kind}])
+def _field_error(field, message, kind, location="body"):
+    return ApiError(422, detail=[{"loc": [location, field], "msg": message, "type": kind}])
 
 
 def authenticated_workspace(
@@ -48,9 +58,10 @@ def authenticated_workspace(
     key = env["gobysend.api.key"]._authenticate(credentials.credentials)
     if not key:
         raise ApiError(401, detail=_("Invalid or revoked API key."), headers={"WWW-Authenticate": "Bearer"})
-    hits, window_start = key._touch_and_count()
+    now = fields.Datetime.now()
+    hits, window_start = key._touch_and_count(now)
     if hits > key.workspace_id.api_rate_limit:
-        elapsed = (env.cr.now().replace(tzinfo=None) - window_start).total_seconds()
+        elapsed = (now - window_start).total_seconds()
         raise ApiError(
             429,
             detail=key._get_rate_limit_message(),
@@ -63,12 +74,12 @@ Workspace = Annotated[object, Depends(authenticated_workspace)]
 Env = Annotated[Environment, Depends(odoo_env)]
 
 
-def _call(env, method, *args):
+def _call(env, method, *args, location="body"):
     """Run a service method, turning its errors into HTTP answers that name the field."""
     try:
         return getattr(env["gobysend.ingest"], method)(*args)
     except InvalidInput as error:
-        raise _field_error(error.field, error.message, type(error).__name__) from None
+        raise _field_error(error.field, error.message, type(error).__name__, location) from None
     except ConcurrentContactCreation:
         raise ApiError(
             409, detail=_("Another request created this contact at the same moment; send this request again.")
@@ -99,9 +110,10 @@ def add_device(body: schemas.DeviceRequest, workspace: Workspace, env: Env):
     return _call(env, "register_device", workspace, _payload(body))
 
 
-@router.delete("/devices/{token}", response_model=schemas.DeviceResponse, summary="Remove a push device")
+# ``:path`` lets a token hold slashes, as web push endpoints do (sent URL-encoded).
+@router.delete("/devices/{token:path}", response_model=schemas.DeviceResponse, summary="Remove a push device")
 def remove_device(token: Annotated[str, Path(min_length=1)], workspace: Workspace, env: Env):
-    return _call(env, "remove_device", workspace, token)
+    return _call(env, "remove_device", workspace, token, location="path")
 
 
 @router.post("/unsubscribe", response_model=schemas.UnsubscribeResponse, summary="Unsubscribe a contact from a channel")

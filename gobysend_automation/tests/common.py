@@ -1,6 +1,9 @@
 import json
+from contextlib import contextmanager
 
 from odoo.tests import HttpCase, TransactionCase, new_test_user
+
+from ..exceptions import InvalidInput
 
 
 class GobysendCase(TransactionCase):
@@ -13,15 +16,42 @@ class GobysendCase(TransactionCase):
         cls.manager_a = new_test_user(
             cls.env, login="gbs_manager_a", groups="base.group_user,gobysend_automation.group_gobysend_manager"
         )
-        cls.user_a = new_test_user(cls.env, login="gbs_user_a", groups="base.group_user,gobysend_automation.group_gobysend_user")
-        cls.user_b = new_test_user(cls.env, login="gbs_user_b", groups="base.group_user,gobysend_automation.group_gobysend_user")
+        cls.user_a = new_test_user(
+            cls.env, login="gbs_user_a", groups="base.group_user,gobysend_automation.group_gobysend_user"
+        )
+        cls.user_b = new_test_user(
+            cls.env, login="gbs_user_b", groups="base.group_user,gobysend_automation.group_gobysend_user"
+        )
         Workspace = cls.env["gobysend.workspace"]
         cls.workspace_a = Workspace.create(
-            {"name": "Shop A", "member_ids": [(6, 0, [cls.manager_a.id, cls.user_a.id])], "country_id": cls.env.ref("base.vn").id}
+            {
+                "name": "Shop A",
+                "member_ids": [(6, 0, [cls.manager_a.id, cls.user_a.id])],
+                "country_id": cls.env.ref("base.vn").id,
+            }
         )
         cls.workspace_b = Workspace.create({"name": "Shop B", "member_ids": [(6, 0, [cls.user_b.id])]})
         cls.api_key_a = cls.workspace_a.with_user(cls.manager_a).api_key_create("Test shop")
         cls.ingest = cls.env["gobysend.ingest"]
+
+    @contextmanager
+    def assertInvalidInput(self, field):
+        """The block must refuse its input with an ``InvalidInput`` naming ``field``."""
+        with self.assertRaises(InvalidInput) as caught:
+            yield caught
+        self.assertEqual(caught.exception.field, field, caught.exception.message)
+
+    def subscription_of(self, workspace, partner):
+        """The subscription of a contact (partner record or id) in ``workspace``, archived ones included."""
+        partner_id = partner if isinstance(partner, int) else partner.id
+        return (
+            self.env["gobysend.subscription"]
+            .with_context(active_test=False)
+            .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner_id)])
+        )
+
+    def events_of(self, workspace):
+        return self.env["gobysend.event"].search([("workspace_id", "=", workspace.id)])
 
 
 class GobysendHttpCase(HttpCase, GobysendCase):
@@ -37,4 +67,21 @@ class GobysendHttpCase(HttpCase, GobysendCase):
         all_headers.update(headers or {})
         data = raw if raw is not None else (json.dumps(payload) if payload is not None else None)
         # url_open only GETs and POSTs; the test's own session (self.opener) speaks every method.
-        return self.opener.request(method, self.base_url() + self.api_root + path, data=data, headers=all_headers, timeout=60)
+        response = self.opener.request(
+            method, self.base_url() + self.api_root + path, data=data, headers=all_headers, timeout=60
+        )
+        # The request wrote through the test transaction behind the ORM's back.
+        self.env.invalidate_all()
+        return response
+
+    def assertApiError(self, response, status, field=None):
+        """``response`` is a JSON error with ``status``; with ``field``, one of its ``detail[*].loc``
+        names it (written as in the API's messages: ``attributes.tier``, ``batch``...)."""
+        self.assertEqual(response.status_code, status, response.text)
+        detail = response.json()["detail"]
+        if field is not None:
+            self.assertIsInstance(detail, list, detail)
+            # Pydantic names the member of a union that failed too: ``id.str``, ``id.int``.
+            named = [".".join(str(part) for part in error["loc"][1:]) for error in detail]
+            self.assertTrue(any(name == field or name.startswith(f"{field}.") for name in named), detail)
+        return detail

@@ -1,4 +1,4 @@
-from odoo import fields, models
+from odoo import _, fields, models
 
 
 class GobysendApiKeyWizard(models.TransientModel):
@@ -9,15 +9,18 @@ class GobysendApiKeyWizard(models.TransientModel):
 
     workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade")
     name = fields.Char(required=True, string="Key Name", help="Where the key will be used, e.g. “Online shop”.")
-    key = fields.Char(readonly=True)
+    # Not stored: the plaintext travels to the dialog in the action's context and is never
+    # written to the database, like Odoo's own API keys (res.users.apikeys.show).
+    key = fields.Char(readonly=True, store=False)
 
     def action_generate(self):
         self.ensure_one()
-        self.key = self.workspace_id.api_key_create(self.name)
+        key = self.workspace_id.api_key_create(self.name)
         return {
             "type": "ir.actions.act_window",
+            "name": _("API Key Ready"),
             "res_model": self._name,
-            "res_id": self.id,
-            "view_mode": "form",
+            "views": [(False, "form")],
             "target": "new",
+            "context": {"default_workspace_id": self.workspace_id.id, "default_name": self.name, "default_key": key},
         }
