@@ -10,7 +10,7 @@
     "license": "LGPL-3",
     "application": True,
     "installable": True,
-    "depends": ["mail", "sms", "phone_validation", "contacts", "fastapi"],
+    "depends": ["mail", "sms", "phone_validation", "contacts", "fastapi", "queue_job"],
     "external_dependencies": {"python": ["phonenumbers", "jinja2", "requests", "fastapi", "pydantic"]},
     "data": [
         "security/gobysend_security.xml",
@@ -19,6 +19,7 @@
         "data/mail_template_data.xml",
         "data/fastapi_endpoint_data.xml",
         "data/ir_cron_data.xml",
+        "data/queue_job_data.xml",
         "wizards/gobysend_api_key_wizard_views.xml",
         "wizards/gobysend_send_message_wizard_views.xml",
         "views/gobysend_workspace_views.xml",

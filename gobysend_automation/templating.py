@@ -88,7 +88,9 @@ def _to_local(moment, tz):
 
 
 def _make_environment(autoescape):
-    environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True)
+    environment = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True
+    )
     environment.filters.update(
         {"date": _filter_date, "datetime": _filter_datetime, "money": _filter_money, "phone": _filter_phone}
     )
@@ -133,7 +135,9 @@ def render(env, source, variables, html=False, tz=None, lang=None):
         template = _compile(source, bool(html))
         return template.render(dict(variables, **{LOCALE_VARIABLE: _RenderLocale(env, tz, lang)}))
     except SecurityError as error:
-        raise TemplateRenderError(_("The template tried something that is not allowed: %(reason)s", reason=error)) from None
+        raise TemplateRenderError(
+            _("The template tried something that is not allowed: %(reason)s", reason=error)
+        ) from None
     except TemplateError as error:
         raise TemplateRenderError(_("The template could not be filled in: %(reason)s", reason=error)) from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as error:

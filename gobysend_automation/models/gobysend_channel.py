@@ -1,7 +1,11 @@
+import datetime
 import logging
+import time
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
+
+from odoo.addons.queue_job.job import identity_exact
 
 from ..exceptions import PermanentSendError, TransientSendError
 
@@ -65,7 +69,9 @@ class GobysendChannel(models.Model):
     ]
 
     def _compute_outbox_count(self):
-        counts = dict(self.env["gobysend.message"]._read_group([("channel_id", "in", self.ids)], ["channel_id"], ["__count"]))
+        counts = dict(
+            self.env["gobysend.message"]._read_group([("channel_id", "in", self.ids)], ["channel_id"], ["__count"])
+        )
         for channel in self:
             channel.outbox_count = counts.get(channel, 0)
 
@@ -134,6 +140,64 @@ class GobysendChannel(models.Model):
                 raise PermanentSendError(reason)
             raise TransientSendError(reason)
         return mail.message_id or "mail-%s" % mail.id
+
+    # ------------------------------------------------------------------
+    # Background dispatch (queue_job)
+    # ------------------------------------------------------------------
+
+    def _get_job_channel(self):
+        """One queue_job channel per provider, so that each provider's pace can be set apart."""
+        self.ensure_one()
+        return "root.gobysend.%s" % self.provider
+
+    def _enqueue_dispatch_job(self, eta=None):
+        self.ensure_one()
+        return self.with_delay(
+            channel=self._get_job_channel(),
+            identity_key=identity_exact,
+            eta=eta,
+            description=_("Send due messages of %(channel)s", channel=self.display_name),
+        )._job_dispatch()
+
+    def _rate_budget(self, now):
+        """How many more messages this channel may send in the current minute."""
+        self.ensure_one()
+        if not self.rate_limit:
+            return None
+        recent = (
+            self.env["gobysend.message"]
+            .sudo()
+            .search_count(
+                [
+                    ("channel_id", "=", self.id),
+                    ("handed_over_at", ">", now - datetime.timedelta(minutes=1)),
+                ]
+            )
+        )
+        return max(0, self.rate_limit - recent)
+
+    def _job_dispatch(self, batch_size=100, time_budget=50.0):
+        """Send this channel's due messages in batches until none are left or the time budget
+        is spent; then hand over to a fresh job so that one job never holds a worker for long."""
+        self.ensure_one()
+        messages = self.env["gobysend.message"]
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < time_budget:
+            now = fields.Datetime.now()
+            budget = self._rate_budget(now)
+            if budget == 0:
+                self._enqueue_dispatch_job(eta=60)
+                break
+            claimed = messages._claim_due(self, batch_size if budget is None else min(batch_size, budget), now)
+            if not claimed:
+                break
+            for message_id in claimed:
+                messages._dispatch_claimed(message_id)
+            sent += len(claimed)
+        else:
+            self._enqueue_dispatch_job()
+        return _("%(count)s messages processed.", count=sent)
 
     def action_send_test(self):
         """Send a test message to the test recipient, through every rule but the channel's state."""

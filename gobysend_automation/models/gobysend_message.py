@@ -30,6 +30,8 @@ MESSAGE_STATES = [
 # States of a message that reached the provider: they count against frequency caps.
 SENT_STATES = ("sent", "delivered", "opened", "clicked", "bounced")
 MAX_ATTEMPTS = 5
+# A claimed message still "sending" after this long belongs to a dispatcher that died.
+SENDING_TIMEOUT = datetime.timedelta(minutes=10)
 BASE_RETRY_DELAY = datetime.timedelta(minutes=1)
 DISPATCH_BATCH_SIZE = 500
 
@@ -48,7 +50,9 @@ class GobysendMessage(models.Model):
     _rec_name = "subject"
 
     workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True, readonly=True)
-    partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade", index=True, readonly=True)
+    partner_id = fields.Many2one(
+        "res.partner", string="Contact", required=True, ondelete="cascade", index=True, readonly=True
+    )
     channel_id = fields.Many2one("gobysend.channel", required=True, ondelete="cascade", index=True, readonly=True)
     channel_type = fields.Selection(CHANNEL_TYPES, string="Channel Type", required=True, readonly=True)
     state = fields.Selection(MESSAGE_STATES, required=True, default="queued", index=True, readonly=True)
@@ -63,6 +67,10 @@ class GobysendMessage(models.Model):
     attempts = fields.Integer(readonly=True)
     next_attempt_at = fields.Datetime(string="Not Before", readonly=True, default=fields.Datetime.now)
     sent_at = fields.Datetime(readonly=True)
+    sending_started_at = fields.Datetime(readonly=True, help="When a dispatcher claimed the message.")
+    handed_over_at = fields.Datetime(
+        readonly=True, help="When the message was handed to the provider; unset while it surely has not reached it."
+    )
     token_cost = fields.Float(digits=(16, 2), readonly=True)
     idempotency_key = fields.Char(readonly=True)
     res_model = fields.Char(string="Origin Model", readonly=True)
@@ -159,11 +167,15 @@ class GobysendMessage(models.Model):
     @api.model
     def _contact_variables(self, workspace, partner):
         """The contact as plain data: partner fields and the workspace's attributes."""
-        subscription = self.env["gobysend.subscription"].sudo().search(
-            [("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)], limit=1
+        subscription = (
+            self.env["gobysend.subscription"]
+            .sudo()
+            .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)], limit=1)
         )
-        values = self.env["gobysend.attribute.value"].sudo().search(
-            [("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)]
+        values = (
+            self.env["gobysend.attribute.value"]
+            .sudo()
+            .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)])
         )
         attributes = {}
         for value in values:
@@ -218,8 +230,10 @@ class GobysendMessage(models.Model):
 
     def _get_subscription(self):
         self.ensure_one()
-        return self.env["gobysend.subscription"].sudo().search(
-            [("workspace_id", "=", self.workspace_id.id), ("partner_id", "=", self.partner_id.id)], limit=1
+        return (
+            self.env["gobysend.subscription"]
+            .sudo()
+            .search([("workspace_id", "=", self.workspace_id.id), ("partner_id", "=", self.partner_id.id)], limit=1)
         )
 
     def _check_consent(self):
@@ -301,7 +315,9 @@ class GobysendMessage(models.Model):
             end_hours, end_minutes = divmod(round(end * 60), 60)
             quiet_end = candidate.replace(hour=end_hours % 24, minute=end_minutes, second=0, microsecond=0)
             if quiet_end <= candidate:
-                quiet_end = tz.localize(datetime.datetime.combine(candidate.date() + datetime.timedelta(days=1), quiet_end.time()))
+                quiet_end = tz.localize(
+                    datetime.datetime.combine(candidate.date() + datetime.timedelta(days=1), quiet_end.time())
+                )
             candidate = quiet_end
         if candidate == local:
             return now
@@ -327,7 +343,12 @@ class GobysendMessage(models.Model):
         if not row:
             return False
         self.env["gobysend.token.transaction"].sudo().create(
-            {"workspace_id": self.workspace_id.id, "message_id": self.id, "amount": -self.token_cost, "balance_after": row[0]}
+            {
+                "workspace_id": self.workspace_id.id,
+                "message_id": self.id,
+                "amount": -self.token_cost,
+                "balance_after": row[0],
+            }
         )
         return True
 
@@ -342,7 +363,12 @@ class GobysendMessage(models.Model):
         balance = self.env.cr.fetchone()[0]
         self.workspace_id.invalidate_recordset(["token_balance"])
         self.env["gobysend.token.transaction"].sudo().create(
-            {"workspace_id": self.workspace_id.id, "message_id": self.id, "amount": self.token_cost, "balance_after": balance}
+            {
+                "workspace_id": self.workspace_id.id,
+                "message_id": self.id,
+                "amount": self.token_cost,
+                "balance_after": balance,
+            }
         )
 
     # ------------------------------------------------------------------
@@ -358,13 +384,20 @@ class GobysendMessage(models.Model):
             message._dispatch_one(now)
         return self
 
-    def _dispatch_one(self, now):
+    def _dispatch_one(self, now, handover=None):
+        """Take this message to its outcome. ``handover(message)``, when given, runs right
+        before the provider is called (the claimed dispatch commits there)."""
         channel = self.channel_id
         if channel.state == "disabled" and not self.is_test:
             return
         try:
             subject, body = self._render_for(
-                self.workspace_id, self.partner_id, self.channel_type, self.subject_template, self.body_template, self.render_context
+                self.workspace_id,
+                self.partner_id,
+                self.channel_type,
+                self.subject_template,
+                self.body_template,
+                self.render_context,
             )
         except templating.TemplateRenderError as error:
             self.write({"state": "failed", "reason": str(error)})
@@ -402,6 +435,8 @@ class GobysendMessage(models.Model):
             )
             return
         self.attempts += 1
+        if handover:
+            handover(self)
         try:
             # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
             if channel.state == "test" and not self.is_test:
@@ -432,25 +467,114 @@ class GobysendMessage(models.Model):
             return
         self.write({"state": "sent", "sent_at": now, "provider_message_id": provider_message_id, "reason": False})
 
+    # ------------------------------------------------------------------
+    # Dispatch at scale: claim, hand over, record — each step its own transaction
+    # ------------------------------------------------------------------
+    #
+    # A dispatcher claims due messages (queued -> sending) in a short committed transaction, so
+    # that no other dispatcher, on this server or another, can take them. It then takes each
+    # claimed message to its outcome in its own transaction, committing once more right before
+    # the provider is called ("handed over"). A dispatcher killed at any point leaves each of
+    # its messages in one of three states, all safe:
+    #   - outcome committed: done, never touched again;
+    #   - claimed, not handed over: it surely never reached the provider; recovery queues it again;
+    #   - handed over, no outcome: it may have reached the provider; recovery marks it failed
+    #     with that reason instead of sending it a second time, and a manager decides.
+
     @api.model
-    def _cron_dispatch(self, limit=DISPATCH_BATCH_SIZE):
-        """Send what is due. Rows are taken with SKIP LOCKED, so two servers running this cron
-        at once share the queue instead of sending the same message."""
-        self.env.cr.execute(
-            """
-            SELECT id FROM gobysend_message
-             WHERE state = 'queued' AND next_attempt_at <= %s
-             ORDER BY next_attempt_at, id
-             LIMIT %s
-             FOR UPDATE SKIP LOCKED
-            """,
-            (fields.Datetime.now(), limit),
+    def _claim_due(self, channel, limit, now=None):
+        """Claim up to ``limit`` due messages of ``channel`` and return their ids (committed)."""
+        now = now or fields.Datetime.now()
+        with self.env.registry.cursor() as cr:
+            # READ COMMITTED for this one statement's transaction: FOR UPDATE then re-reads a row
+            # another dispatcher just claimed and drops it, where repeatable read would fail.
+            # (In test mode the cursor is a savepoint inside the test's transaction.)
+            if not self.env.registry.in_test_mode():
+                cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            # A materialized CTE: the LIMIT must be applied once; inside "IN (subquery)" the
+            # planner may run the subquery more than once and claim more rows than asked.
+            cr.execute(
+                """
+                WITH due AS MATERIALIZED (
+                    SELECT id FROM gobysend_message
+                     WHERE channel_id = %(channel)s AND state = 'queued' AND next_attempt_at <= %(now)s
+                     ORDER BY next_attempt_at, id
+                     LIMIT %(limit)s
+                       FOR UPDATE SKIP LOCKED
+                )
+                UPDATE gobysend_message message
+                   SET state = 'sending', sending_started_at = %(now)s, handed_over_at = NULL, write_date = %(now)s
+                  FROM due
+                 WHERE message.id = due.id AND message.state = 'queued'
+                RETURNING message.id
+                """,
+                {"now": now, "channel": channel.id, "limit": limit},
+            )
+            return sorted(row[0] for row in cr.fetchall())
+
+    @api.model
+    def _dispatch_claimed(self, message_id, now=None):
+        """Take one claimed message to its outcome in transactions of its own."""
+        now = now or fields.Datetime.now()
+        with self.env.registry.cursor() as cr:
+            message = self.with_env(self.env(cr=cr)).sudo().browse(message_id)
+            if message.state != "sending":
+                return message.state
+
+            def handover(msg):
+                msg.handed_over_at = now
+                msg.env.cr.commit()  # commit-ok: from here on the provider may have the message
+
+            # The message stays "sending" until its outcome is known: were it "queued" when the
+            # hand-over commits, another dispatcher could claim it and send it again.
+            message._dispatch_one(now, handover=handover)
+            if message.state == "sending":  # the channel was disabled meanwhile: nothing happened
+                message.write({"state": "queued", "reason": _("Waiting: the channel is disabled.")})
+            return message.state
+
+    @api.model
+    def _recover_interrupted(self, now=None):
+        """Settle the messages of dispatchers that died (see the protocol above)."""
+        now = now or fields.Datetime.now()
+        stale = now - SENDING_TIMEOUT
+        never_handed = self.sudo().search(
+            [("state", "=", "sending"), ("handed_over_at", "=", False), ("sending_started_at", "<", stale)]
         )
-        messages = self.browse([row[0] for row in self.env.cr.fetchall()])
-        messages._dispatch()
-        if len(messages) == limit:
-            self.env.ref("gobysend_automation.ir_cron_dispatch_messages")._trigger()
-        return len(messages)
+        never_handed.write(
+            {
+                "state": "queued",
+                "next_attempt_at": now,
+                "reason": _("Requeued: its dispatcher stopped before sending it."),
+            }
+        )
+        maybe_sent = self.sudo().search(
+            [("state", "=", "sending"), ("handed_over_at", "!=", False), ("handed_over_at", "<", stale)]
+        )
+        maybe_sent.write(
+            {
+                "state": "failed",
+                "reason": _(
+                    "Interrupted while the provider had it: it may or may not have arrived, so it is not sent again "
+                    "automatically. Check with the provider, then retry it if needed."
+                ),
+            }
+        )
+        return len(never_handed), len(maybe_sent)
+
+    @api.model
+    def _cron_dispatch(self):
+        """Every minute: settle interrupted messages and start a dispatch job for each channel
+        with due messages. The jobs do the sending, on as many servers as run queue_job."""
+        now = fields.Datetime.now()
+        self._recover_interrupted(now)
+        self.env.cr.execute(
+            "SELECT DISTINCT channel_id FROM gobysend_message WHERE state = 'queued' AND next_attempt_at <= %s",
+            (now,),
+        )
+        channels = self.env["gobysend.channel"].sudo().browse([row[0] for row in self.env.cr.fetchall()])
+        for channel in channels.filtered(lambda c: c.state != "disabled"):
+            channel._enqueue_dispatch_job()
+        return len(channels)
 
     def action_retry(self):
         retriable = self.filtered(lambda m: m.state in ("failed", "held"))

@@ -45,9 +45,15 @@ class GobysendMessageTemplate(models.Model):
                 continue
             try:
                 subject, body = messages._render_for(
-                    template.workspace_id, template.preview_partner_id, template.channel_type, template.subject, template.body
+                    template.workspace_id,
+                    template.preview_partner_id,
+                    template.channel_type,
+                    template.subject,
+                    template.body,
                 )
             except templating.TemplateRenderError as error:
-                template.preview_body = _("This template cannot be filled in for this contact: %(reason)s", reason=error)
+                template.preview_body = _(
+                    "This template cannot be filled in for this contact: %(reason)s", reason=error
+                )
                 continue
             template.preview_subject, template.preview_body = subject, body

@@ -39,6 +39,15 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
                 self.server.received.append(
                     dict(envelope, message=message_from_bytes(b"".join(lines), policy=policy.default))
                 )
+                if self.server.hold_at == len(self.server.received):
+                    # Keep the client waiting for the answer, as a server that hangs would.
+                    self.server.holding.set()
+                    self.server.release.wait(timeout=60)
+                    try:
+                        self.reply("250 OK: queued")
+                    except OSError:
+                        return  # the client is gone
+                    continue
                 self.reply("250 OK: queued")
             elif verb == "QUIT":
                 self.reply("221 Bye")
@@ -51,9 +60,14 @@ class SmtpSink(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self):
+    def __init__(self, hold_at=None):
+        """``hold_at=N``: the N-th message is received but its acknowledgement waits for
+        ``release`` (``holding`` is set meanwhile)."""
         super().__init__(("127.0.0.1", 0), _SmtpHandler)
         self.received = []
+        self.hold_at = hold_at
+        self.holding = threading.Event()
+        self.release = threading.Event()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
@@ -65,5 +79,6 @@ class SmtpSink(socketserver.ThreadingTCPServer):
         return self
 
     def __exit__(self, *exc_info):
+        self.release.set()
         self.shutdown()
         self.server_close()

@@ -2,7 +2,9 @@ import datetime
 
 from freezegun import freeze_time
 
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
+
+from odoo.addons.queue_job.job import Job
 
 from .. import templating
 from .common import GobysendCase
@@ -16,7 +18,9 @@ class OutboxCase(GobysendCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.workspace_a.write({"token_balance": 10, "tz": "Asia/Ho_Chi_Minh", "quiet_hours_start": 21, "quiet_hours_end": 8})
+        cls.workspace_a.write(
+            {"token_balance": 10, "tz": "Asia/Ho_Chi_Minh", "quiet_hours_start": 21, "quiet_hours_end": 8}
+        )
         cls.contact = cls.env["res.partner"].create(
             {"name": "Nguyễn Thị Lan", "email": "lan@example.com", "phone": "+84912345678", "tz": "Asia/Ho_Chi_Minh"}
         )
@@ -24,7 +28,13 @@ class OutboxCase(GobysendCase):
             {"workspace_id": cls.workspace_a.id, "partner_id": cls.contact.id, "external_id": "C-1"}
         )
         cls.sms = cls.env["gobysend.channel"].create(
-            {"name": "SMS", "workspace_id": cls.workspace_a.id, "channel_type": "sms", "state": "enabled", "token_cost": 2}
+            {
+                "name": "SMS",
+                "workspace_id": cls.workspace_a.id,
+                "channel_type": "sms",
+                "state": "enabled",
+                "token_cost": 2,
+            }
         )
 
     def enqueue(self, body="Hello {{ contact.name }}", **kwargs):
@@ -41,7 +51,9 @@ class TestOutbox(OutboxCase):
         self.assertNotEqual(self.enqueue(idempotency_key="welcome-C-2"), first)
 
     def test_dispatch_renders_debits_and_marks_sent(self):
-        message = self.enqueue(body="Chào {{ contact.first_name }}, hạng {{ contact.attributes.tier | default('thành viên') }}")
+        message = self.enqueue(
+            body="Chào {{ contact.first_name }}, hạng {{ contact.attributes.tier | default('thành viên') }}"
+        )
         message._dispatch()
         self.assertEqual(message.state, "sent", message.reason)
         self.assertEqual(message.body, "Chào Lan, hạng thành viên")
@@ -124,13 +136,6 @@ class TestOutbox(OutboxCase):
         self.assertEqual(message.state, "sent")
         self.assertTrue(message.provider_message_id.startswith("outbox-"))
 
-    def test_cron_dispatches_due_messages_only(self):
-        due = self.enqueue(idempotency_key="due")
-        later = self.enqueue(idempotency_key="later", not_before=MONDAY_MORNING_UTC + datetime.timedelta(hours=1))
-        self.env["gobysend.message"]._cron_dispatch()
-        self.assertEqual(due.state, "sent")
-        self.assertEqual(later.state, "queued")
-
 
 class TestQuietHours(OutboxCase):
     def test_message_inside_quiet_hours_is_rescheduled_to_the_morning(self):
@@ -141,7 +146,7 @@ class TestQuietHours(OutboxCase):
         self.assertEqual(message.next_attempt_at, datetime.datetime(2026, 11, 24, 1, 0))
         self.assertIn("Rescheduled", message.reason)
         with freeze_time("2026-11-24 01:00:00"):
-            self.env["gobysend.message"]._cron_dispatch()
+            message._dispatch()
         self.assertEqual(message.state, "sent")
 
     def test_contact_time_zone_wins_over_the_workspace(self):
@@ -194,7 +199,9 @@ class TestTemplates(OutboxCase):
 
     def test_filters_use_the_contact_time_zone(self):
         # 20:00 UTC on the 1st is already the 2nd in Vietnam.
-        self.assertEqual(self.render("{{ moment | date('yyyy-MM-dd') }}", moment=datetime.datetime(2026, 1, 1, 20, 0)), "2026-01-02")
+        self.assertEqual(
+            self.render("{{ moment | date('yyyy-MM-dd') }}", moment=datetime.datetime(2026, 1, 1, 20, 0)), "2026-01-02"
+        )
         self.assertIn("3:00", self.render("{{ moment | datetime }}", moment=datetime.datetime(2026, 1, 1, 20, 0)))
         self.assertEqual(self.render("{{ number | phone }}", number="0912345678"), "+84 912 345 678")
         self.assertIn("1,234.50", self.render("{{ amount | money('USD') }}", amount=1234.5))
@@ -245,9 +252,13 @@ class TestSendActions(OutboxCase):
             self.env["ir.mail_server"].create(
                 {"name": "Sink", "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_encryption": "none"}
             )
-            message = self.env["gobysend.message"]._enqueue(
-                self.contact, email, "<p>Hi {{ contact.name }}</p>", subject="News for {{ contact.first_name }}"
-            )._dispatch()
+            message = (
+                self.env["gobysend.message"]
+                ._enqueue(
+                    self.contact, email, "<p>Hi {{ contact.name }}</p>", subject="News for {{ contact.first_name }}"
+                )
+                ._dispatch()
+            )
         self.assertEqual(message.state, "sent", message.reason)
         self.assertEqual(len(sink.received), 1, [(r["to"], r["message"]["Subject"]) for r in sink.received])
         received = sink.received[0]
@@ -260,13 +271,21 @@ class TestSendActions(OutboxCase):
 
     def test_unreachable_mail_server_retries_later(self):
         email = self.env["gobysend.channel"].create(
-            {"name": "Newsletter", "workspace_id": self.workspace_a.id, "channel_type": "email", "provider": "email",
-             "state": "enabled", "token_cost": 1}
+            {
+                "name": "Newsletter",
+                "workspace_id": self.workspace_a.id,
+                "channel_type": "email",
+                "provider": "email",
+                "state": "enabled",
+                "token_cost": 1,
+            }
         )
         with SmtpSink() as sink:
             port = sink.port
         # Nothing listens on that port any more: the connection is refused.
-        self.env["ir.mail_server"].create({"name": "Gone", "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_encryption": "none"})
+        self.env["ir.mail_server"].create(
+            {"name": "Gone", "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_encryption": "none"}
+        )
         message = self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hi</p>", subject="Hi")._dispatch()
         self.assertEqual(message.state, "queued")
         self.assertEqual(message.attempts, 1)
@@ -302,8 +321,6 @@ class TestSendActions(OutboxCase):
         self.assertEqual(self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)]).state, "skipped")
 
     def test_user_of_another_workspace_cannot_use_the_channel(self):
-        from odoo.exceptions import AccessError
-
         wizard = (
             self.env["gobysend.send.message.wizard"]
             .with_context(active_model="res.partner", active_ids=self.contact.ids)
@@ -312,3 +329,75 @@ class TestSendActions(OutboxCase):
         with self.assertRaises(AccessError):
             wizard.with_user(self.user_b).action_send()
         self.assertFalse(self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)]))
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+class TestBackgroundDispatch(OutboxCase):
+    """The job path, run inside the test transaction: the registry's test mode hands the
+    dispatcher's own cursors out as savepoints of it."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.registry.enter_test_mode(cls.cr)
+        cls.addClassCleanup(cls.registry.leave_test_mode)
+
+    def dispatch_jobs(self):
+        return self.env["queue.job"].search(
+            [("model_name", "=", "gobysend.channel"), ("method_name", "=", "_job_dispatch"), ("state", "=", "pending")]
+        )
+
+    def test_cron_starts_one_job_per_channel_with_due_messages(self):
+        email = self.env["gobysend.channel"].create(
+            {"name": "Mail", "workspace_id": self.workspace_a.id, "channel_type": "email", "state": "enabled"}
+        )
+        idle = self.env["gobysend.channel"].create(
+            {"name": "Idle", "workspace_id": self.workspace_a.id, "channel_type": "sms", "state": "enabled"}
+        )
+        for index in range(3):
+            self.enqueue(idempotency_key=f"sms-{index}")
+        self.enqueue(channel=email, idempotency_key="mail-1")
+        self.enqueue(channel=idle, idempotency_key="later", not_before=MONDAY_MORNING_UTC + datetime.timedelta(hours=1))
+        self.env["gobysend.message"]._cron_dispatch()
+        self.env["gobysend.message"]._cron_dispatch()  # a pending job is not enqueued twice
+        jobs = self.dispatch_jobs()
+        self.assertEqual(sorted(job.records.id for job in jobs), sorted((self.sms | email).ids))
+        self.assertEqual(set(jobs.mapped("channel")), {"root.gobysend.outbox"})
+        for job in jobs:
+            Job.load(self.env, job.uuid).perform()
+        states = self.env["gobysend.message"].search([("workspace_id", "=", self.workspace_a.id)]).mapped("state")
+        self.assertEqual(sorted(states), ["queued", "sent", "sent", "sent", "sent"])
+
+    def test_claimed_message_is_not_claimed_twice(self):
+        messages = self.env["gobysend.message"]
+        for index in range(5):
+            messages |= self.enqueue(idempotency_key=f"m{index}")
+        first = messages._claim_due(self.sms, 3)
+        second = messages._claim_due(self.sms, 10)
+        self.assertEqual(len(first), 3)
+        self.assertEqual(sorted(first + second), sorted(messages.ids))
+        self.assertEqual(set(messages.mapped("state")), {"sending"})
+
+    def test_job_respects_the_channel_rate_limit(self):
+        self.sms.rate_limit = 2
+        for index in range(5):
+            self.enqueue(idempotency_key=f"m{index}")
+        self.sms._job_dispatch()
+        (follow_up,) = self.dispatch_jobs()
+        self.assertEqual(follow_up.records, self.sms)
+        self.assertGreater(follow_up.eta, MONDAY_MORNING_UTC + datetime.timedelta(seconds=59))
+        states = self.env["gobysend.message"].search([("channel_id", "=", self.sms.id)]).mapped("state")
+        self.assertEqual(sorted(states), ["queued", "queued", "queued", "sent", "sent"])
+
+    def test_recovery_requeues_unsent_and_fails_possibly_sent_messages(self):
+        never_handed, maybe_sent, fresh = (self.enqueue(idempotency_key=key) for key in ("a", "b", "c"))
+        claimed = self.env["gobysend.message"]._claim_due(self.sms, 10)
+        self.assertEqual(len(claimed), 3)
+        maybe_sent.handed_over_at = MONDAY_MORNING_UTC
+        fresh.sending_started_at = MONDAY_MORNING_UTC + datetime.timedelta(minutes=9)
+        later = MONDAY_MORNING_UTC + datetime.timedelta(minutes=11)
+        self.assertEqual(self.env["gobysend.message"]._recover_interrupted(later), (1, 1))
+        self.assertEqual(never_handed.state, "queued")
+        self.assertEqual(maybe_sent.state, "failed")
+        self.assertIn("may or may not have arrived", maybe_sent.reason)
+        self.assertEqual(fresh.state, "sending", "a dispatcher still within its time is left alone")

@@ -12,7 +12,10 @@ class GobysendSendMessageWizard(models.TransientModel):
 
     partner_ids = fields.Many2many("res.partner", string="Contacts", required=True)
     channel_id = fields.Many2one(
-        "gobysend.channel", required=True, domain="[('state', '!=', 'disabled')]", help="Only your workspaces' channels."
+        "gobysend.channel",
+        required=True,
+        domain="[('state', '!=', 'disabled')]",
+        help="Only your workspaces' channels.",
     )
     channel_type = fields.Selection(related="channel_id.channel_type", string="Channel Type")
     template_id = fields.Many2one(
@@ -48,9 +51,7 @@ class GobysendSendMessageWizard(models.TransientModel):
             raise UserError(str(error)) from None
         messages = self.env["gobysend.message"]
         for partner in self.partner_ids:
-            messages |= messages._enqueue(
-                partner, channel.sudo(), self.body, subject=self.subject, origin=partner
-            )
+            messages |= messages._enqueue(partner, channel.sudo(), self.body, subject=self.subject, origin=partner)
         messages._dispatch()
         sent = messages.filtered(lambda m: m.state == "sent")
         not_sent = messages - sent
@@ -68,5 +69,10 @@ class GobysendSendMessageWizard(models.TransientModel):
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
-            "params": {"message": notice, "type": notice_type, "sticky": False, "next": {"type": "ir.actions.act_window_close"}},
+            "params": {
+                "message": notice,
+                "type": notice_type,
+                "sticky": False,
+                "next": {"type": "ir.actions.act_window_close"},
+            },
         }
