@@ -9,6 +9,10 @@
     "license": "LGPL-3",
     "installable": True,
     "depends": ["gobysend_automation"],
-    "external_dependencies": {"python": ["requests"]},
-    "data": [],
+    "external_dependencies": {"python": ["requests", "cryptography", "phonenumbers"]},
+    "data": [
+        "security/ir.model.access.csv",
+        "views/gobysend_channel_views.xml",
+    ],
+    "post_init_hook": "post_init_hook",
 }

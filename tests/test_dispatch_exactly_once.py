@@ -22,9 +22,15 @@ E2E_DB = os.environ.get("GOBYSEND_E2E_DB")
 pytestmark = pytest.mark.skipif(not E2E_DB, reason="needs the end-to-end database prepared by setup/run-tests")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def registry():
-    return odoo.modules.registry.Registry(E2E_DB)
+    # Loading a registry in test mode would run the addons' own tests on it.
+    test_enable = odoo.tools.config["test_enable"]
+    odoo.tools.config["test_enable"] = False
+    try:
+        return odoo.modules.registry.Registry(E2E_DB)
+    finally:
+        odoo.tools.config["test_enable"] = test_enable
 
 
 @pytest.fixture

@@ -1,0 +1,102 @@
+import hashlib
+import hmac
+import json
+import time
+
+from odoo.exceptions import ValidationError
+
+from .common import ChannelCase
+
+HOOK_PATH = "/hooks/gobysend"
+SECRET = "whsec-test-secret"
+
+
+class TestWebhook(ChannelCase):
+    def setUp(self):
+        super().setUp()
+        self.channel = self.create_channel(
+            "webhook",
+            "webhook",
+            name="ERP",
+            webhook_url=self.server.url + HOOK_PATH,
+            webhook_secret=SECRET,
+            webhook_headers='{"Authorization": "Bearer erp-token", "X-Tenant": "shop-a"}',
+        )
+
+    def test_signed_json_describes_contact_workspace_and_message(self):
+        self.server.expect(HOOK_PATH, 202, json={"id": "erp-evt-1"})
+        started = int(time.time())
+        message = self.send(self.channel, body="Khách {{ contact.name }} cần gọi lại", subject="Gọi lại")
+        self.assertSent(message, "erp-evt-1")
+        (request,) = self.server.requests
+        self.assertEqual((request.method, request.target), ("POST", HOOK_PATH))
+        self.assertEqual(request.headers["Content-Type"], "application/json")
+        self.assertEqual(request.headers["Authorization"], "Bearer erp-token")
+        self.assertEqual(request.headers["X-Tenant"], "shop-a")
+        self.assertEqual(request.headers["X-Gobysend-Message-Id"], str(message.id))
+
+        # The receiver's check: HMAC-SHA256 of "<t>.<raw body>" with the shared secret.
+        parts = dict(part.split("=", 1) for part in request.headers["X-Gobysend-Signature"].split(","))
+        self.assertLessEqual(abs(int(parts["t"]) - started), 5)
+        expected = hmac.new(SECRET.encode(), parts["t"].encode() + b"." + request.body, hashlib.sha256).hexdigest()
+        self.assertEqual(parts["v1"], expected)
+
+        payload = request.json()
+        self.assertEqual(payload["type"], "message")
+        self.assertEqual(payload["id"], str(message.id))
+        self.assertEqual(payload["workspace"], {"id": self.workspace_a.id, "name": "Shop A"})
+        self.assertEqual(payload["channel"], {"id": self.channel.id, "name": "ERP", "type": "webhook"})
+        self.assertEqual(
+            {key: payload["contact"][key] for key in ("id", "customer_id", "name", "email", "phone")},
+            {
+                "id": self.contact.id,
+                "customer_id": "C-1",
+                "name": "Nguyễn Thị Lan",
+                "email": "lan@example.com",
+                "phone": "0912 345 678",
+            },
+        )
+        self.assertEqual(
+            payload["message"],
+            {
+                "id": message.id,
+                "subject": "Gọi lại",
+                "body": "Khách Nguyễn Thị Lan cần gọi lại",
+                "origin": None,
+                "is_test": False,
+            },
+        )
+        self.assertRegex(payload["sent_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+    def test_answer_without_id_gets_a_local_one(self):
+        self.server.expect(HOOK_PATH, 204)
+        message = self.send(self.channel)
+        self.assertSent(message, f"webhook-{message.id}")
+
+    def test_gone_endpoint_fails_and_server_error_retries(self):
+        self.server.expect(HOOK_PATH, 410, text="gone")
+        self.assertFailed(self.send(self.channel), "HTTP 410")
+        self.server.expect(HOOK_PATH, 500, text="oops")
+        self.assertRetriedLater(self.send(self.channel))
+
+    def test_redirects_are_not_followed(self):
+        self.server.expect(HOOK_PATH, 302, headers={"Location": self.server.url + "/elsewhere"})
+        self.assertFailed(self.send(self.channel), "redirect")
+        self.assertEqual([request.path for request in self.server.requests], [HOOK_PATH])
+
+    def test_extra_headers_are_checked(self):
+        for headers in (
+            "not json",
+            '["a"]',
+            '{"X-Count": 3}',
+            '{"X-Gobysend-Signature": "forged"}',
+            '{"X-A": "b\\r\\nX-B: c"}',
+        ):
+            with self.assertRaises(ValidationError, msg=headers):
+                self.channel.webhook_headers = headers
+        self.channel.webhook_headers = json.dumps({"X-Api-Key": "k"})
+
+    def test_each_channel_gets_its_own_secret(self):
+        other = self.channel.copy()
+        self.assertTrue(other.webhook_secret)
+        self.assertNotEqual(other.webhook_secret, self.channel.webhook_secret)
