@@ -10,7 +10,7 @@
     "license": "LGPL-3",
     "application": True,
     "installable": True,
-    "depends": ["mail", "sms", "phone_validation", "contacts", "fastapi", "queue_job"],
+    "depends": ["mail", "sms", "phone_validation", "contacts", "link_tracker", "fastapi", "queue_job"],
     "external_dependencies": {"python": ["phonenumbers", "jinja2", "requests", "fastapi", "pydantic"]},
     "data": [
         "security/gobysend_security.xml",

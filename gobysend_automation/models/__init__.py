@@ -14,3 +14,4 @@ from . import gobysend_message_template
 from . import gobysend_message
 from . import gobysend_token_transaction
 from . import mail_mail
+from . import mail_thread

@@ -2,14 +2,18 @@ import datetime
 import json
 import logging
 import random
+import re
 
 import pytz
 
-from odoo import _, api, fields, models
+from odoo import _, api, fields, models, tools
 
 from .. import templating
 from ..exceptions import PermanentSendError, TransientSendError
 from .gobysend_channel import CHANNEL_TYPES, CONSENT_CHANNEL_TYPES
+
+# Channels whose bodies carry links people click: shortened and counted per message.
+LINK_TRACKED_CHANNEL_TYPES = ("email", "sms", "zalo", "push")
 from .gobysend_workspace import WEEKDAY_FIELDS
 
 _logger = logging.getLogger(__name__)
@@ -29,6 +33,16 @@ MESSAGE_STATES = [
 ]
 # States of a message that reached the provider: they count against frequency caps.
 SENT_STATES = ("sent", "delivered", "opened", "clicked", "bounced")
+# What a receipt may report, and from which states of the message it moves it forward. A
+# message never goes back: a late "delivered" after an "opened" changes nothing, but the
+# event is still recorded.
+RECEIPT_TRANSITIONS = {
+    "delivered": ("sent",),
+    "opened": ("sent", "delivered"),
+    "clicked": ("sent", "delivered", "opened"),
+    "bounced": ("sent", "delivered"),
+    "failed": ("sent",),
+}
 MAX_ATTEMPTS = 5
 # A claimed message still "sending" after this long belongs to a dispatcher that died.
 SENDING_TIMEOUT = datetime.timedelta(minutes=10)
@@ -402,7 +416,7 @@ class GobysendMessage(models.Model):
         except templating.TemplateRenderError as error:
             self.write({"state": "failed", "reason": str(error)})
             return
-        self.write({"subject": subject, "body": body})
+        self.write({"subject": subject, "body": self._track_links(body)})
         reason = self._check_consent()
         if reason:
             self.write({"state": "skipped", "reason": reason})
@@ -584,3 +598,87 @@ class GobysendMessage(models.Model):
     def action_cancel(self):
         self.filtered(lambda m: m.state in ("queued", "held")).write({"state": "cancelled"})
         return True
+
+    # ------------------------------------------------------------------
+    # Engagement: receipts, opens, clicks, bounces
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _get_receipt_statuses(self):
+        return tuple(RECEIPT_TRANSITIONS)
+
+    def _apply_receipt(self, status, event_key, timestamp=None, reason=None, url=None):
+        """Record what the provider reported about this message.
+
+        The message moves forward (``RECEIPT_TRANSITIONS``), a bounce marks the contact's consent
+        on the channel as bounced, and an event ``message_<status>`` is recorded on the contact
+        once per ``event_key`` (a repeated receipt is stored once). Returns whether the state changed.
+        """
+        self.ensure_one()
+        message = self.sudo()
+        changed = message.state in RECEIPT_TRANSITIONS[status]
+        if changed:
+            values = {"state": status}
+            if status in ("failed", "bounced"):
+                values["reason"] = reason or _("The provider reported the message as %(status)s.", status=status)
+            message.write(values)
+        if status == "bounced" and message.channel_type in CONSENT_CHANNEL_TYPES:
+            subscription = message._get_subscription()
+            if subscription:
+                subscription._set_consent(
+                    message.channel_type, "bounced", "bounce", note=reason or _("Bounce reported by the provider.")
+                )
+        properties = {"message_id": message.id, "channel": message.channel_type, "channel_id": message.channel_id.id}
+        if url:
+            properties["url"] = url
+        if reason:
+            properties["reason"] = reason
+        self.env["gobysend.ingest"].sudo()._insert_events(
+            message.workspace_id,
+            [
+                {
+                    "partner_id": message.partner_id.id,
+                    "name": f"message_{status}",
+                    "kind": "event",
+                    "timestamp": timestamp or fields.Datetime.now(),
+                    "properties": properties,
+                    "message_id": event_key,
+                    "url": None,
+                    "title": None,
+                    "referrer": None,
+                }
+            ],
+        )
+        return changed
+
+    def _get_open_token(self):
+        self.ensure_one()
+        return tools.hmac(self.env(su=True), "gobysend-message-open", self.id)
+
+    def _track_links(self, body):
+        """Shorten the links of a rendered body with Odoo's link tracker, each short link
+        naming this message, so that a click on any channel is counted on the message too.
+        Emails also get an open-tracking pixel."""
+        self.ensure_one()
+        if not body or self.channel_type not in LINK_TRACKED_CHANNEL_TYPES:
+            return body
+        render = self.env["mail.render.mixin"].sudo()
+        base_url = self.get_base_url()
+        blacklist = ["/gobysend/unsubscribe/", "/gobysend/preferences/", "/gobysend/confirm/"]
+        if self.channel_type == "email":
+            body = render._shorten_links(body, {}, blacklist=blacklist, base_url=base_url)
+        else:
+            body = render._shorten_links_text(body, {}, blacklist=blacklist, base_url=base_url)
+        body = re.sub(
+            re.escape(base_url) + r"/r/([A-Za-z0-9]+)(?![A-Za-z0-9/])",
+            lambda match: f"{base_url}/r/{match.group(1)}/g/{self.id}",
+            body,
+        )
+        if self.channel_type == "email":
+            pixel = '<img src="%s/gobysend/track/open/%s/%s.gif" alt="" width="1" height="1" style="display:none"/>' % (
+                base_url,
+                self.id,
+                self._get_open_token(),
+            )
+            body = body.replace("</body>", pixel + "</body>") if "</body>" in body else body + pixel
+        return body

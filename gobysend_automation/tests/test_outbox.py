@@ -1,8 +1,10 @@
 import datetime
+import re
 
 from freezegun import freeze_time
 
 from odoo.exceptions import AccessError, ValidationError
+from odoo.tests import HttpCase, tagged
 
 from odoo.addons.queue_job.job import Job
 
@@ -401,3 +403,86 @@ class TestBackgroundDispatch(OutboxCase):
         self.assertEqual(maybe_sent.state, "failed")
         self.assertIn("may or may not have arrived", maybe_sent.reason)
         self.assertEqual(fresh.state, "sending", "a dispatcher still within its time is left alone")
+
+
+@tagged("post_install", "-at_install")
+class TestEngagement(HttpCase, OutboxCase):
+    """Clicks and opens come back over HTTP; bounces through Odoo's mail gateway."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # Real time here (the HTTP server runs in its own thread): no quiet hours to wait for.
+        cls.workspace_a.write({"quiet_hours_start": 0, "quiet_hours_end": 0})
+
+    def events(self, name):
+        return self.env["gobysend.event"].search([("partner_id", "=", self.contact.id), ("name", "=", name)])
+
+    def test_click_on_a_shortened_sms_link_counts_on_the_message(self):
+        unsubscribe_url = self.subscription._get_unsubscribe_url("sms")
+        message = self.enqueue(body="Sale! https://shop.example.com/sale?x=1 Stop: " + unsubscribe_url)._dispatch()
+        self.assertEqual(message.state, "sent", message.reason)
+        self.assertNotIn("https://shop.example.com/sale", message.body)
+        self.assertIn(unsubscribe_url, message.body, "the unsubscribe link is not shortened")
+        (short_url,) = re.findall(r"\S+/r/\w+/g/%s" % message.id, message.body)
+        for _click in range(2):
+            response = self.url_open(short_url, allow_redirects=False)
+            self.assertEqual(response.status_code, 302)
+            self.assertEqual(response.headers["Location"], "https://shop.example.com/sale?x=1")
+        self.env.invalidate_all()
+        self.assertEqual(message.state, "clicked")
+        self.assertEqual(len(self.events("message_clicked")), 1, "one event per message and link")
+        self.assertEqual(self.events("message_clicked").properties["message_id"], message.id)
+        link = self.env["link.tracker"].search([("url", "=", "https://shop.example.com/sale?x=1")])
+        self.assertEqual(link.count, 2)
+
+    def test_email_open_pixel_needs_its_token(self):
+        email = self.env["gobysend.channel"].create(
+            {
+                "name": "Mail",
+                "workspace_id": self.workspace_a.id,
+                "channel_type": "email",
+                "state": "test",
+                "token_cost": 0,
+            }
+        )
+        message = self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hello</p>", subject="Hi")._dispatch()
+        self.assertEqual(message.state, "sent", message.reason)
+        (pixel,) = re.findall(r'src="([^"]+/gobysend/track/open/[^"]+)"', message.body)
+        forged = pixel.replace(message._get_open_token(), "0" * 64)
+        self.assertEqual(self.url_open(forged).headers["Content-Type"], "image/gif")
+        self.env.invalidate_all()
+        self.assertEqual(message.state, "sent")
+        self.url_open(pixel)
+        self.env.invalidate_all()
+        self.assertEqual(message.state, "opened")
+        self.assertEqual(len(self.events("message_opened")), 1)
+
+    def test_bounce_marks_message_and_consent(self):
+        email = self.env["gobysend.channel"].create(
+            {
+                "name": "Mail",
+                "workspace_id": self.workspace_a.id,
+                "channel_type": "email",
+                "state": "test",
+                "token_cost": 0,
+            }
+        )
+        message = self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hello</p>", subject="Hi")._dispatch()
+        self.env["mail.thread"]._routing_handle_bounce(
+            None,
+            {
+                "bounced_email": "lan@example.com",
+                "bounced_partner": self.contact,
+                "bounced_msg_ids": [message.provider_message_id],
+                "bounced_message": self.env["mail.message"],
+                "body": "<p>550 mailbox unavailable</p>",
+                "email_from": "MAILER-DAEMON@mx.example.com",
+                "to": "bounce@example.com",
+                "message_id": "<bounce-1@mx.example.com>",
+            },
+        )
+        self.assertEqual(message.state, "bounced")
+        self.assertIn("550", message.reason)
+        self.assertEqual(self.subscription.email_state, "bounced")
+        self.assertEqual(len(self.events("message_bounced")), 1)
