@@ -1,3 +1,4 @@
+from . import gobysend_workspace_bound
 from . import gobysend_workspace
 from . import gobysend_api_key
 from . import gobysend_subscription

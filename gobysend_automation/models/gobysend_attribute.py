@@ -27,6 +27,7 @@ class GobysendAttribute(models.Model):
     """A typed key that contacts of a workspace can carry a value for."""
 
     _name = "gobysend.attribute"
+    _inherit = ["gobysend.workspace.bound"]
     _description = "Gobysend Attribute"
     _order = "workspace_id, key"
     _rec_name = "label"

@@ -1,4 +1,5 @@
-from odoo import api, fields, models
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
 
 VALUE_FIELDS = {
     "string": "value_string",
@@ -33,6 +34,13 @@ class GobysendAttributeValue(models.Model):
     _sql_constraints = [
         ("partner_attribute_uniq", "unique(attribute_id, partner_id)", "A contact holds one value per attribute.")
     ]
+
+    def write(self, vals):
+        if "attribute_id" in vals:
+            target = self.env["gobysend.attribute"].sudo().browse(vals["attribute_id"]).workspace_id
+            if any(value.workspace_id != target for value in self.sudo()):
+                raise UserError(_("An attribute value cannot move to another workspace's attribute."))
+        return super().write(vals)
 
     @api.depends("value_type", *VALUE_FIELDS.values())
     def _compute_value_display(self):

@@ -34,7 +34,7 @@ class GobysendChannel(models.Model):
 
     _name = "gobysend.channel"
     _description = "Gobysend Channel"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "gobysend.workspace.bound"]
     _order = "workspace_id, sequence, id"
 
     name = fields.Char(required=True, tracking=True)

@@ -8,6 +8,7 @@ class GobysendDevice(models.Model):
     claimed it: a shared phone follows whoever logged in last."""
 
     _name = "gobysend.device"
+    _inherit = ["gobysend.workspace.bound"]
     _description = "Gobysend Device"
     _order = "last_seen desc, id desc"
     _rec_name = "token"

@@ -7,6 +7,7 @@ class GobysendEvent(models.Model):
     """Something a contact did, as reported by the business's systems. Append-only."""
 
     _name = "gobysend.event"
+    _inherit = ["gobysend.workspace.bound"]
     _description = "Gobysend Event"
     _order = "timestamp desc, id desc"
 

@@ -59,6 +59,7 @@ class GobysendMessage(models.Model):
     """
 
     _name = "gobysend.message"
+    _inherit = ["gobysend.workspace.bound"]
     _description = "Gobysend Message"
     _order = "id desc"
     _rec_name = "subject"

@@ -10,6 +10,7 @@ class GobysendMessageTemplate(models.Model):
     """A reusable message: Jinja2 subject and body filled in for each contact at send time."""
 
     _name = "gobysend.message.template"
+    _inherit = ["gobysend.workspace.bound"]
     _description = "Gobysend Message Template"
     _order = "workspace_id, name, id"
 

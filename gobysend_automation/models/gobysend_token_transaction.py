@@ -5,6 +5,7 @@ class GobysendTokenTransaction(models.Model):
     """One movement of a workspace's token balance, tied to the message that caused it."""
 
     _name = "gobysend.token.transaction"
+    _inherit = ["gobysend.workspace.bound"]
     _description = "Gobysend Token Transaction"
     _order = "id desc"
 

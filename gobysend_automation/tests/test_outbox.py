@@ -3,7 +3,7 @@ import re
 
 from freezegun import freeze_time
 
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import HttpCase, tagged
 
 from odoo.addons.queue_job.job import Job
@@ -486,3 +486,25 @@ class TestEngagement(HttpCase, OutboxCase):
         self.assertIn("550", message.reason)
         self.assertEqual(self.subscription.email_state, "bounced")
         self.assertEqual(len(self.events("message_bounced")), 1)
+
+
+class TestWorkspaceBound(OutboxCase):
+    def test_records_cannot_move_to_another_workspace(self):
+        attribute = self.env["gobysend.attribute"].create({"workspace_id": self.workspace_a.id, "key": "tier"})
+        value = self.env["gobysend.attribute.value"].create(
+            {"attribute_id": attribute.id, "partner_id": self.contact.id, "value_string": "gold"}
+        )
+        other_attribute = self.env["gobysend.attribute"].create({"workspace_id": self.workspace_b.id, "key": "tier"})
+        device = self.env["gobysend.device"].create(
+            {"workspace_id": self.workspace_a.id, "partner_id": self.contact.id, "token": "t", "platform": "web"}
+        )
+        message = self.enqueue()
+        for record in (attribute, device, self.sms, message):
+            with self.assertRaises(UserError, msg=record._name):
+                record.with_user(self.manager_a).write({"workspace_id": self.workspace_b.id})
+            self.assertEqual(record.workspace_id, self.workspace_a)
+        with self.assertRaises(UserError):
+            value.write({"attribute_id": other_attribute.id})
+        # Writing the same workspace is not a move.
+        self.sms.write({"workspace_id": self.workspace_a.id, "name": "SMS (renamed)"})
+        self.assertEqual(self.sms.name, "SMS (renamed)")
