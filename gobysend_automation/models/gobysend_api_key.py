@@ -75,14 +75,30 @@ class GobysendApiKey(models.Model):
 
     @api.model
     def _authenticate(self, plaintext):
-        """Return the active key matching ``plaintext`` (sudo), or an empty recordset."""
+        """Return the active key matching ``plaintext`` (sudo), or an empty recordset.
+
+        This runs before every API request: one plain query, which also puts what the caller
+        reads next (the key's workspace and its rate limit) in the record cache.
+        """
         if not plaintext or len(plaintext) <= KEY_PREFIX_LENGTH:
             return self.browse()
-        key = self.sudo().search([("prefix", "=", plaintext[:KEY_PREFIX_LENGTH])], limit=1)
-        if not key or not consteq(key.key_hash, self._hash_key(plaintext)):
+        self.flush_model(["prefix", "key_hash", "active", "workspace_id"])
+        self.env["gobysend.workspace"].flush_model(["active", "api_rate_limit"])
+        self.env.cr.execute(
+            """
+            SELECT k.id, k.key_hash, k.workspace_id, w.api_rate_limit
+              FROM gobysend_api_key k
+              JOIN gobysend_workspace w ON w.id = k.workspace_id
+             WHERE k.prefix = %s AND k.active AND w.active
+            """,
+            (plaintext[:KEY_PREFIX_LENGTH],),
+        )
+        row = self.env.cr.fetchone()
+        if not row or not consteq(row[1], self._hash_key(plaintext)):
             return self.browse()
-        if not key.workspace_id.active:
-            return self.browse()
+        key = self.sudo().browse(row[0])
+        self.env.cache.update(key, self._fields["workspace_id"], [row[2]])
+        self.env.cache.update(key.workspace_id, key.workspace_id._fields["api_rate_limit"], [row[3]])
         return key
 
     def _touch_and_count(self, now=None):
@@ -99,23 +115,21 @@ class GobysendApiKey(models.Model):
         with sql_db.db_connect(self.env.cr.dbname).cursor() as cr:
             # Odoo cursors run in REPEATABLE READ, where two requests bumping the same counter
             # at once fail with a serialization error; a counter only needs READ COMMITTED.
-            cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            # One round trip: this runs before every API request.
             cr.execute(
                 """
+                SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+                WITH touched AS (
+                    UPDATE gobysend_api_key SET last_used_at = %s
+                     WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)
+                )
                 INSERT INTO gobysend_api_rate (key_id, window_start, hits) VALUES (%s, %s, 1)
                 ON CONFLICT (key_id, window_start) DO UPDATE SET hits = gobysend_api_rate.hits + 1
                 RETURNING hits
                 """,
-                (self.id, window_start),
+                (now, self.id, now - LAST_USED_RESOLUTION, self.id, window_start),
             )
             hits = cr.fetchone()[0]
-            cr.execute(
-                """
-                UPDATE gobysend_api_key SET last_used_at = %s
-                 WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)
-                """,
-                (now, self.id, now - LAST_USED_RESOLUTION),
-            )
         return hits, window_start
 
     @api.model

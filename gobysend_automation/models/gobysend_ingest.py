@@ -12,6 +12,7 @@ from psycopg2 import IntegrityError, errorcodes
 from psycopg2.extras import execute_values
 
 from odoo import _, api, fields, models, tools
+from odoo.tools import SQL
 
 from ..exceptions import InvalidInput, UnknownContact
 from ..tools import coerce_attribute_value, find_nul_character, infer_attribute_type, parse_timestamp
@@ -26,6 +27,8 @@ MAX_BATCH_ITEMS = 1000
 MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 2048
 BATCH_TYPES = ("identify", "track", "page", "device")
+# How a contact is looked up, in order of precedence: the same as ``_find_subscription``.
+CONTACT_KEYS = (("id", "external_id"), ("email", "email_normalized"), ("phone", "phone_sanitized"))
 
 
 class ConcurrentContactCreation(Exception):
@@ -94,25 +97,94 @@ class GobysendIngest(models.AbstractModel):
         return subscriptions
 
     @api.model
+    def _find_partner_ids(self, workspace, refs):
+        """``_find_subscription`` for many refs at once, in one query per identifier kind.
+
+        Returns {(key, value): partner id} for the identifiers found; ``_match_contact`` picks
+        one ref's contact from it. The hot path of event ingestion: plain SQL, because the ORM
+        would cost a search and a record fetch per event.
+        """
+        found = {}
+        unmatched = list(refs)
+        if not unmatched:
+            return found
+        self.env["gobysend.subscription"].flush_model(["workspace_id", "partner_id", "external_id"])
+        self.env["res.partner"].flush_model(["email_normalized", "phone_sanitized"])
+        for key, column in CONTACT_KEYS:
+            values = list({ref[key] for ref in unmatched if ref[key]})
+            if not values:
+                continue
+            table = "s" if key == "id" else "p"
+            # Among several matches, the newest subscription wins, as in the model's _order.
+            self.env.cr.execute(
+                SQL(
+                    """
+                    SELECT DISTINCT ON (%(column)s) %(column)s, s.partner_id
+                      FROM gobysend_subscription s
+                      JOIN res_partner p ON p.id = s.partner_id
+                     WHERE s.workspace_id = %(workspace_id)s AND %(column)s = ANY(%(values)s)
+                  ORDER BY %(column)s, s.create_date DESC, s.id DESC
+                    """,
+                    column=SQL.identifier(table, column),
+                    workspace_id=workspace.id,
+                    values=values,
+                )
+            )
+            found.update(((key, value), partner_id) for value, partner_id in self.env.cr.fetchall())
+            unmatched = [ref for ref in unmatched if not any((k, ref[k]) in found for k, _c in CONTACT_KEYS)]
+        return found
+
+    @api.model
+    def _match_contact(self, ref, found):
+        """The partner id of ``ref`` among ``found`` (see ``_find_partner_ids``), or raise."""
+        for key, _column in CONTACT_KEYS:
+            if ref[key] and (key, ref[key]) in found:
+                return found[key, ref[key]]
+        raise self._unknown_contact(ref)
+
+    @api.model
+    def _unknown_contact(self, ref):
+        field = next(key for key in ("id", "email", "phone") if ref[key])
+        return UnknownContact(
+            field,
+            _(
+                "No contact with %(field)s “%(value)s” in this workspace; identify it first.",
+                field=field,
+                value=ref[field],
+            ),
+        )
+
+    @api.model
     def _get_subscription(self, workspace, payload):
         """The subscription a non-identify call is about; unknown contacts are refused."""
         ref = self._read_contact_ref(workspace, payload)
         subscription = self._find_subscription(workspace, ref)
         if not subscription:
-            field = next(key for key in ("id", "email", "phone") if ref[key])
-            raise UnknownContact(
-                field,
-                _(
-                    "No contact with %(field)s “%(value)s” in this workspace; identify it first.",
-                    field=field,
-                    value=ref[field],
-                ),
-            )
+            raise self._unknown_contact(ref)
         return subscription
 
     @api.model
     def _get_contact(self, workspace, payload):
-        return self._get_subscription(workspace, payload).partner_id
+        """The contact (partner) a track, page or device call is about; unknown contacts are refused."""
+        ref = self._read_contact_ref(workspace, payload)
+        partner_id = self._match_contact(ref, self._find_partner_ids(workspace, [ref]))
+        return self.env["res.partner"].sudo().browse(partner_id)
+
+    @api.model
+    def _read_contact_refs(self, workspace, items, start):
+        """The contact refs of the run of track/page items that starts at ``start``, and their
+        contacts found in bulk: ({index: ref, or the InvalidInput it raised}, found)."""
+        refs = {}
+        for index in range(start, len(items)):
+            item = items[index]
+            if not isinstance(item, dict) or item.get("type") not in ("track", "page"):
+                break
+            try:
+                refs[index] = self._read_contact_ref(workspace, item)
+            except InvalidInput as error:
+                refs[index] = error
+        found = self._find_partner_ids(workspace, [ref for ref in refs.values() if isinstance(ref, dict)])
+        return refs, found
 
     @api.model
     def identify(self, workspace, payload):
@@ -503,9 +575,9 @@ class GobysendIngest(models.AbstractModel):
     def batch(self, workspace, items):
         """Process up to 1000 mixed items; one result per item, so one bad item sinks nothing else.
 
-        Consecutive track/page items are validated one by one and stored with a single INSERT;
-        identify and device items run in order inside their own savepoint, so a track item
-        after an identify of a new contact finds it.
+        Consecutive track/page items are validated one by one, their contacts looked up together
+        and their events stored with a single INSERT; identify and device items run in order
+        inside their own savepoint, so a track item after an identify of a new contact finds it.
         """
         if not isinstance(items, list):
             raise InvalidInput("batch", _("“batch” must be a list of items."))
@@ -534,7 +606,9 @@ class GobysendIngest(models.AbstractModel):
                     }
                 pending.clear()
 
-        contact_cache = {}
+        # Contacts of the current run of track/page items, looked up together; an identify or
+        # device item may create or change contacts, so it ends the run.
+        run_refs, run_found = {}, {}
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, dict):
@@ -549,10 +623,12 @@ class GobysendIngest(models.AbstractModel):
                         ),
                     )
                 if item_type in ("track", "page"):
-                    ref_key = (item.get("id"), item.get("email"), item.get("phone"))
-                    partner_id = contact_cache.get(ref_key)
-                    if partner_id is None:
-                        partner_id = contact_cache[ref_key] = self._get_contact(workspace, item).id
+                    if index not in run_refs:
+                        run_refs, run_found = self._read_contact_refs(workspace, items, index)
+                    ref = run_refs[index]
+                    if isinstance(ref, InvalidInput):
+                        raise ref
+                    partner_id = self._match_contact(ref, run_found)
                     pending.append(
                         (
                             index,
@@ -563,7 +639,7 @@ class GobysendIngest(models.AbstractModel):
                     )
                     continue
                 flush_events()
-                contact_cache.clear()
+                run_refs, run_found = {}, {}
                 with self.env.cr.savepoint():
                     if item_type == "identify":
                         result = self.identify(workspace, item)
