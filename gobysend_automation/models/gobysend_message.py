@@ -260,10 +260,11 @@ class GobysendMessage(models.Model):
         if not subscription:
             return _("The contact is not subscribed to workspace %(workspace)s.", workspace=self.workspace_id.name)
         if subscription._is_opted_out(self.channel_type):
+            consent_state = subscription[self.channel_type + "_state"]
             return _(
                 "The contact has not consented to %(channel)s messages (%(state)s).",
                 channel=dict(CHANNEL_TYPES)[self.channel_type],
-                state=subscription[f"{self.channel_type}_state"],
+                state=consent_state,
             )
         if self.channel_type == "push" and not self.env["gobysend.device"].sudo().search_count(
             [("workspace_id", "=", self.workspace_id.id), ("partner_id", "=", self.partner_id.id)], limit=1
