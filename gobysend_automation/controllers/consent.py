@@ -7,7 +7,7 @@ a missing, wrong or tampered token gets a plain error page and changes nothing.
 from odoo import _, http
 from odoo.http import request
 
-from ..models.gobysend_subscription import CHANNEL_LABELS, CHANNELS
+from ..models.gobysend_subscription import CHANNELS
 
 
 class GobysendConsentController(http.Controller):
@@ -15,6 +15,10 @@ class GobysendConsentController(http.Controller):
         subscription = request.env["gobysend.subscription"].sudo().browse(subscription_id).exists()
         if not subscription or not subscription._check_token(purpose, token, channel):
             return None
+        # The pages speak the contact's language, not the anonymous visitor's default.
+        lang = subscription.partner_id.lang
+        if lang and request.env["res.lang"]._get_code(lang):
+            request.update_context(lang=lang)
         return subscription
 
     def _invalid_link(self):
@@ -62,7 +66,7 @@ class GobysendConsentController(http.Controller):
             {
                 "subscription": subscription,
                 "channel": channel,
-                "channel_label": CHANNEL_LABELS[channel],
+                "channel_label": self._channel_labels()[channel],
                 "token": token,
                 "preferences_url": subscription._get_preferences_url(),
             },
@@ -91,14 +95,20 @@ class GobysendConsentController(http.Controller):
             saved = True
         return self._render_preferences(subscription, saved=saved)
 
+    def _channel_labels(self):
+        """Channel names in the language of the page."""
+        field = request.env["gobysend.consent.log"]._fields["channel"]
+        return dict(field._description_selection(request.env))
+
     def _render_preferences(self, subscription, saved=False, unsubscribed_channel=None):
+        labels = self._channel_labels()
         return request.render(
             "gobysend_automation.consent_preferences",
             {
                 "subscription": subscription,
-                "channels": [(channel, CHANNEL_LABELS[channel], subscription[f"{channel}_state"]) for channel in CHANNELS],
+                "channels": [(channel, labels[channel], subscription[f"{channel}_state"]) for channel in CHANNELS],
                 "token": subscription._get_token("preferences"),
                 "saved": saved,
-                "unsubscribed_channel": unsubscribed_channel and CHANNEL_LABELS[unsubscribed_channel],
+                "unsubscribed_channel": unsubscribed_channel and labels[unsubscribed_channel],
             },
         )

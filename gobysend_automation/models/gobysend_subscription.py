@@ -24,6 +24,7 @@ CONSENT_SOURCES = [
     ("bounce", "Bounce"),
 ]
 TOKEN_SCOPE = "gobysend-subscription"
+BLACKLIST_FLAGS = ("is_blacklisted", "phone_sanitized_blacklisted", "phone_blacklisted", "mobile_blacklisted")
 
 
 class GobysendSubscription(models.Model):
@@ -39,9 +40,7 @@ class GobysendSubscription(models.Model):
     _rec_name = "partner_id"
     _order = "create_date desc, id desc"
 
-    workspace_id = fields.Many2one(
-        "gobysend.workspace", required=True, ondelete="cascade", index=True, tracking=True
-    )
+    workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True, tracking=True)
     partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade", index=True)
     external_id = fields.Char(
         string="Customer ID",
@@ -50,11 +49,19 @@ class GobysendSubscription(models.Model):
     )
     email = fields.Char(related="partner_id.email", string="Email")
     phone = fields.Char(related="partner_id.phone", string="Phone")
-    email_state = fields.Selection(CONSENT_STATES, string="Email Consent", default="subscribed", required=True, tracking=True)
-    sms_state = fields.Selection(CONSENT_STATES, string="SMS Consent", default="subscribed", required=True, tracking=True)
-    zalo_state = fields.Selection(CONSENT_STATES, string="Zalo Consent", default="subscribed", required=True, tracking=True)
-    push_state = fields.Selection(CONSENT_STATES, string="Push Consent", default="subscribed", required=True, tracking=True)
-    source = fields.Selection(CONSENT_SOURCES, string="Source", default="manual", readonly=True)
+    email_state = fields.Selection(
+        CONSENT_STATES, string="Email Consent", default="subscribed", required=True, tracking=True
+    )
+    sms_state = fields.Selection(
+        CONSENT_STATES, string="SMS Consent", default="subscribed", required=True, tracking=True
+    )
+    zalo_state = fields.Selection(
+        CONSENT_STATES, string="Zalo Consent", default="subscribed", required=True, tracking=True
+    )
+    push_state = fields.Selection(
+        CONSENT_STATES, string="Push Consent", default="subscribed", required=True, tracking=True
+    )
+    source = fields.Selection(CONSENT_SOURCES, default="manual", readonly=True)
     confirmed_at = fields.Datetime(string="Confirmed On", readonly=True)
     confirmation_sent_at = fields.Datetime(string="Confirmation Sent On", readonly=True)
     consent_log_ids = fields.One2many("gobysend.consent.log", "subscription_id", string="Consent History")
@@ -68,16 +75,28 @@ class GobysendSubscription(models.Model):
     @api.depends("partner_id", "workspace_id")
     def _compute_display_name(self):
         for subscription in self:
-            subscription.display_name = "%s (%s)" % (subscription.partner_id.display_name, subscription.workspace_id.name)
+            subscription.display_name = "%s (%s)" % (
+                subscription.partner_id.display_name,
+                subscription.workspace_id.name,
+            )
 
     @api.model_create_multi
     def create(self, vals_list):
-        workspaces = self.env["gobysend.workspace"].browse([vals["workspace_id"] for vals in vals_list if vals.get("workspace_id")])
+        # Defaults first: a workspace given through the context must count as well.
+        vals_list = [self._add_missing_default_values(vals) for vals in vals_list]
+        workspaces = self.env["gobysend.workspace"].browse(
+            [vals["workspace_id"] for vals in vals_list if vals.get("workspace_id")]
+        )
         double_opt_in = {workspace.id for workspace in workspaces.sudo() if workspace.double_opt_in}
-        for vals in vals_list:
-            if vals.get("workspace_id") in double_opt_in and not self.env.context.get("gobysend_skip_double_opt_in"):
+        if not self.env.context.get("gobysend_skip_double_opt_in"):
+            for vals in vals_list:
+                if vals.get("workspace_id") not in double_opt_in:
+                    continue
+                # Nobody is subscribed to such a workspace before confirming, whatever the
+                # creator sent: forms send every field's default value along.
                 for channel in CHANNELS:
-                    vals.setdefault(f"{channel}_state", "pending")
+                    if vals.get(f"{channel}_state", "subscribed") == "subscribed":
+                        vals[f"{channel}_state"] = "pending"
         subscriptions = super().create(vals_list)
         self.env["gobysend.consent.log"].sudo().create(
             [
@@ -91,10 +110,23 @@ class GobysendSubscription(models.Model):
                 for channel in CHANNELS
             ]
         )
+        for subscription in subscriptions:
+            for channel in ("email", "sms"):
+                if subscription[f"{channel}_state"] == "unsubscribed":
+                    subscription._sync_blacklists(channel, "unsubscribed")
         subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
         return subscriptions
 
     def write(self, vals):
+        for field_name in ("workspace_id", "partner_id"):
+            if field_name in vals and any(subscription[field_name].id != vals[field_name] for subscription in self):
+                # Consent was given by this contact to this workspace: it cannot be handed over.
+                raise ValidationError(
+                    _(
+                        "The contact and the workspace of a subscription cannot change: its consent was given by "
+                        "that contact to that workspace. Create a new subscription instead."
+                    )
+                )
         changed = {channel: vals[f"{channel}_state"] for channel in CHANNELS if f"{channel}_state" in vals}
         if changed and not self.env.context.get("gobysend_consent_logged"):
             # Edits made in the form are consent changes too: route them through the log.
@@ -142,21 +174,44 @@ class GobysendSubscription(models.Model):
             blacklist = self.env["mail.blacklist"].sudo()
             if state == "unsubscribed":
                 blacklist._add(partner.email_normalized, message=message)
-            elif state == "subscribed" and partner.is_blacklisted and not self._other_workspaces_opted_out("email"):
+            elif (
+                state == "subscribed"
+                and blacklist.search_count([("email", "=", partner.email_normalized)], limit=1)
+                and not self._other_workspaces_opted_out("email")
+            ):
                 blacklist._remove(partner.email_normalized, message=message)
         elif channel == "sms" and partner.phone_sanitized:
             blacklist = self.env["phone.blacklist"].sudo()
             if state == "unsubscribed":
                 blacklist._add([partner.phone_sanitized], message=message)
-            elif state == "subscribed" and partner.phone_sanitized_blacklisted and not self._other_workspaces_opted_out("sms"):
+            elif (
+                state == "subscribed"
+                and blacklist.search_count([("number", "=", partner.phone_sanitized)], limit=1)
+                and not self._other_workspaces_opted_out("sms")
+            ):
                 blacklist._remove([partner.phone_sanitized], message=message)
+        else:
+            return
+        # The partners' blacklist flags are computed from these tables but cached per record.
+        partners = self.env["res.partner"]
+        partners.invalidate_model([name for name in BLACKLIST_FLAGS if name in partners._fields])
 
     def _other_workspaces_opted_out(self, channel):
-        """Whether another workspace still holds an opt-out that the shared blacklist enforces."""
+        """Whether another subscription of the same address still holds an opt-out that the
+        shared blacklist enforces. The blacklists work per address, so every contact with this
+        address counts, and so do archived subscriptions: an opt-out is never dropped silently."""
+        self.ensure_one()
+        partners = self.env["res.partner"].sudo().with_context(active_test=False)
+        if channel == "email":
+            partners = partners.search([("email_normalized", "=", self.partner_id.email_normalized)])
+        else:
+            partners = partners.search([("phone_sanitized", "=", self.partner_id.phone_sanitized)])
         return bool(
-            self.sudo().search_count(
+            self.sudo()
+            .with_context(active_test=False)
+            .search_count(
                 [
-                    ("partner_id", "=", self.partner_id.id),
+                    ("partner_id", "in", (partners | self.partner_id).ids),
                     ("id", "!=", self.id),
                     (f"{channel}_state", "=", "unsubscribed"),
                 ],
@@ -178,9 +233,12 @@ class GobysendSubscription(models.Model):
     def action_confirm(self, source="double_opt_in", ip_address=None):
         """Flip every pending channel to subscribed: the contact confirmed their address."""
         for subscription in self:
-            for channel in CHANNELS:
-                if subscription[f"{channel}_state"] == "pending":
-                    subscription._set_consent(channel, "subscribed", source, ip_address=ip_address)
+            pending = [channel for channel in CHANNELS if subscription[f"{channel}_state"] == "pending"]
+            if not pending:
+                # A second click on the link: keep the first confirmation as the proof.
+                continue
+            for channel in pending:
+                subscription._set_consent(channel, "subscribed", source, ip_address=ip_address)
             subscription.sudo().confirmed_at = fields.Datetime.now()
         return True
 
@@ -188,7 +246,10 @@ class GobysendSubscription(models.Model):
         missing = self.filtered(lambda s: not s.partner_id.email)
         if missing:
             raise ValidationError(
-                _("%(contact)s has no email address to send a confirmation to.", contact=missing[0].partner_id.display_name)
+                _(
+                    "%(contact)s has no email address to send a confirmation to.",
+                    contact=missing[0].partner_id.display_name,
+                )
             )
         self._send_confirmation()
         return True
@@ -218,7 +279,11 @@ class GobysendSubscription(models.Model):
 
     def _get_confirm_url(self):
         self.ensure_one()
-        return "%s/gobysend/confirm/%s?%s" % (self._get_base_url(), self.id, url_encode({"token": self._get_token("confirm")}))
+        return "%s/gobysend/confirm/%s?%s" % (
+            self._get_base_url(),
+            self.id,
+            url_encode({"token": self._get_token("confirm")}),
+        )
 
     def _get_unsubscribe_url(self, channel):
         """One link per contact and channel; it opens the preference page and works for one-click."""

@@ -1,24 +1,33 @@
 from odoo import _, fields, models
 
+GOBYSEND_USER = "gobysend_automation.group_gobysend_user"
+
 
 class ResPartner(models.Model):
     _inherit = "res.partner"
 
     gobysend_birthday = fields.Date(string="Birthday")
-    gobysend_subscription_ids = fields.One2many("gobysend.subscription", "partner_id", string="Gobysend Workspaces")
-    gobysend_attribute_value_ids = fields.One2many("gobysend.attribute.value", "partner_id", string="Attributes")
-    gobysend_event_ids = fields.One2many("gobysend.event", "partner_id", string="Activity")
-    gobysend_device_ids = fields.One2many("gobysend.device", "partner_id", string="Devices")
-    gobysend_event_count = fields.Integer(compute="_compute_gobysend_counts", string="Events")
-    gobysend_device_count = fields.Integer(compute="_compute_gobysend_counts", string="Device Count")
-    gobysend_subscription_count = fields.Integer(compute="_compute_gobysend_counts", string="Workspace Count")
+    # The profile is for Gobysend users only: other users reading a partner (exports, RPC reads
+    # of all fields) must not trip over models they have no access to.
+    gobysend_subscription_ids = fields.One2many(
+        "gobysend.subscription", "partner_id", string="Gobysend Workspaces", groups=GOBYSEND_USER
+    )
+    gobysend_attribute_value_ids = fields.One2many(
+        "gobysend.attribute.value", "partner_id", string="Attributes", groups=GOBYSEND_USER
+    )
+    gobysend_event_ids = fields.One2many("gobysend.event", "partner_id", string="Activity", groups=GOBYSEND_USER)
+    gobysend_device_ids = fields.One2many("gobysend.device", "partner_id", string="Devices", groups=GOBYSEND_USER)
+    gobysend_event_count = fields.Integer(compute="_compute_gobysend_counts", string="Events", groups=GOBYSEND_USER)
+    gobysend_device_count = fields.Integer(
+        compute="_compute_gobysend_counts", string="Device Count", groups=GOBYSEND_USER
+    )
+    gobysend_subscription_count = fields.Integer(
+        compute="_compute_gobysend_counts", string="Workspace Count", groups=GOBYSEND_USER
+    )
 
     def _compute_gobysend_counts(self):
         # Counted under the current user's record rules: a user sees the activity of their
         # own workspaces only.
-        if not self.env.user.has_group("gobysend_automation.group_gobysend_user"):
-            self.update({"gobysend_event_count": 0, "gobysend_device_count": 0, "gobysend_subscription_count": 0})
-            return
         for model, field in (
             ("gobysend.event", "gobysend_event_count"),
             ("gobysend.device", "gobysend_device_count"),

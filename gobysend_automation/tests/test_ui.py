@@ -1,0 +1,66 @@
+"""The web client, driven in a browser as people use it (tours in static/tests/tours/)."""
+
+from odoo.tests import tagged
+
+from .common import GobysendHttpCase
+
+
+@tagged("post_install", "-at_install")
+class TestUi(GobysendHttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.workspace_ui = cls.env["gobysend.workspace"].create({"name": "Shop UI"})
+        cls.partner = cls.env["res.partner"].create(
+            {"name": "Lan Tour", "email": "lan.tour@example.com", "phone": "+84 912 000 042"}
+        )
+        subscription = cls.env["gobysend.subscription"].create(
+            {"workspace_id": cls.workspace_ui.id, "partner_id": cls.partner.id, "external_id": "C-042"}
+        )
+        subscription._set_consent("sms", "unsubscribed", "api")
+        attribute = cls.env["gobysend.attribute"].create(
+            {"workspace_id": cls.workspace_ui.id, "key": "loyalty_tier", "value_type": "string"}
+        )
+        cls.env["gobysend.attribute.value"].create(
+            {"attribute_id": attribute.id, "partner_id": cls.partner.id, "value_string": "Gold"}
+        )
+        cls.env["gobysend.event"].create(
+            [
+                {
+                    "workspace_id": cls.workspace_ui.id,
+                    "partner_id": cls.partner.id,
+                    "name": "order_completed",
+                    "properties": {"total": 420000},
+                },
+                {
+                    "workspace_id": cls.workspace_ui.id,
+                    "partner_id": cls.partner.id,
+                    "name": "Pricing",
+                    "kind": "page",
+                    "url": "https://shop.example/pricing",
+                },
+            ]
+        )
+        cls.env["gobysend.device"].create(
+            {
+                "workspace_id": cls.workspace_ui.id,
+                "partner_id": cls.partner.id,
+                "token": "tour-device-token",
+                "platform": "android",
+            }
+        )
+
+    def test_admin_creates_a_workspace_and_a_key_then_reads_a_profile(self):
+        self.start_tour("/odoo", "gobysend_workspace_and_profile_tour", login="admin")
+        workspace = self.env["gobysend.workspace"].search([("name", "=", "Tour Workspace")])
+        self.assertEqual(len(workspace), 1)
+        key = workspace.api_key_ids
+        self.assertEqual((len(key), key.name, key.active), (1, "Online shop", True))
+        self.assertTrue(key.prefix.startswith("gbs_"))
+        self.assertIn(self.env.ref("base.user_admin"), workspace.member_ids)
+        # Only the hash of the key is kept on the key itself.
+        self.assertEqual(len(key.sudo().key_hash), 64)
+
+    def test_restricted_user_sees_only_their_workspaces(self):
+        self.env["gobysend.subscription"].create({"workspace_id": self.workspace_a.id, "partner_id": self.partner.id})
+        self.start_tour("/odoo", "gobysend_restricted_user_tour", login=self.user_a.login)
