@@ -2,7 +2,8 @@ from starlette.middleware import Middleware
 
 from odoo import fields, models
 
-from ..routers.tracking import ApiErrorMiddleware, router as tracking_router
+from ..routers.tracking import ApiErrorMiddleware
+from ..routers.tracking import router as tracking_router
 
 API_DESCRIPTION = """
 Push customer activity into a Gobysend workspace: contacts and their attributes, events, page

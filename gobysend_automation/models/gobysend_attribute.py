@@ -43,7 +43,9 @@ class GobysendAttribute(models.Model):
 
     def _compute_value_count(self):
         counts = dict(
-            self.env["gobysend.attribute.value"]._read_group([("attribute_id", "in", self.ids)], ["attribute_id"], ["__count"])
+            self.env["gobysend.attribute.value"]._read_group(
+                [("attribute_id", "in", self.ids)], ["attribute_id"], ["__count"]
+            )
         )
         for attribute in self:
             attribute.value_count = counts.get(attribute, 0)
@@ -61,7 +63,10 @@ class GobysendAttribute(models.Model):
                 )
             if attribute.key in STANDARD_KEYS:
                 raise ValidationError(
-                    _("“%(key)s” is a standard key stored on the contact itself; it needs no attribute.", key=attribute.key)
+                    _(
+                        "“%(key)s” is a standard key stored on the contact itself; it needs no attribute.",
+                        key=attribute.key,
+                    )
                 )
 
     @api.model_create_multi

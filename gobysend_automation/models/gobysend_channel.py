@@ -55,9 +55,7 @@ class GobysendChannel(models.Model):
         tracking=True,
         help="Test: only test sends go out. Disabled: nothing is sent; queued messages wait.",
     )
-    sender = fields.Char(
-        string="Sender", help="Sender identity: an email address, an SMS brand name, a Zalo OA, a bot name…"
-    )
+    sender = fields.Char(help="Sender identity: an email address, an SMS brand name, a Zalo OA, a bot name…")
     rate_limit = fields.Integer(string="Messages per Minute", default=600, help="0 means no limit.")
     token_cost = fields.Float(string="Tokens per Message", digits=(16, 2), default=1.0)
     test_partner_id = fields.Many2one("res.partner", string="Test Recipient")

@@ -20,7 +20,9 @@ class GobysendDevice(models.Model):
     last_seen = fields.Datetime(default=fields.Datetime.now)
     active = fields.Boolean(default=True)
 
-    _sql_constraints = [("token_uniq", "unique(workspace_id, token)", "A device token is registered once per workspace.")]
+    _sql_constraints = [
+        ("token_uniq", "unique(workspace_id, token)", "A device token is registered once per workspace.")
+    ]
 
     @api.model
     def _claim(self, workspace, partner, token, platform):

@@ -1,3 +1,5 @@
+import json
+
 from odoo import fields, models
 
 EVENT_KINDS = [("event", "Event"), ("page", "Page View")]
@@ -18,7 +20,9 @@ class GobysendEvent(models.Model):
     timestamp = fields.Datetime(required=True, default=fields.Datetime.now)
     properties = fields.Json()
     properties_text = fields.Text(string="Properties (JSON)", compute="_compute_properties_text")
-    message_id = fields.Char(string="Message ID", help="The sender's idempotency id: a retried delivery is stored once.")
+    message_id = fields.Char(
+        string="Message ID", help="The sender's idempotency id: a retried delivery is stored once."
+    )
     url = fields.Char(string="URL")
     title = fields.Char()
     referrer = fields.Char()
@@ -37,7 +41,7 @@ class GobysendEvent(models.Model):
         )
 
     def _compute_properties_text(self):
-        import json
-
         for event in self:
-            event.properties_text = json.dumps(event.properties, indent=2, ensure_ascii=False) if event.properties else ""
+            event.properties_text = (
+                json.dumps(event.properties, indent=2, ensure_ascii=False) if event.properties else ""
+            )

@@ -11,10 +11,10 @@ from odoo import _, api, fields, models, tools
 from .. import templating
 from ..exceptions import PermanentSendError, TransientSendError
 from .gobysend_channel import CHANNEL_TYPES, CONSENT_CHANNEL_TYPES
+from .gobysend_workspace import WEEKDAY_FIELDS
 
 # Channels whose bodies carry links people click: shortened and counted per message.
 LINK_TRACKED_CHANNEL_TYPES = ("email", "sms", "zalo", "push")
-from .gobysend_workspace import WEEKDAY_FIELDS
 
 _logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class GobysendMessage(models.Model):
         "res.partner", string="Contact", required=True, ondelete="cascade", index=True, readonly=True
     )
     channel_id = fields.Many2one("gobysend.channel", required=True, ondelete="cascade", index=True, readonly=True)
-    channel_type = fields.Selection(CHANNEL_TYPES, string="Channel Type", required=True, readonly=True)
+    channel_type = fields.Selection(CHANNEL_TYPES, required=True, readonly=True)
     state = fields.Selection(MESSAGE_STATES, required=True, default="queued", index=True, readonly=True)
     reason = fields.Char(readonly=True, help="Why the message was skipped, held, rescheduled or failed.")
     subject_template = fields.Char(readonly=True)

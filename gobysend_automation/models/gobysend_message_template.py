@@ -23,7 +23,7 @@ class GobysendMessageTemplate(models.Model):
         help="Jinja2 with the variables contact (fields and attributes), workspace, event and record.",
     )
     preview_partner_id = fields.Many2one("res.partner", string="Preview For")
-    preview_subject = fields.Char(compute="_compute_preview", string="Preview Subject")
+    preview_subject = fields.Char(compute="_compute_preview")
     preview_body = fields.Text(compute="_compute_preview", string="Preview")
 
     @api.constrains("subject", "body", "channel_type")

@@ -58,7 +58,6 @@ class GobysendWorkspace(models.Model):
         help="Phone numbers written without a country prefix are read as numbers of this country.",
     )
     token_balance = fields.Float(
-        string="Token Balance",
         digits=(16, 2),
         tracking=True,
         help="Tokens available to pay for messages sent from this workspace.",
@@ -80,10 +79,12 @@ class GobysendWorkspace(models.Model):
     send_on_saturday = fields.Boolean(string="Saturday", default=True)
     send_on_sunday = fields.Boolean(string="Sunday", default=True)
     frequency_cap_daily = fields.Integer(
-        string="Daily Cap per Channel", help="Most messages one contact may receive per channel and day; 0 means no cap."
+        string="Daily Cap per Channel",
+        help="Most messages one contact may receive per channel and day; 0 means no cap.",
     )
     frequency_cap_weekly = fields.Integer(
-        string="Weekly Cap per Channel", help="Most messages one contact may receive per channel and week; 0 means no cap."
+        string="Weekly Cap per Channel",
+        help="Most messages one contact may receive per channel and week; 0 means no cap.",
     )
     api_rate_limit = fields.Integer(
         string="API Requests per Minute",

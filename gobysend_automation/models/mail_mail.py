@@ -4,6 +4,4 @@ from odoo import fields, models
 class MailMail(models.Model):
     _inherit = "mail.mail"
 
-    gobysend_message_id = fields.Many2one(
-        "gobysend.message", string="Gobysend Message", index="btree_not_null", ondelete="set null"
-    )
+    gobysend_message_id = fields.Many2one("gobysend.message", index="btree_not_null", ondelete="set null")
