@@ -19,6 +19,24 @@ FUTURE_TOLERANCE = datetime.timedelta(days=1)
 ATTRIBUTE_TYPES = ("string", "number", "boolean", "date", "datetime")
 
 
+def count_related(records, model, inverse_field):
+    """{record: how many ``model`` records point at it through ``inverse_field``}, counted
+    under the current user's record rules (one query for all of ``records``)."""
+    return dict(records.env[model]._read_group([(inverse_field, "in", records.ids)], [inverse_field], ["__count"]))
+
+
+def related_list_action(record, model, inverse_field, name):
+    """A window action listing the ``model`` records of ``record``, creating new ones for it."""
+    return {
+        "type": "ir.actions.act_window",
+        "name": name,
+        "res_model": model,
+        "view_mode": "list,form",
+        "domain": [(inverse_field, "=", record.id)],
+        "context": {f"default_{inverse_field}": record.id},
+    }
+
+
 def normalize_phone(number, region, field_name="phone"):
     """Return ``number`` in E.164 form, reading numbers without prefix as numbers of ``region``."""
     if not isinstance(number, str) or not number.strip():

@@ -5,7 +5,7 @@ from odoo.exceptions import ValidationError
 
 from odoo.addons.base.models.res_partner import _tz_get
 
-from ..tools import normalize_phone
+from ..tools import count_related, normalize_phone, related_list_action
 
 WEEKDAY_FIELDS = (
     "send_on_monday",
@@ -113,9 +113,7 @@ class GobysendWorkspace(models.Model):
             ("gobysend.event", "event_count"),
             ("gobysend.device", "device_count"),
         ):
-            counts = dict(
-                self.env[model]._read_group([("workspace_id", "in", self.ids)], ["workspace_id"], ["__count"])
-            )
+            counts = count_related(self, model, "workspace_id")
             for workspace in self:
                 workspace[field] = counts.get(workspace, 0)
 
@@ -169,14 +167,7 @@ class GobysendWorkspace(models.Model):
 
     def _action_open_related(self, model, name):
         self.ensure_one()
-        return {
-            "type": "ir.actions.act_window",
-            "name": name,
-            "res_model": model,
-            "view_mode": "list,form",
-            "domain": [("workspace_id", "=", self.id)],
-            "context": {"default_workspace_id": self.id},
-        }
+        return related_list_action(self, model, "workspace_id", name)
 
     def action_view_subscriptions(self):
         return self._action_open_related("gobysend.subscription", _("Contacts"))

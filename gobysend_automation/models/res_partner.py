@@ -1,5 +1,7 @@
 from odoo import _, fields, models
 
+from ..tools import count_related, related_list_action
+
 GOBYSEND_USER = "gobysend_automation.group_gobysend_user"
 
 
@@ -33,20 +35,13 @@ class ResPartner(models.Model):
             ("gobysend.device", "gobysend_device_count"),
             ("gobysend.subscription", "gobysend_subscription_count"),
         ):
-            counts = dict(self.env[model]._read_group([("partner_id", "in", self.ids)], ["partner_id"], ["__count"]))
+            counts = count_related(self, model, "partner_id")
             for partner in self:
                 partner[field] = counts.get(partner, 0)
 
     def _gobysend_action(self, model, name):
         self.ensure_one()
-        return {
-            "type": "ir.actions.act_window",
-            "name": name,
-            "res_model": model,
-            "view_mode": "list,form",
-            "domain": [("partner_id", "=", self.id)],
-            "context": {"default_partner_id": self.id, "search_default_group_workspace": 0},
-        }
+        return related_list_action(self, model, "partner_id", name)
 
     def action_gobysend_view_events(self):
         return self._gobysend_action("gobysend.event", _("Activity of %(name)s", name=self.display_name))

@@ -418,6 +418,19 @@ class TestEngagement(HttpCase, OutboxCase):
     def events(self, name):
         return self.env["gobysend.event"].search([("partner_id", "=", self.contact.id), ("name", "=", name)])
 
+    def send_test_mode_email(self):
+        """An email through a channel in test mode: rendered and tracked, kept inside Odoo."""
+        email = self.env["gobysend.channel"].create(
+            {
+                "name": "Mail",
+                "workspace_id": self.workspace_a.id,
+                "channel_type": "email",
+                "state": "test",
+                "token_cost": 0,
+            }
+        )
+        return self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hello</p>", subject="Hi")._dispatch()
+
     def test_click_on_a_shortened_sms_link_counts_on_the_message(self):
         unsubscribe_url = self.subscription._get_unsubscribe_url("sms")
         message = self.enqueue(body="Sale! https://shop.example.com/sale?x=1 Stop: " + unsubscribe_url)._dispatch()
@@ -437,16 +450,7 @@ class TestEngagement(HttpCase, OutboxCase):
         self.assertEqual(link.count, 2)
 
     def test_email_open_pixel_needs_its_token(self):
-        email = self.env["gobysend.channel"].create(
-            {
-                "name": "Mail",
-                "workspace_id": self.workspace_a.id,
-                "channel_type": "email",
-                "state": "test",
-                "token_cost": 0,
-            }
-        )
-        message = self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hello</p>", subject="Hi")._dispatch()
+        message = self.send_test_mode_email()
         self.assertEqual(message.state, "sent", message.reason)
         (pixel,) = re.findall(r'src="([^"]+/gobysend/track/open/[^"]+)"', message.body)
         forged = pixel.replace(message._get_open_token(), "0" * 64)
@@ -459,16 +463,7 @@ class TestEngagement(HttpCase, OutboxCase):
         self.assertEqual(len(self.events("message_opened")), 1)
 
     def test_bounce_marks_message_and_consent(self):
-        email = self.env["gobysend.channel"].create(
-            {
-                "name": "Mail",
-                "workspace_id": self.workspace_a.id,
-                "channel_type": "email",
-                "state": "test",
-                "token_cost": 0,
-            }
-        )
-        message = self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hello</p>", subject="Hi")._dispatch()
+        message = self.send_test_mode_email()
         self.env["mail.thread"]._routing_handle_bounce(
             None,
             {
