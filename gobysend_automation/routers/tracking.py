@@ -7,15 +7,19 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import JSONResponse
 
 from odoo import _, fields
 from odoo.api import Environment
 
+from odoo.addons.fastapi.context import odoo_env_ctx
 from odoo.addons.fastapi.dependencies import odoo_env
 
 from ..exceptions import InvalidInput
 from ..models.gobysend_ingest import ConcurrentContactCreation
 from . import schemas
+
+_logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
@@ -134,8 +138,14 @@ def batch(body: schemas.BatchRequest, workspace: Workspace, env: Env):
 
 
 class ApiErrorMiddleware:
-    """Refuses oversized bodies with 413 before anything parses them, and lets FastAPI's own
-    validation errors travel as ``ApiError`` so that they are logged as client mistakes."""
+    """Answers client errors itself: 413 for oversized bodies before anything parses them, and
+    every ``HTTPException`` and validation error as a JSON response, after rolling back what the
+    request wrote.
+
+    Letting these exceptions travel out of the ASGI app, as the fastapi addon does by default,
+    races inside a2wsgi: now and then the WSGI side never sees the answer start and Odoo turns
+    a 401 or a 422 into a 500. A response sent from here always arrives.
+    """
 
     def __init__(self, app, max_bytes=MAX_BODY_BYTES):
         self.app = app
@@ -147,13 +157,23 @@ class ApiErrorMiddleware:
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length and length.isdigit() and int(length) > self.max_bytes:
-            raise ApiError(
-                413,
-                detail=_(
-                    "The request body is larger than %(max)s bytes; split it into smaller batches.", max=self.max_bytes
-                ),
+            message = _(
+                "The request body is larger than %(max)s bytes; split it into smaller batches.", max=self.max_bytes
             )
+            await self._answer(scope, receive, send, 413, message)
+            return
         try:
             await self.app(scope, receive, send)
         except RequestValidationError as error:
-            raise ApiError(422, detail=jsonable_encoder(error.errors())) from None
+            await self._answer(scope, receive, send, 422, jsonable_encoder(error.errors()))
+        except HTTPException as error:
+            await self._answer(scope, receive, send, error.status_code, error.detail, error.headers)
+
+    async def _answer(self, scope, receive, send, status_code, detail, headers=None):
+        env = odoo_env_ctx.get(None)
+        if env is not None:
+            # Nothing a refused request wrote may stay (rate counters live on their own connection).
+            env.cr.rollback()
+            env.invalidate_all()
+        _logger.info("Tracking API answered %s to %s", status_code, scope.get("path"))
+        await JSONResponse({"detail": detail}, status_code=status_code, headers=headers)(scope, receive, send)
