@@ -39,6 +39,13 @@ class OutboxCase(GobysendCase):
             }
         )
 
+    def email_channel(self, **values):
+        """An email channel of workspace A, enabled and sending through Odoo's mail servers
+        unless ``values`` say otherwise."""
+        defaults = {"name": "Newsletter", "workspace_id": self.workspace_a.id, "channel_type": "email"}
+        defaults.update(provider="email", state="enabled")
+        return self.env["gobysend.channel"].create(dict(defaults, **values))
+
     def enqueue(self, body="Hello {{ contact.name }}", **kwargs):
         return self.env["gobysend.message"]._enqueue(self.contact, kwargs.pop("channel", self.sms), body, **kwargs)
 
@@ -239,17 +246,7 @@ class TestTemplates(OutboxCase):
 @freeze_time(MONDAY_MORNING_UTC)
 class TestSendActions(OutboxCase):
     def test_email_channel_sends_through_odoo_mail_with_unsubscribe_headers(self):
-        email = self.env["gobysend.channel"].create(
-            {
-                "name": "Newsletter",
-                "workspace_id": self.workspace_a.id,
-                "channel_type": "email",
-                "provider": "email",
-                "state": "enabled",
-                "sender": "shop@example.com",
-                "token_cost": 0,
-            }
-        )
+        email = self.email_channel(sender="shop@example.com", token_cost=0)
         with SmtpSink() as sink:
             self.env["ir.mail_server"].create(
                 {"name": "Sink", "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_encryption": "none"}
@@ -272,16 +269,7 @@ class TestSendActions(OutboxCase):
         self.assertEqual(message.provider_message_id, received["message"]["Message-Id"])
 
     def test_unreachable_mail_server_retries_later(self):
-        email = self.env["gobysend.channel"].create(
-            {
-                "name": "Newsletter",
-                "workspace_id": self.workspace_a.id,
-                "channel_type": "email",
-                "provider": "email",
-                "state": "enabled",
-                "token_cost": 1,
-            }
-        )
+        email = self.email_channel(token_cost=1)
         with SmtpSink() as sink:
             port = sink.port
         # Nothing listens on that port any more: the connection is refused.
@@ -420,15 +408,7 @@ class TestEngagement(HttpCase, OutboxCase):
 
     def send_test_mode_email(self):
         """An email through a channel in test mode: rendered and tracked, kept inside Odoo."""
-        email = self.env["gobysend.channel"].create(
-            {
-                "name": "Mail",
-                "workspace_id": self.workspace_a.id,
-                "channel_type": "email",
-                "state": "test",
-                "token_cost": 0,
-            }
-        )
+        email = self.email_channel(provider="outbox", state="test", token_cost=0)
         return self.env["gobysend.message"]._enqueue(self.contact, email, "<p>Hello</p>", subject="Hi")._dispatch()
 
     def test_click_on_a_shortened_sms_link_counts_on_the_message(self):
