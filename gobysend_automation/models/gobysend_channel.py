@@ -1,4 +1,4 @@
-import datetime
+import inspect
 import logging
 import time
 
@@ -7,7 +7,8 @@ from odoo.exceptions import UserError, ValidationError
 
 from odoo.addons.queue_job.job import identity_exact
 
-from ..exceptions import PermanentSendError, TransientSendError
+from .. import sending
+from ..exceptions import PermanentSendError, SendError, TransientSendError
 
 _logger = logging.getLogger(__name__)
 
@@ -22,6 +23,10 @@ CHANNEL_TYPES = [
 ]
 # Channels that reach a contact and therefore need the contact's consent.
 CONSENT_CHANNEL_TYPES = ("email", "sms", "zalo", "push")
+# Messages one dispatch job claims and sends together.
+DISPATCH_JOB_BATCH_SIZE = 200
+# Seconds a rate-limited channel waits once its budget for the minute is spent.
+RATE_LIMIT_PAUSE = 60
 
 
 class GobysendChannel(models.Model):
@@ -29,7 +34,10 @@ class GobysendChannel(models.Model):
 
     Providers follow Odoo's payment-provider pattern: each one adds itself to ``provider``
     and implements ``_<provider>_send(message)``, returning the provider's message id or raising
-    ``TransientSendError`` / ``PermanentSendError``. ``gobysend_channels`` adds the real ones.
+    ``TransientSendError`` / ``PermanentSendError``. A provider that calls the network makes
+    ``_<provider>_send`` a generator that yields its HTTP requests (see ``sending``), so that a
+    batch's requests run side by side; one that sends a batch better at once implements
+    ``_<provider>_send_batch(messages)``. ``gobysend_channels`` adds the real providers.
     """
 
     _name = "gobysend.channel"
@@ -59,11 +67,25 @@ class GobysendChannel(models.Model):
     rate_limit = fields.Integer(string="Messages per Minute", default=600, help="0 means no limit.")
     token_cost = fields.Float(string="Tokens per Message", digits=(16, 2), default=1.0)
     test_partner_id = fields.Many2one("res.partner", string="Test Recipient")
+    max_parallel_requests = fields.Integer(
+        string="Parallel Requests",
+        default=32,
+        help="How many messages one dispatcher hands to the provider at once (requests in flight, emails per "
+        "SMTP connection). Should a dispatcher stop abruptly, the messages of that one slice are the only ones whose "
+        "fate is unknown.",
+    )
+    dispatch_lanes = fields.Integer(
+        string="Parallel Dispatchers",
+        default=2,
+        help="How many background jobs may send this channel's messages at the same time, on any server.",
+    )
     outbox_count = fields.Integer(compute="_compute_outbox_count", string="Outbox Messages")
 
     _sql_constraints = [
         ("rate_limit_not_negative", "CHECK(rate_limit >= 0)", "The rate limit cannot be negative."),
         ("token_cost_not_negative", "CHECK(token_cost >= 0)", "The token cost cannot be negative."),
+        ("max_parallel_requests_positive", "CHECK(max_parallel_requests > 0)", "Parallel requests must be at least 1."),
+        ("dispatch_lanes_positive", "CHECK(dispatch_lanes > 0)", "Parallel dispatchers must be at least 1."),
     ]
 
     def _compute_outbox_count(self):
@@ -97,47 +119,138 @@ class GobysendChannel(models.Model):
     # Sending
     # ------------------------------------------------------------------
 
-    def _send(self, message):
-        """Hand one rendered message to the provider; return the provider's message id."""
+    def _send_batch(self, messages):
+        """Hand ``messages`` (rendered, checked, all of this channel) to the provider.
+
+        Returns ``{message id: provider message id, or the SendError that stopped it}``.
+        """
         self.ensure_one()
+        batch_method = getattr(self, f"_{self.provider}_send_batch", None)
+        if batch_method is not None:
+            return batch_method(messages)
         method = getattr(self, f"_{self.provider}_send", None)
         if method is None:
-            raise PermanentSendError(_("The provider %(provider)s cannot send messages.", provider=self.provider))
-        return method(message)
+            error = PermanentSendError(_("The provider %(provider)s cannot send messages.", provider=self.provider))
+            return dict.fromkeys(messages.ids, error)
+        before = getattr(self, f"_{self.provider}_before_send_batch", None)
+        if before is not None:
+            try:
+                self._run_provider_request_steps(before())
+            except SendError as error:
+                return dict.fromkeys(messages.ids, error)
+        results, running = {}, {}
+        for message in messages:
+            try:
+                outcome = method(message)
+            except SendError as error:
+                results[message.id] = error
+                continue
+            except Exception as error:  # one message's failure must not lose the others'
+                results[message.id] = self._unexpected_send_error(message, error)
+                continue
+            if inspect.isgenerator(outcome):
+                running[message.id] = outcome
+            else:
+                results[message.id] = outcome
+        results.update(self._run_provider_steps(running))
+        return results
+
+    def _run_provider_steps(self, running, contain_errors=True):
+        """Advance the providers' send generators ``{key: generator}`` to their ends, making the
+        requests they yield side by side; return ``{key: returned value or SendError}``. Other
+        errors become a SendError of their key too, unless ``contain_errors`` is false."""
+        results, waiting = {}, {}
+
+        def advance(key, steps, response=None, error=None):
+            try:
+                request = steps.throw(error) if error is not None else steps.send(response)
+            except StopIteration as stop:
+                results[key] = stop.value
+            except SendError as send_error:
+                results[key] = send_error
+            except Exception as unexpected:  # see _unexpected_send_error
+                if not contain_errors:
+                    raise
+                results[key] = self._unexpected_send_error(key, unexpected)
+            else:
+                if not isinstance(request, sending.OutgoingRequest):
+                    steps.close()
+                    results[key] = self._unexpected_send_error(key, TypeError(f"{request!r} is not a request"))
+                else:
+                    waiting[key] = (steps, request)
+
+        for key, steps in running.items():
+            advance(key, steps)
+        while waiting:
+            wave = list(waiting.items())
+            waiting.clear()
+            answers = sending.perform_all([request for _key, (_steps, request) in wave], self.max_parallel_requests)
+            for (key, (steps, _request)), (response, error) in zip(wave, answers, strict=True):
+                advance(key, steps, response, error)
+        return results
+
+    def _run_provider_request_steps(self, steps):
+        """Run one provider generator to its end now (a button, a token refresh) and return its
+        value; raise the SendError that stopped it."""
+        result = self._run_provider_steps({0: steps}, contain_errors=False)[0]
+        if isinstance(result, SendError):
+            raise result
+        return result
+
+    def _unexpected_send_error(self, message, error):
+        # A bug or an unforeseen answer while the provider may already have the message: it is
+        # failed with the reason, never retried blindly, and the traceback goes to the log.
+        _logger.exception("Channel %s could not send message %s", self.id, getattr(message, "id", message))
+        return PermanentSendError(
+            _(
+                "An unexpected error stopped the sending; check with the provider before retrying: %(error)s",
+                error=error,
+            )
+        )
 
     def _outbox_send(self, message):
         return "outbox-%s" % message.id
 
-    def _email_send(self, message):
-        partner = message.partner_id
-        if not partner.email_normalized:
-            raise PermanentSendError(_("%(contact)s has no valid email address.", contact=partner.display_name))
-        subscription = message._get_subscription()
-        headers = subscription._get_email_unsubscribe_headers() if subscription else {}
-        mail = (
-            self.env["mail.mail"]
-            .sudo()
-            .create(
+    def _email_send_batch(self, messages):
+        """Create the batch's emails at once and send them through Odoo's mail queue code, which
+        shares one SMTP connection per mail server; bounces come back on each mail."""
+        results, mail_values, mailed = {}, [], []
+        email_from = self.sender or self.env.company.email_formatted or self.env.user.email_formatted
+        for message in messages:
+            partner = message.partner_id
+            if not partner.email_normalized:
+                results[message.id] = PermanentSendError(
+                    _("%(contact)s has no valid email address.", contact=partner.display_name)
+                )
+                continue
+            subscription = message._get_subscription()
+            mail_values.append(
                 {
                     "subject": message.subject or "",
                     "body_html": message.body or "",
-                    "email_from": self.sender or self.env.company.email_formatted or self.env.user.email_formatted,
+                    "email_from": email_from,
                     # The partner alone: mail.mail sends once per recipient and once more for email_to.
                     "recipient_ids": [(4, partner.id)],
-                    "headers": headers,
+                    "headers": subscription._get_email_unsubscribe_headers() if subscription else {},
                     "auto_delete": False,
                     "gobysend_message_id": message.id,
                 }
             )
-        )
-        # Sent by Odoo's own mail queue and SMTP servers; bounces come back on the mail.
-        mail.send(raise_exception=False)
-        if mail.state == "exception":
-            reason = mail.failure_reason or _("The email could not be sent.")
-            if mail.failure_type in ("mail_email_invalid", "mail_email_missing"):
-                raise PermanentSendError(reason)
-            raise TransientSendError(reason)
-        return mail.message_id or "mail-%s" % mail.id
+            mailed.append(message)
+        mails = self.env["mail.mail"].sudo().create(mail_values)
+        mails.send(raise_exception=False)
+        for message, mail in zip(mailed, mails, strict=True):
+            if mail.state == "exception":
+                reason = mail.failure_reason or _("The email could not be sent.")
+                error_class = (
+                    PermanentSendError
+                    if mail.failure_type in ("mail_email_invalid", "mail_email_missing")
+                    else TransientSendError
+                )
+                results[message.id] = error_class(reason)
+            else:
+                results[message.id] = mail.message_id or "mail-%s" % mail.id
+        return results
 
     # ------------------------------------------------------------------
     # Background dispatch (queue_job)
@@ -148,53 +261,36 @@ class GobysendChannel(models.Model):
         self.ensure_one()
         return "root.gobysend.%s" % self.provider
 
-    def _enqueue_dispatch_job(self, eta=None):
+    def _enqueue_dispatch_job(self, eta=None, lane=0):
+        """Make sure a dispatch job of this channel's ``lane`` is pending. Lanes let up to
+        ``dispatch_lanes`` jobs send the channel's messages at once, on any worker or server."""
         self.ensure_one()
         return self.with_delay(
             channel=self._get_job_channel(),
             identity_key=identity_exact,
             eta=eta,
             description=_("Send due messages of %(channel)s", channel=self.display_name),
-        )._job_dispatch()
+        )._job_dispatch(lane=lane)
 
-    def _rate_budget(self, now):
-        """How many more messages this channel may send in the current minute."""
-        self.ensure_one()
-        if not self.rate_limit:
-            return None
-        recent = (
-            self.env["gobysend.message"]
-            .sudo()
-            .search_count(
-                [
-                    ("channel_id", "=", self.id),
-                    ("handed_over_at", ">", now - datetime.timedelta(minutes=1)),
-                ]
-            )
-        )
-        return max(0, self.rate_limit - recent)
-
-    def _job_dispatch(self, batch_size=100, time_budget=50.0):
+    def _job_dispatch(self, batch_size=DISPATCH_JOB_BATCH_SIZE, time_budget=50.0, lane=0):
         """Send this channel's due messages in batches until none are left or the time budget
-        is spent; then hand over to a fresh job so that one job never holds a worker for long."""
+        is spent; then hand over to a fresh job so that one job never holds a worker for long.
+
+        Safe to run twice and on several servers at once: each batch is claimed first."""
         self.ensure_one()
         messages = self.env["gobysend.message"]
         started = time.monotonic()
         sent = 0
         while time.monotonic() - started < time_budget:
-            now = fields.Datetime.now()
-            budget = self._rate_budget(now)
-            if budget == 0:
-                self._enqueue_dispatch_job(eta=60)
-                break
-            claimed = messages._claim_due(self, batch_size if budget is None else min(batch_size, budget), now)
+            claimed = messages._claim_due(self, batch_size)
             if not claimed:
+                if self.rate_limit and messages._has_due(self):
+                    self._enqueue_dispatch_job(eta=RATE_LIMIT_PAUSE, lane=lane)  # this minute's budget is spent
                 break
-            for message_id in claimed:
-                messages._dispatch_claimed(message_id)
+            messages._dispatch_claimed(claimed)
             sent += len(claimed)
         else:
-            self._enqueue_dispatch_job()
+            self._enqueue_dispatch_job(lane=lane)
         return _("%(count)s messages processed.", count=sent)
 
     def action_send_test(self):

@@ -1,3 +1,5 @@
+import collections
+import contextlib
 import datetime
 import json
 import logging
@@ -9,8 +11,8 @@ import pytz
 from odoo import _, api, fields, models, tools
 
 from .. import templating
-from ..exceptions import PermanentSendError, TransientSendError
-from .gobysend_channel import CHANNEL_TYPES, CONSENT_CHANNEL_TYPES
+from ..exceptions import PermanentSendError, SendError, TransientSendError
+from .gobysend_channel import CHANNEL_TYPES, CONSENT_CHANNEL_TYPES, DISPATCH_JOB_BATCH_SIZE
 from .gobysend_workspace import WEEKDAY_FIELDS
 
 # Channels whose bodies carry links people click: shortened and counted per message.
@@ -48,6 +50,10 @@ MAX_ATTEMPTS = 5
 SENDING_TIMEOUT = datetime.timedelta(minutes=10)
 BASE_RETRY_DELAY = datetime.timedelta(minutes=1)
 DISPATCH_BATCH_SIZE = 500
+# Where a dispatch batch keeps what it read about its contacts (on the cursor, for the batch).
+DISPATCH_LOOKUPS = "gobysend_dispatch_lookups"
+# First key of the advisory lock that serialises the claims of a rate-limited channel.
+RATE_LOCK_CLASS = 7_301_001
 
 
 class GobysendMessage(models.Model):
@@ -106,6 +112,13 @@ class GobysendMessage(models.Model):
             """
             CREATE INDEX IF NOT EXISTS gobysend_message_due_idx
                 ON gobysend_message (next_attempt_at, id) WHERE state = 'queued'
+            """
+        )
+        # A rate-limited channel's question: how many did it hand over in the last minute.
+        self.env.cr.execute(
+            """
+            CREATE INDEX IF NOT EXISTS gobysend_message_handover_idx
+                ON gobysend_message (channel_id, handed_over_at) WHERE handed_over_at IS NOT NULL
             """
         )
 
@@ -182,20 +195,22 @@ class GobysendMessage(models.Model):
     @api.model
     def _contact_variables(self, workspace, partner):
         """The contact as plain data: partner fields and the workspace's attributes."""
-        subscription = (
-            self.env["gobysend.subscription"]
-            .sudo()
-            .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)], limit=1)
-        )
-        values = (
-            self.env["gobysend.attribute.value"]
-            .sudo()
-            .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)])
-        )
-        attributes = {}
-        for value in values:
-            column = value._fields[f"value_{value.value_type}"].name
-            attributes[value.key] = value[column]
+        lookups = self._dispatch_lookups()
+        key = (workspace.id, partner.id)
+        if lookups is not None and key in lookups["attributes"]:
+            subscription, attributes = lookups["subscriptions"][key], lookups["attributes"][key]
+        else:
+            subscription = (
+                self.env["gobysend.subscription"]
+                .sudo()
+                .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)], limit=1)
+            )
+            values = (
+                self.env["gobysend.attribute.value"]
+                .sudo()
+                .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)])
+            )
+            attributes = {value.key: value[f"value_{value.value_type}"] for value in values}
         return {
             "id": partner.id,
             "customer_id": subscription.external_id or None,
@@ -208,7 +223,7 @@ class GobysendMessage(models.Model):
             "country_code": partner.country_id.code or "",
             "lang": partner.lang or "",
             "birthday": partner.gobysend_birthday or None,
-            "attributes": attributes,
+            "attributes": dict(attributes),
         }
 
     @api.model
@@ -245,6 +260,10 @@ class GobysendMessage(models.Model):
 
     def _get_subscription(self):
         self.ensure_one()
+        lookups = self._dispatch_lookups()
+        key = (self.workspace_id.id, self.partner_id.id)
+        if lookups is not None and key in lookups["subscriptions"]:
+            return lookups["subscriptions"][key]
         return (
             self.env["gobysend.subscription"]
             .sudo()
@@ -266,32 +285,58 @@ class GobysendMessage(models.Model):
                 channel=dict(CHANNEL_TYPES)[self.channel_type],
                 state=consent_state,
             )
-        if self.channel_type == "push" and not self.env["gobysend.device"].sudo().search_count(
-            [("workspace_id", "=", self.workspace_id.id), ("partner_id", "=", self.partner_id.id)], limit=1
-        ):
+        if self.channel_type == "push" and not self._has_active_device():
             return _("The contact has no active device for push messages.")
         return None
 
-    def _check_frequency_cap(self, now):
+    def _has_active_device(self):
+        self.ensure_one()
+        lookups = self._dispatch_lookups()
+        key = (self.workspace_id.id, self.partner_id.id)
+        if lookups is not None and "devices" in lookups:
+            return key in lookups["devices"]
+        return bool(
+            self.env["gobysend.device"]
+            .sudo()
+            .search_count([("workspace_id", "=", key[0]), ("partner_id", "=", key[1])], limit=1)
+        )
+
+    def _sent_counts(self, now):
+        """How many messages the contacts of these messages were sent on each channel type
+        within the last day and week: ``{(workspace id, partner id, channel type): [day, week]}``."""
+        counts = collections.defaultdict(lambda: [0, 0])
+        capped = self.filtered(
+            lambda m: not m.is_test and (m.workspace_id.frequency_cap_daily or m.workspace_id.frequency_cap_weekly)
+        )
+        if not capped:
+            return counts
+        base = [
+            ("workspace_id", "in", capped.workspace_id.ids),
+            ("partner_id", "in", capped.partner_id.ids),
+            ("state", "in", SENT_STATES),
+            ("is_test", "=", False),
+        ]
+        for position, days in ((0, 1), (1, 7)):
+            groups = self.sudo()._read_group(
+                [*base, ("sent_at", ">", now - datetime.timedelta(days=days))],
+                ["workspace_id", "partner_id", "channel_type"],
+                ["__count"],
+            )
+            for workspace, partner, channel_type, count in groups:
+                counts[workspace.id, partner.id, channel_type][position] = count
+        return counts
+
+    def _check_frequency_cap(self, counts):
+        """The reason this message would exceed a frequency cap, or None. ``counts`` comes from
+        ``_sent_counts``."""
         self.ensure_one()
         workspace = self.workspace_id
-        for cap, days, label in (
-            (workspace.frequency_cap_daily, 1, _("day")),
-            (workspace.frequency_cap_weekly, 7, _("week")),
+        sent = counts[workspace.id, self.partner_id.id, self.channel_type]
+        for cap, count, label in (
+            (workspace.frequency_cap_daily, sent[0], _("day")),
+            (workspace.frequency_cap_weekly, sent[1], _("week")),
         ):
-            if not cap:
-                continue
-            count = self.sudo().search_count(
-                [
-                    ("workspace_id", "=", workspace.id),
-                    ("partner_id", "=", self.partner_id.id),
-                    ("channel_type", "=", self.channel_type),
-                    ("state", "in", SENT_STATES),
-                    ("sent_at", ">", now - datetime.timedelta(days=days)),
-                    ("is_test", "=", False),
-                ]
-            )
-            if count >= cap:
+            if cap and count >= cap:
                 return _(
                     "Frequency cap reached: %(count)s messages on this channel in the last %(period)s (cap %(cap)s).",
                     count=count,
@@ -340,158 +385,256 @@ class GobysendMessage(models.Model):
         return candidate.astimezone(pytz.utc).replace(tzinfo=None)
 
     def _debit_tokens(self):
-        """Take the message's cost from the workspace balance; False when it cannot cover it."""
-        self.ensure_one()
-        if not self.token_cost:
-            return True
+        """Take the cost of these messages from their workspaces' balances, each debit on the
+        ledger; return the messages that the balance could not cover (nothing taken for them)."""
+        uncovered = self.browse()
+        ledger = []
+        for workspace, messages in self.filtered("token_cost").grouped("workspace_id").items():
+            total = sum(messages.mapped("token_cost"))
+            balance_after = self._take_tokens(workspace, total)
+            if balance_after is not None:
+                # The whole batch fit: spread the one debit over the ledger, message by message.
+                balance = balance_after + total
+                for message in messages:
+                    balance -= message.token_cost
+                    ledger.append(message._token_entry(-message.token_cost, balance))
+                continue
+            for message in messages:  # it did not: take what the balance covers, in order
+                balance_after = self._take_tokens(workspace, message.token_cost)
+                if balance_after is None:
+                    uncovered |= message
+                else:
+                    ledger.append(message._token_entry(-message.token_cost, balance_after))
+        self.env["gobysend.token.transaction"].sudo().create(ledger)
+        return uncovered
+
+    @api.model
+    def _take_tokens(self, workspace, amount):
+        """Debit ``amount`` when the balance covers it; return the new balance, or None."""
         # One conditional UPDATE: two dispatchers can never both spend the last tokens.
-        self.env["gobysend.workspace"].flush_model(["token_balance"])
+        workspace.flush_recordset(["token_balance"])
         self.env.cr.execute(
             """
             UPDATE gobysend_workspace SET token_balance = token_balance - %s
              WHERE id = %s AND token_balance >= %s
             RETURNING token_balance
             """,
-            (self.token_cost, self.workspace_id.id, self.token_cost),
+            (amount, workspace.id, amount),
         )
         row = self.env.cr.fetchone()
-        self.workspace_id.invalidate_recordset(["token_balance"])
-        if not row:
-            return False
-        self.env["gobysend.token.transaction"].sudo().create(
-            {
-                "workspace_id": self.workspace_id.id,
-                "message_id": self.id,
-                "amount": -self.token_cost,
-                "balance_after": row[0],
-            }
-        )
-        return True
+        workspace.invalidate_recordset(["token_balance"])
+        return row[0] if row else None
 
     def _refund_tokens(self):
-        self.ensure_one()
-        if not self.token_cost:
-            return
-        self.env.cr.execute(
-            "UPDATE gobysend_workspace SET token_balance = token_balance + %s WHERE id = %s RETURNING token_balance",
-            (self.token_cost, self.workspace_id.id),
-        )
-        balance = self.env.cr.fetchone()[0]
-        self.workspace_id.invalidate_recordset(["token_balance"])
-        self.env["gobysend.token.transaction"].sudo().create(
-            {
-                "workspace_id": self.workspace_id.id,
-                "message_id": self.id,
-                "amount": self.token_cost,
-                "balance_after": balance,
-            }
-        )
+        """Give back what these messages were debited, each refund on the ledger."""
+        ledger = []
+        for workspace, messages in self.filtered("token_cost").grouped("workspace_id").items():
+            total = sum(messages.mapped("token_cost"))
+            self.env.cr.execute(
+                """
+                UPDATE gobysend_workspace SET token_balance = token_balance + %s
+                 WHERE id = %s
+                RETURNING token_balance
+                """,
+                (total, workspace.id),
+            )
+            balance = self.env.cr.fetchone()[0] - total
+            workspace.invalidate_recordset(["token_balance"])
+            for message in messages:
+                balance += message.token_cost
+                ledger.append(message._token_entry(message.token_cost, balance))
+        self.env["gobysend.token.transaction"].sudo().create(ledger)
+
+    def _token_entry(self, amount, balance_after):
+        return {
+            "workspace_id": self.workspace_id.id,
+            "message_id": self.id,
+            "amount": amount,
+            "balance_after": balance_after,
+        }
 
     # ------------------------------------------------------------------
     # Dispatch
     # ------------------------------------------------------------------
+    #
+    # Messages are dispatched in batches: what the rules need about the batch's contacts is
+    # read in a few queries, the rules run message by message in memory, the tokens of the
+    # whole batch are debited at once, and the provider gets the batch's messages side by side
+    # (see ``gobysend.channel._send_batch``).
+
+    def _dispatch_lookups(self):
+        """What the running dispatch batch has read about its contacts, or None outside one."""
+        return self.env.cr.cache.get(DISPATCH_LOOKUPS)
+
+    @contextlib.contextmanager
+    def _dispatch_lookups_for_batch(self):
+        """Read the subscriptions, attribute values and devices of these messages' contacts
+        once, for the rules, the templates and the providers of this batch."""
+        pairs = {(message.workspace_id.id, message.partner_id.id) for message in self}
+        domain = [("workspace_id", "in", self.workspace_id.ids), ("partner_id", "in", self.partner_id.ids)]
+        subscriptions = {
+            (subscription.workspace_id.id, subscription.partner_id.id): subscription
+            for subscription in self.env["gobysend.subscription"].sudo().search(domain, order="id desc")
+        }
+        Subscription = self.env["gobysend.subscription"].sudo()
+        attributes = collections.defaultdict(dict)
+        for value in self.env["gobysend.attribute.value"].sudo().search(domain):
+            attributes[value.workspace_id.id, value.partner_id.id][value.key] = value[f"value_{value.value_type}"]
+        devices = set()
+        if "push" in self.mapped("channel_type"):
+            devices = {
+                (workspace.id, partner.id)
+                for workspace, partner in self.env["gobysend.device"]
+                .sudo()
+                ._read_group(domain, ["workspace_id", "partner_id"])
+            }
+        lookups = {
+            "subscriptions": {pair: subscriptions.get(pair, Subscription) for pair in pairs},
+            "attributes": {pair: attributes.get(pair, {}) for pair in pairs},
+            "devices": devices,
+        }
+        outer = self.env.cr.cache.get(DISPATCH_LOOKUPS)
+        self.env.cr.cache[DISPATCH_LOOKUPS] = lookups
+        try:
+            yield lookups
+        finally:
+            if outer is None:
+                self.env.cr.cache.pop(DISPATCH_LOOKUPS, None)
+            else:
+                self.env.cr.cache[DISPATCH_LOOKUPS] = outer
 
     def _dispatch(self, now=None):
-        """Render, check and send these messages, each to its outcome. Returns self."""
+        """Render, check and send these messages (the queued and held ones), each to its
+        outcome. Returns self."""
         now = now or fields.Datetime.now()
-        for message in self.sudo():
-            if message.state not in ("queued", "held"):
-                continue
-            message._dispatch_one(now)
+        messages = self.sudo().filtered(lambda m: m.state in ("queued", "held"))
+        for batch in tools.split_every(DISPATCH_BATCH_SIZE, messages.ids, self.sudo().browse):
+            batch._dispatch_batch(now)
         return self
 
-    def _dispatch_one(self, now, handover=None):
-        """Take this message to its outcome. ``handover(message)``, when given, runs right
-        before the provider is called (the claimed dispatch commits there)."""
-        channel = self.channel_id
-        if channel.state == "disabled" and not self.is_test:
+    def _dispatch_batch(self, now, handover=None):
+        """Take these messages to their outcomes. ``handover(messages)``, when given, runs right
+        before the provider is called with ``messages`` (the claimed dispatch commits there).
+        Messages of a disabled channel are left as they are."""
+        messages = self.filtered(lambda m: m.is_test or m.channel_id.state != "disabled")
+        if not messages:
             return
-        try:
-            subject, body = self._render_for(
-                self.workspace_id,
-                self.partner_id,
-                self.channel_type,
-                self.subject_template,
-                self.body_template,
-                self.render_context,
-            )
-        except templating.TemplateRenderError as error:
-            self.write({"state": "failed", "reason": str(error)})
-            return
-        self.write({"subject": subject, "body": self._track_links(body)})
-        reason = self._check_consent()
-        if reason:
-            self.write({"state": "skipped", "reason": reason})
-            return
-        if not self.is_test:
-            reason = self._check_frequency_cap(now)
-            if reason:
-                self.write({"state": "skipped", "reason": reason})
+        with messages._dispatch_lookups_for_batch():
+            ready = messages._apply_send_rules(now)
+            if not ready:
                 return
-            open_at = self._next_open_moment(now)
-            if open_at > now:
-                self.write(
-                    {
-                        "state": "queued",
-                        "next_attempt_at": open_at,
-                        "reason": _("Rescheduled: quiet hours or a day without sending in the contact's time zone."),
-                    }
+            for (channel, real), group in ready.grouped(
+                lambda m: (m.channel_id, m.is_test or m.channel_id.state == "enabled")
+            ).items():
+                # Handed over a slice at a time: a dispatcher that dies leaves at most one slice
+                # whose fate is unknown; the rest either has its outcome or surely never left.
+                size = channel.max_parallel_requests if handover else len(group)
+                for part in tools.split_every(size, group.ids, group.browse):
+                    part.write({"handed_over_at": now})
+                    if handover:
+                        handover(part)
+                    # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
+                    results = channel._send_batch(part) if real else {m.id: channel._outbox_send(m) for m in part}
+                    part._record_send_results(results, now)
+
+    def _apply_send_rules(self, now):
+        """Render each message and check it against the send-time rules; give the messages that
+        may not go out now their outcome, debit the others' tokens and return those."""
+        counts = self._sent_counts(now)
+        checked_ids = []
+        for message in self:
+            try:
+                subject, body = message._render_for(
+                    message.workspace_id,
+                    message.partner_id,
+                    message.channel_type,
+                    message.subject_template,
+                    message.body_template,
+                    message.render_context,
                 )
-                return
-        if not self._debit_tokens():
-            self.write(
+            except templating.TemplateRenderError as error:
+                message.write({"state": "failed", "reason": str(error)})
+                continue
+            values = {"subject": subject, "body": message._track_links(body), "attempts": message.attempts + 1}
+            reason = message._check_consent()
+            if not reason and not message.is_test:
+                reason = message._check_frequency_cap(counts)
+            if reason:
+                message.write(dict(values, state="skipped", reason=reason, attempts=message.attempts))
+                continue
+            if not message.is_test:
+                open_at = message._next_open_moment(now)
+                if open_at > now:
+                    message.write(
+                        {
+                            "state": "queued",
+                            "next_attempt_at": open_at,
+                            "reason": _(
+                                "Rescheduled: quiet hours or a day without sending in the contact's time zone."
+                            ),
+                        }
+                    )
+                    continue
+                sent = counts[message.workspace_id.id, message.partner_id.id, message.channel_type]
+                sent[0] += 1
+                sent[1] += 1
+            message.write(values)
+            checked_ids.append(message.id)
+        checked = self.browse(checked_ids)
+        uncovered = checked._debit_tokens()
+        for message in uncovered:
+            message.write(
                 {
                     "state": "held",
+                    "attempts": message.attempts - 1,
                     "reason": _(
                         "Held: the workspace has %(balance)s tokens left, this message costs %(cost)s.",
-                        balance=self.workspace_id.token_balance,
-                        cost=self.token_cost,
+                        balance=message.workspace_id.token_balance,
+                        cost=message.token_cost,
                     ),
                 }
             )
-            return
-        self.attempts += 1
-        if handover:
-            handover(self)
-        try:
-            # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
-            if channel.state == "test" and not self.is_test:
-                provider_message_id = channel._outbox_send(self)
-            else:
-                provider_message_id = channel._send(self)
-        except TransientSendError as error:
-            self._refund_tokens()
-            if self.attempts >= MAX_ATTEMPTS:
-                self.write({"state": "failed", "reason": error.reason, "provider_answer": error.provider_answer})
-            else:
-                delay = error.retry_after or BASE_RETRY_DELAY * (2 ** (self.attempts - 1))
+        return checked - uncovered
+
+    def _record_send_results(self, results, now):
+        """Record what the provider answered for each of these messages (``results`` from
+        ``gobysend.channel._send_batch``); give back the tokens of those that did not go out."""
+        not_sent = self.browse()
+        for message in self:
+            result = results.get(message.id)
+            if result is None:
+                result = PermanentSendError(_("The provider gave no answer for this message."))
+            if not isinstance(result, SendError):
+                message.write({"state": "sent", "sent_at": now, "provider_message_id": result, "reason": False})
+                continue
+            not_sent |= message
+            if isinstance(result, TransientSendError) and message.attempts < MAX_ATTEMPTS:
+                delay = result.retry_after or BASE_RETRY_DELAY * (2 ** (message.attempts - 1))
                 if isinstance(delay, int | float):
                     delay = datetime.timedelta(seconds=delay)
                 jitter = datetime.timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.2))
-                self.write(
+                message.write(
                     {
                         "state": "queued",
                         "next_attempt_at": now + delay + jitter,
-                        "reason": error.reason,
-                        "provider_answer": error.provider_answer,
+                        "reason": result.reason,
+                        "provider_answer": result.provider_answer,
                     }
                 )
-            return
-        except PermanentSendError as error:
-            self._refund_tokens()
-            self.write({"state": "failed", "reason": error.reason, "provider_answer": error.provider_answer})
-            return
-        self.write({"state": "sent", "sent_at": now, "provider_message_id": provider_message_id, "reason": False})
+            else:
+                message.write({"state": "failed", "reason": result.reason, "provider_answer": result.provider_answer})
+        not_sent._refund_tokens()
 
     # ------------------------------------------------------------------
     # Dispatch at scale: claim, hand over, record — each step its own transaction
     # ------------------------------------------------------------------
     #
-    # A dispatcher claims due messages (queued -> sending) in a short committed transaction, so
-    # that no other dispatcher, on this server or another, can take them. It then takes each
-    # claimed message to its outcome in its own transaction, committing once more right before
-    # the provider is called ("handed over"). A dispatcher killed at any point leaves each of
-    # its messages in one of three states, all safe:
+    # A dispatcher claims a batch of due messages (queued -> sending) in a short committed
+    # transaction, so that no other dispatcher, on this server or another, can take them. It
+    # then checks the batch and hands it to the provider a slice at a time, committing right
+    # before each slice goes out ("handed over", with the previous slice's outcomes), and once
+    # more at the end. A dispatcher killed at any point leaves each of its messages in one of
+    # three states, all safe:
     #   - outcome committed: done, never touched again;
     #   - claimed, not handed over: it surely never reached the provider; recovery queues it again;
     #   - handed over, no outcome: it may have reached the provider; recovery marks it failed
@@ -499,7 +642,8 @@ class GobysendMessage(models.Model):
 
     @api.model
     def _claim_due(self, channel, limit, now=None):
-        """Claim up to ``limit`` due messages of ``channel`` and return their ids (committed)."""
+        """Claim up to ``limit`` due messages of ``channel`` and return their ids (committed).
+        With a rate limit, no more than the channel may still send in this minute."""
         now = now or fields.Datetime.now()
         with self.env.registry.cursor() as cr:
             # READ COMMITTED for this one statement's transaction: FOR UPDATE then re-reads a row
@@ -507,6 +651,22 @@ class GobysendMessage(models.Model):
             # (In test mode the cursor is a savepoint inside the test's transaction.)
             if not self.env.registry.in_test_mode():
                 cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            if channel.rate_limit:
+                # One claimer of the channel at a time, so that two dispatchers cannot both take
+                # the same remaining budget; counted are the messages handed over in the last
+                # minute and those claimed by others that may still be.
+                cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (RATE_LOCK_CLASS, channel.id))
+                cr.execute(
+                    """
+                    SELECT count(*) FROM gobysend_message
+                     WHERE channel_id = %s
+                       AND (handed_over_at > %s OR (state = 'sending' AND handed_over_at IS NULL))
+                    """,
+                    (channel.id, now - datetime.timedelta(minutes=1)),
+                )
+                limit = min(limit, max(0, channel.rate_limit - cr.fetchone()[0]))
+                if not limit:
+                    return []
             # A materialized CTE: the LIMIT must be applied once; inside "IN (subquery)" the
             # planner may run the subquery more than once and claim more rows than asked.
             cr.execute(
@@ -529,24 +689,25 @@ class GobysendMessage(models.Model):
             return sorted(row[0] for row in cr.fetchall())
 
     @api.model
-    def _dispatch_claimed(self, message_id, now=None):
-        """Take one claimed message to its outcome in transactions of its own."""
+    def _dispatch_claimed(self, message_ids, now=None):
+        """Take claimed messages to their outcomes in transactions of their own."""
         now = now or fields.Datetime.now()
         with self.env.registry.cursor() as cr:
-            message = self.with_env(self.env(cr=cr)).sudo().browse(message_id)
-            if message.state != "sending":
-                return message.state
+            messages = self.with_env(self.env(cr=cr)).sudo().browse(message_ids)
+            messages = messages.filtered(lambda m: m.state == "sending")
 
-            def handover(msg):
-                msg.handed_over_at = now
-                msg.env.cr.commit()  # commit-ok: from here on the provider may have the message
+            def handover(ready):
+                ready.flush_recordset()
+                ready.env.cr.commit()  # commit-ok: from here on the provider may have these messages
 
-            # The message stays "sending" until its outcome is known: were it "queued" when the
-            # hand-over commits, another dispatcher could claim it and send it again.
-            message._dispatch_one(now, handover=handover)
-            if message.state == "sending":  # the channel was disabled meanwhile: nothing happened
-                message.write({"state": "queued", "reason": _("Waiting: the channel is disabled.")})
-            return message.state
+            # The messages stay "sending" until their outcome is known: were they "queued" when
+            # the hand-over commits, another dispatcher could claim them and send them again.
+            messages._dispatch_batch(now, handover=handover)
+            # The channel was disabled meanwhile: nothing happened to these.
+            messages.filtered(lambda m: m.state == "sending" and not m.handed_over_at).write(
+                {"state": "queued", "reason": _("Waiting: the channel is disabled.")}
+            )
+            return messages
 
     @api.model
     def _recover_interrupted(self, now=None):
@@ -556,6 +717,13 @@ class GobysendMessage(models.Model):
         never_handed = self.sudo().search(
             [("state", "=", "sending"), ("handed_over_at", "=", False), ("sending_started_at", "<", stale)]
         )
+        # Their tokens were debited with their batch: give them back before they go out again.
+        debited = (
+            self.env["gobysend.token.transaction"]
+            .sudo()
+            ._read_group([("message_id", "in", never_handed.ids)], ["message_id"], ["amount:sum"])
+        )
+        never_handed.browse([message.id for message, amount in debited if amount < 0])._refund_tokens()
         never_handed.write(
             {
                 "state": "queued",
@@ -583,14 +751,31 @@ class GobysendMessage(models.Model):
         with due messages. The jobs do the sending, on as many servers as run queue_job."""
         now = fields.Datetime.now()
         self._recover_interrupted(now)
-        self.env.cr.execute(
-            "SELECT DISTINCT channel_id FROM gobysend_message WHERE state = 'queued' AND next_attempt_at <= %s",
-            (now,),
+        due = dict(
+            self.sudo()._read_group(
+                [("state", "=", "queued"), ("next_attempt_at", "<=", now)], ["channel_id"], ["__count"]
+            )
         )
-        channels = self.env["gobysend.channel"].sudo().browse([row[0] for row in self.env.cr.fetchall()])
-        for channel in channels.filtered(lambda c: c.state != "disabled"):
-            channel._enqueue_dispatch_job()
-        return len(channels)
+        for channel, count in due.items():
+            if channel.state == "disabled":
+                continue
+            batches = -(-count // DISPATCH_JOB_BATCH_SIZE)
+            for lane in range(min(channel.dispatch_lanes, batches)):
+                channel._enqueue_dispatch_job(lane=lane)
+        return len(due)
+
+    @api.model
+    def _has_due(self, channel, now=None):
+        return bool(
+            self.sudo().search_count(
+                [
+                    ("channel_id", "=", channel.id),
+                    ("state", "=", "queued"),
+                    ("next_attempt_at", "<=", now or fields.Datetime.now()),
+                ],
+                limit=1,
+            )
+        )
 
     def action_retry(self):
         retriable = self.filtered(lambda m: m.state in ("failed", "held"))

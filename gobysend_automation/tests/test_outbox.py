@@ -102,6 +102,26 @@ class TestOutbox(OutboxCase):
         states = [self.enqueue(idempotency_key=f"m{index}")._dispatch().state for index in range(3)]
         self.assertEqual(states, ["sent", "sent", "skipped"])
 
+    def test_caps_hold_within_one_batch(self):
+        self.workspace_a.frequency_cap_daily = 2
+        batch = self.env["gobysend.message"].concat(*(self.enqueue(idempotency_key=f"m{index}") for index in range(4)))
+        batch._dispatch()
+        self.assertEqual(batch.mapped("state"), ["sent", "sent", "skipped", "skipped"])
+        self.assertEqual(self.workspace_a.token_balance, 6)
+
+    def test_balance_covers_what_it_can_of_a_batch(self):
+        self.workspace_a.token_balance = 5
+        batch = self.env["gobysend.message"].concat(*(self.enqueue(idempotency_key=f"m{index}") for index in range(3)))
+        batch._dispatch()
+        self.assertEqual(batch.mapped("state"), ["sent", "sent", "held"])
+        self.assertEqual(self.workspace_a.token_balance, 1)
+        ledger = self.env["gobysend.token.transaction"].search([("message_id", "in", batch.ids)], order="id")
+        self.assertEqual(
+            [(entry.message_id, entry.amount, entry.balance_after) for entry in ledger],
+            [(batch[0], -2, 3), (batch[1], -2, 1)],
+        )
+        self.assertEqual(batch[2].attempts, 0, "a held message was not attempted")
+
     def test_weekly_cap_counts_the_last_seven_days(self):
         self.workspace_a.frequency_cap_weekly = 1
         with freeze_time(MONDAY_MORNING_UTC - datetime.timedelta(days=6)):

@@ -8,6 +8,7 @@ import requests
 
 from odoo import _, api, fields, models
 
+from odoo.addons.gobysend_automation import sending
 from odoo.addons.gobysend_automation.exceptions import InvalidInput, PermanentSendError, TransientSendError
 from odoo.addons.gobysend_automation.tools import find_nul_character, parse_timestamp
 
@@ -96,9 +97,12 @@ class GobysendChannel(models.Model):
     def _provider_request(self, method, url, hidden=(), **kwargs):
         """Call the provider with this channel's timeout; return the response, whatever its status.
 
-        Timeouts and connection errors raise ``TransientSendError``; a URL that cannot be called
-        at all raises ``PermanentSendError``. ``hidden`` lists secrets (tokens in URLs...) that
-        must not appear in the reason kept on the message.
+        A generator step (``response = yield from self._provider_request(...)``): the request is
+        yielded to the dispatcher, which makes the requests of a whole batch side by side (see
+        ``gobysend_automation.sending``). Timeouts and connection errors raise
+        ``TransientSendError``; a URL that cannot be called at all raises ``PermanentSendError``.
+        ``hidden`` lists secrets (tokens in URLs...) that must not appear in the reason kept on
+        the message.
         """
         self.ensure_one()
         headers = {"User-Agent": USER_AGENT}
@@ -106,7 +110,7 @@ class GobysendChannel(models.Model):
         timeout = self.request_timeout or DEFAULT_TIMEOUT
         provider = self._get_provider_name()
         try:
-            return requests.request(method, url, headers=headers, timeout=timeout, **kwargs)
+            return (yield sending.OutgoingRequest(method, url, headers=headers, timeout=timeout, **kwargs))
         except requests.Timeout:
             raise TransientSendError(
                 _("%(provider)s did not answer within %(seconds)s seconds.", provider=provider, seconds=timeout)

@@ -55,7 +55,7 @@ class GobysendChannel(models.Model):
             "RequestId": request_id,
         }
         hidden = (self.esms_api_key, self.esms_secret_key)
-        response = self._provider_request(
+        response = yield from self._provider_request(
             "POST", (self.esms_base_url or ESMS_API_URL).rstrip("/") + ESMS_SEND_PATH, hidden=hidden, json=payload
         )
         self._raise_for_http_status(response, hidden=hidden)

@@ -121,7 +121,7 @@ class GobysendChannel(models.Model):
             raise PermanentSendError(
                 _("The private key of the service account of channel %(channel)s cannot be read.", channel=self.name)
             ) from None
-        response = self._provider_request(
+        response = yield from self._provider_request(
             "POST", account["token_uri"], data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion}
         )
         result = utils.response_json(response) or {}
@@ -147,6 +147,11 @@ class GobysendChannel(models.Model):
     # ------------------------------------------------------------------
     # Sending
     # ------------------------------------------------------------------
+
+    def _fcm_before_send_batch(self):
+        # One OAuth token for the whole batch rather than one per message of it.
+        if self.fcm_service_account:
+            yield from self._fcm_get_access_token()
 
     def _fcm_payload(self, message, device):
         notification = {"body": message.body or ""}
@@ -182,16 +187,16 @@ class GobysendChannel(models.Model):
             quote(account["project_id"], safe=""),
         )
         names, errors, dead = [], [], self.env["gobysend.device"]
-        token = self._fcm_get_access_token()
+        token = yield from self._fcm_get_access_token()
         for device in devices:
             payload = self._fcm_payload(message, device)
-            response = self._provider_request(
+            response = yield from self._provider_request(
                 "POST", url, hidden=(token,), headers={"Authorization": f"Bearer {token}"}, json=payload
             )
             if response.status_code == 401:
                 # Revoked before its expiry: take a new token once and try again.
-                token = self._fcm_get_access_token(force=True)
-                response = self._provider_request(
+                token = yield from self._fcm_get_access_token(force=True)
+                response = yield from self._provider_request(
                     "POST", url, hidden=(token,), headers={"Authorization": f"Bearer {token}"}, json=payload
                 )
             if response.status_code < 300:

@@ -29,7 +29,7 @@ class GobysendChannel(models.Model):
         if message.subject:
             text = f"*{message.subject}*\n{text}"
         hidden = (self.slack_webhook_url,)
-        response = self._provider_request("POST", self.slack_webhook_url, hidden=hidden, json={"text": text})
+        response = yield from self._provider_request("POST", self.slack_webhook_url, hidden=hidden, json={"text": text})
         # Slack answers errors as short plain-text codes: invalid_payload, channel_not_found, no_service...
         error = response.text.strip()[:200]
         self._raise_for_http_status(

@@ -109,7 +109,7 @@ class GobysendChannel(models.Model):
         else:
             kwargs["params"] = params
         hidden = (self.sms_http_auth_value,)
-        response = self._provider_request(self.sms_http_method or "POST", url, hidden=hidden, **kwargs)
+        response = yield from self._provider_request(self.sms_http_method or "POST", url, hidden=hidden, **kwargs)
         self._raise_for_http_status(response, hidden=hidden)
         answer = self._format_answer(response, hidden)
         result = utils.response_json(response)

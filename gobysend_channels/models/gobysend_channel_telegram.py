@@ -39,7 +39,7 @@ class GobysendChannel(models.Model):
             (self.telegram_base_url or TELEGRAM_API_URL).rstrip("/"),
             quote(self.telegram_bot_token, safe=":"),
         )
-        response = self._provider_request(
+        response = yield from self._provider_request(
             "POST", url, hidden=hidden, json={"chat_id": self.telegram_chat_id, "text": text}
         )
         result = utils.response_json(response)

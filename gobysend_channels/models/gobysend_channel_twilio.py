@@ -67,7 +67,7 @@ class GobysendChannel(models.Model):
             (self.twilio_base_url or TWILIO_API_URL).rstrip("/"),
             quote(self.twilio_account_sid, safe=""),
         )
-        response = self._provider_request(
+        response = yield from self._provider_request(
             "POST", url, hidden=hidden, data=data, auth=(self.twilio_account_sid, self.twilio_auth_token)
         )
         payload = utils.response_json(response) or {}

@@ -102,7 +102,7 @@ class GobysendChannel(models.Model):
                 utils.SIGNATURE_HEADER: utils.signature_header(self.webhook_secret, time.time(), body),
             }
         )
-        response = self._provider_request(
+        response = yield from self._provider_request(
             "POST", self.webhook_url, hidden=hidden, data=body, headers=headers, allow_redirects=False
         )
         if 300 <= response.status_code < 400:

@@ -28,6 +28,8 @@ ZALO_UNKNOWN_ERROR = -100
 ZALO_NIGHT_ERROR = -133
 ZALO_DAILY_QUOTA_ERROR = -144
 VIETNAM = pytz.timezone("Asia/Ho_Chi_Minh")
+# Where a transaction notes the channels whose Zalo token it is refreshing right now.
+ZALO_REFRESHING = "gobysend_zalo_refreshing"
 
 
 def _seconds_until_vietnam_hour(hour):
@@ -91,8 +93,12 @@ class GobysendChannel(models.Model):
     def _zalo_get_access_token(self):
         self.ensure_one()
         if not self._zalo_token_is_fresh():
-            self._zalo_refresh_access_token()
+            yield from self._zalo_refresh_access_token()
         return self.zalo_access_token
+
+    def _zalo_before_send_batch(self):
+        # Refresh once for the whole batch rather than once per message of it.
+        yield from self._zalo_get_access_token()
 
     def _zalo_refresh_access_token(self):
         """Trade the refresh token for new tokens and store them on the channel.
@@ -102,13 +108,24 @@ class GobysendChannel(models.Model):
         """
         self.ensure_one()
         self._check_credentials("zalo_app_id", "zalo_app_secret", "zalo_refresh_token")
+        # Within one transaction the row lock does not keep two messages of a batch apart.
+        refreshing = self.env.cr.cache.setdefault(ZALO_REFRESHING, set())
+        if self.id in refreshing:
+            raise TransientSendError(_("The Zalo access token is being refreshed by another process."))
+        refreshing.add(self.id)
+        try:
+            return (yield from self._zalo_refresh_access_token_locked())
+        finally:
+            refreshing.discard(self.id)
+
+    def _zalo_refresh_access_token_locked(self):
         try:
             with self.env.cr.savepoint():
                 self.env.cr.execute("SELECT id FROM gobysend_channel WHERE id = %s FOR UPDATE NOWAIT", (self.id,))
         except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure):
             raise TransientSendError(_("The Zalo access token is being refreshed by another process.")) from None
         hidden = (self.zalo_app_secret, self.zalo_refresh_token)
-        response = self._provider_request(
+        response = yield from self._provider_request(
             "POST",
             (self.zalo_oauth_url or ZALO_OAUTH_URL).rstrip("/") + "/v4/oa/access_token",
             hidden=hidden,
@@ -147,7 +164,7 @@ class GobysendChannel(models.Model):
         """Refresh now (managers: the tokens are theirs to read and write)."""
         self.ensure_one()
         try:
-            self._zalo_refresh_access_token()
+            self._run_provider_request_steps(self._zalo_refresh_access_token())
         except SendError as error:
             raise UserError(error.reason) from None
         return {
@@ -194,12 +211,16 @@ class GobysendChannel(models.Model):
 
     def _zalo_send(self, message):
         payload = self._zalo_prepare_payload(message)
-        token = self._zalo_get_access_token()
-        response, result = self._zalo_post_template(payload, token)
+        token = yield from self._zalo_get_access_token()
+        response, result = yield from self._zalo_post_template(payload, token)
         if result.get("error") in ZALO_TOKEN_ERRORS:
             # Revoked or expired before its time: refresh once and try again.
-            token = self._zalo_refresh_access_token()
-            response, result = self._zalo_post_template(payload, token)
+            token = (
+                self.zalo_access_token
+                if self.zalo_access_token != token  # another message of the batch refreshed it already
+                else (yield from self._zalo_refresh_access_token())
+            )
+            response, result = yield from self._zalo_post_template(payload, token)
         answer = self._format_answer(response, (token,))
         error = result.get("error")
         if error == 0 and (result.get("data") or {}).get("msg_id"):
@@ -218,7 +239,7 @@ class GobysendChannel(models.Model):
         raise PermanentSendError(reason, answer)
 
     def _zalo_post_template(self, payload, token):
-        response = self._provider_request(
+        response = yield from self._provider_request(
             "POST",
             (self.zalo_api_url or ZALO_API_URL).rstrip("/") + "/message/template",
             hidden=(token,),

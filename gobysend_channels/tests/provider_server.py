@@ -41,16 +41,23 @@ class _Handler(BaseHTTPRequestHandler):
         request = RecordedRequest(self.command, self.path, self.headers, body)
         self.server.requests.append(request)
         status, payload, headers, delay = self.server.next_answer(request)
-        if delay:
-            time.sleep(delay)
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
-        self.close_connection = True
+        with self.server.in_flight_lock:
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+        try:
+            if delay:
+                time.sleep(delay)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(payload)
+            self.close_connection = True
+        finally:
+            with self.server.in_flight_lock:
+                self.server.in_flight -= 1
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -63,6 +70,9 @@ class ProviderServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests = []
         self.unexpected = []
+        # How many requests were being answered at the same moment, at most.
+        self.in_flight = self.max_in_flight = 0
+        self.in_flight_lock = threading.Lock()
         self._answers = defaultdict(deque)
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

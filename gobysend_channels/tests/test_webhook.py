@@ -100,3 +100,33 @@ class TestWebhook(ChannelCase):
         other = self.channel.copy()
         self.assertTrue(other.webhook_secret)
         self.assertNotEqual(other.webhook_secret, self.channel.webhook_secret)
+
+    def test_a_batch_is_sent_side_by_side_each_message_with_its_own_outcome(self):
+        """One dispatch of many messages keeps up to ``max_parallel_requests`` requests in flight;
+        each message still gets the answer to its own request."""
+        self.channel.max_parallel_requests = 3
+        contacts = self.env["res.partner"].create([{"name": f"Contact {index}"} for index in range(7)])
+        self.env["gobysend.subscription"].create(
+            [{"workspace_id": self.workspace_a.id, "partner_id": contact.id} for contact in contacts]
+        )
+        for _index in range(5):
+            self.server.expect(HOOK_PATH, 200, json={}, delay=0.3)
+        self.server.expect(HOOK_PATH, 410, text="gone", delay=0.3)
+        self.server.expect(HOOK_PATH, 503, text="busy", delay=0.3)
+        Message = self.env["gobysend.message"]
+        messages = Message.concat(
+            *(Message._enqueue(contact, self.channel, "Hi {{ contact.name }}") for contact in contacts)
+        )
+        balance = self.workspace_a.token_balance
+        messages._dispatch()
+        self.assertEqual(self.server.max_in_flight, 3)
+        self.assertEqual(len(self.server.requests), 7)
+        bodies = {request.headers["X-Gobysend-Message-Id"]: request.json() for request in self.server.requests}
+        self.assertEqual(sorted(bodies), sorted(str(message.id) for message in messages))
+        for message in messages:
+            self.assertEqual(bodies[str(message.id)]["message"]["body"], f"Hi {message.partner_id.name}")
+        self.assertEqual(sorted(messages.mapped("state")), ["failed", "queued"] + ["sent"] * 5)
+        for message in messages.filtered(lambda m: m.state == "sent"):
+            self.assertEqual(message.provider_message_id, f"webhook-{message.id}")
+        # Only the five that went out are paid for.
+        self.assertEqual(self.workspace_a.token_balance, balance - 5)
