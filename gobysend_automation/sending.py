@@ -11,6 +11,7 @@ network calls run in a pool of threads. A message's provider may yield several r
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import requests
 
@@ -18,6 +19,7 @@ import requests
 MAX_PARALLEL_REQUESTS = 64
 
 _local = threading.local()
+_ENVIRONMENT = {}
 _executor_lock = threading.Lock()
 _executor = None
 _executor_pid = None
@@ -41,14 +43,30 @@ def _session():
     session = getattr(_local, "session", None)
     if session is None:
         session = _local.session = requests.Session()
+        # Reading the proxy settings and CA bundle from the environment on every request costs
+        # as much as the rest of the request; they are read once per host instead (_environment).
+        session.trust_env = False
     return session
+
+
+def _environment(url):
+    """The proxies and CA bundle the process environment sets for ``url``, read once per host."""
+    key = urlsplit(url)[:2]
+    settings = _ENVIRONMENT.get(key)
+    if settings is None:
+        settings = _ENVIRONMENT[key] = {
+            "proxies": requests.utils.get_environ_proxies(url),
+            "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
+        }
+    return settings
 
 
 def _perform(request):
     """Make one request; return ``(response, None)`` or ``(None, exception)``. Runs in a pool
     thread, so it touches nothing but the network."""
     try:
-        return _session().request(request.method, request.url, **request.kwargs), None
+        kwargs = dict(_environment(request.url), **request.kwargs)
+        return _session().request(request.method, request.url, **kwargs), None
     except requests.RequestException as error:
         return None, error
 

@@ -231,7 +231,10 @@ class GobysendChannel(models.Model):
                     "email_from": email_from,
                     # The partner alone: mail.mail sends once per recipient and once more for email_to.
                     "recipient_ids": [(4, partner.id)],
-                    "headers": subscription._get_email_unsubscribe_headers() if subscription else {},
+                    "headers": dict(
+                        subscription._get_email_unsubscribe_headers() if subscription else {},
+                        **{"X-Gobysend-Message-Id": str(message.id)},
+                    ),
                     "auto_delete": False,
                     "gobysend_message_id": message.id,
                 }

@@ -1,5 +1,6 @@
 import collections
 import contextlib
+import copy
 import datetime
 import json
 import logging
@@ -7,6 +8,7 @@ import random
 import re
 
 import pytz
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 
 from odoo import _, api, fields, models, tools
 
@@ -197,6 +199,8 @@ class GobysendMessage(models.Model):
         """The contact as plain data: partner fields and the workspace's attributes."""
         lookups = self._dispatch_lookups()
         key = (workspace.id, partner.id)
+        if lookups is not None and key in lookups["contacts"]:
+            return copy.deepcopy(lookups["contacts"][key])
         if lookups is not None and key in lookups["attributes"]:
             subscription, attributes = lookups["subscriptions"][key], lookups["attributes"][key]
         else:
@@ -211,7 +215,7 @@ class GobysendMessage(models.Model):
                 .search([("workspace_id", "=", workspace.id), ("partner_id", "=", partner.id)])
             )
             attributes = {value.key: value[f"value_{value.value_type}"] for value in values}
-        return {
+        variables = {
             "id": partner.id,
             "customer_id": subscription.external_id or None,
             "name": partner.name or "",
@@ -225,6 +229,9 @@ class GobysendMessage(models.Model):
             "birthday": partner.gobysend_birthday or None,
             "attributes": dict(attributes),
         }
+        if lookups is not None:
+            lookups["contacts"][key] = copy.deepcopy(variables)
+        return variables
 
     @api.model
     def _given_name(self, partner, workspace):
@@ -332,15 +339,15 @@ class GobysendMessage(models.Model):
         self.ensure_one()
         workspace = self.workspace_id
         sent = counts[workspace.id, self.partner_id.id, self.channel_type]
-        for cap, count, label in (
-            (workspace.frequency_cap_daily, sent[0], _("day")),
-            (workspace.frequency_cap_weekly, sent[1], _("week")),
+        for cap, count, period in (
+            (workspace.frequency_cap_daily, sent[0], "day"),
+            (workspace.frequency_cap_weekly, sent[1], "week"),
         ):
             if cap and count >= cap:
                 return _(
                     "Frequency cap reached: %(count)s messages on this channel in the last %(period)s (cap %(cap)s).",
                     count=count,
-                    period=label,
+                    period=_("day") if period == "day" else _("week"),
                     cap=cap,
                 )
         return None
@@ -405,7 +412,7 @@ class GobysendMessage(models.Model):
                     uncovered |= message
                 else:
                     ledger.append(message._token_entry(-message.token_cost, balance_after))
-        self.env["gobysend.token.transaction"].sudo().create(ledger)
+        self._write_ledger(ledger)
         return uncovered
 
     @api.model
@@ -443,7 +450,34 @@ class GobysendMessage(models.Model):
             for message in messages:
                 balance += message.token_cost
                 ledger.append(message._token_entry(message.token_cost, balance))
-        self.env["gobysend.token.transaction"].sudo().create(ledger)
+        self._write_ledger(ledger)
+
+    @api.model
+    def _write_ledger(self, entries):
+        """Add ``entries`` (from ``_token_entry``) to the token ledger."""
+        if not entries:
+            return
+        # One INSERT for a batch's debits: through the ORM, creating them cost more than the rest
+        # of the bookkeeping of the batch together.
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_token_transaction (workspace_id, message_id, amount, balance_after,
+                                                    create_uid, create_date, write_uid, write_date)
+            SELECT entry.workspace_id, entry.message_id, entry.amount, entry.balance_after,
+                   %s, now() at time zone 'UTC', %s, now() at time zone 'UTC'
+              FROM unnest(%s::int[], %s::int[], %s::numeric[], %s::numeric[])
+                   AS entry(workspace_id, message_id, amount, balance_after)
+            """,
+            (
+                self.env.uid,
+                self.env.uid,
+                [entry["workspace_id"] for entry in entries],
+                [entry["message_id"] for entry in entries],
+                [entry["amount"] for entry in entries],
+                [entry["balance_after"] for entry in entries],
+            ),
+        )
+        self.env["gobysend.token.transaction"].invalidate_model()
 
     def _token_entry(self, amount, balance_after):
         return {
@@ -489,6 +523,7 @@ class GobysendMessage(models.Model):
                 ._read_group(domain, ["workspace_id", "partner_id"])
             }
         lookups = {
+            "contacts": {},
             "subscriptions": {pair: subscriptions.get(pair, Subscription) for pair in pairs},
             "attributes": {pair: attributes.get(pair, {}) for pair in pairs},
             "devices": devices,
@@ -541,7 +576,7 @@ class GobysendMessage(models.Model):
         """Render each message and check it against the send-time rules; give the messages that
         may not go out now their outcome, debit the others' tokens and return those."""
         counts = self._sent_counts(now)
-        checked_ids = []
+        rendered = {}
         for message in self:
             try:
                 subject, body = message._render_for(
@@ -555,12 +590,12 @@ class GobysendMessage(models.Model):
             except templating.TemplateRenderError as error:
                 message.write({"state": "failed", "reason": str(error)})
                 continue
-            values = {"subject": subject, "body": message._track_links(body), "attempts": message.attempts + 1}
+            body = message._track_links(body)
             reason = message._check_consent()
             if not reason and not message.is_test:
                 reason = message._check_frequency_cap(counts)
             if reason:
-                message.write(dict(values, state="skipped", reason=reason, attempts=message.attempts))
+                message.write({"subject": subject, "body": body, "state": "skipped", "reason": reason})
                 continue
             if not message.is_test:
                 open_at = message._next_open_moment(now)
@@ -578,15 +613,16 @@ class GobysendMessage(models.Model):
                 sent = counts[message.workspace_id.id, message.partner_id.id, message.channel_type]
                 sent[0] += 1
                 sent[1] += 1
-            message.write(values)
-            checked_ids.append(message.id)
-        checked = self.browse(checked_ids)
+            rendered[message.id] = (subject, body)
+        checked = self.browse(list(rendered))
         uncovered = checked._debit_tokens()
         for message in uncovered:
+            subject, body = rendered.pop(message.id)
             message.write(
                 {
+                    "subject": subject,
+                    "body": body,
                     "state": "held",
-                    "attempts": message.attempts - 1,
                     "reason": _(
                         "Held: the workspace has %(balance)s tokens left, this message costs %(cost)s.",
                         balance=message.workspace_id.token_balance,
@@ -594,18 +630,59 @@ class GobysendMessage(models.Model):
                     ),
                 }
             )
-        return checked - uncovered
+        ready = checked - uncovered
+        ready._store_rendered(rendered)
+        return ready
+
+    def _store_rendered(self, rendered):
+        """Store each message's rendering ``{id: (subject, body)}`` and count the attempt."""
+        if not self:
+            return
+        self.flush_recordset()
+        ids = self.ids
+        # One UPDATE for the batch where the ORM would send one per message: each has its own text.
+        self.env.cr.execute(
+            """
+            UPDATE gobysend_message message
+               SET subject = rendered.subject, body = rendered.body, attempts = message.attempts + 1,
+                   write_date = now() at time zone 'UTC', write_uid = %s
+              FROM unnest(%s::int[], %s::varchar[], %s::text[]) AS rendered(id, subject, body)
+             WHERE message.id = rendered.id
+            """,
+            (self.env.uid, ids, [rendered[i][0] for i in ids], [rendered[i][1] for i in ids]),
+        )
+        self.invalidate_recordset(["subject", "body", "attempts", "write_date", "write_uid"])
+
+    def _store_sent(self, provider_message_ids, now):
+        """Mark these messages sent, each with its provider message id ``{id: provider id}``."""
+        if not self:
+            return
+        self.flush_recordset()
+        ids = self.ids
+        # One UPDATE for the batch where the ORM would send one per message: each has its own id.
+        self.env.cr.execute(
+            """
+            UPDATE gobysend_message message
+               SET state = 'sent', sent_at = %s, reason = NULL, provider_message_id = answer.provider_message_id,
+                   write_date = now() at time zone 'UTC', write_uid = %s
+              FROM unnest(%s::int[], %s::varchar[]) AS answer(id, provider_message_id)
+             WHERE message.id = answer.id
+            """,
+            (now, self.env.uid, ids, [provider_message_ids[i] for i in ids]),
+        )
+        self.invalidate_recordset(["state", "sent_at", "reason", "provider_message_id", "write_date", "write_uid"])
 
     def _record_send_results(self, results, now):
         """Record what the provider answered for each of these messages (``results`` from
         ``gobysend.channel._send_batch``); give back the tokens of those that did not go out."""
         not_sent = self.browse()
+        sent = {}
         for message in self:
             result = results.get(message.id)
             if result is None:
                 result = PermanentSendError(_("The provider gave no answer for this message."))
             if not isinstance(result, SendError):
-                message.write({"state": "sent", "sent_at": now, "provider_message_id": result, "reason": False})
+                sent[message.id] = str(result)
                 continue
             not_sent |= message
             if isinstance(result, TransientSendError) and message.attempts < MAX_ATTEMPTS:
@@ -623,6 +700,7 @@ class GobysendMessage(models.Model):
                 )
             else:
                 message.write({"state": "failed", "reason": result.reason, "provider_answer": result.provider_answer})
+        self.browse(list(sent))._store_sent(sent, now)
         not_sent._refund_tokens()
 
     # ------------------------------------------------------------------
@@ -692,22 +770,59 @@ class GobysendMessage(models.Model):
     def _dispatch_claimed(self, message_ids, now=None):
         """Take claimed messages to their outcomes in transactions of their own."""
         now = now or fields.Datetime.now()
+        try:
+            with self.env.registry.cursor() as cr:
+                if not self.env.registry.in_test_mode():
+                    # Dispatchers of one workspace all debit its token balance: under READ
+                    # COMMITTED the conditional UPDATE waits for the other one and re-checks the
+                    # balance, where repeatable read would fail the whole batch. The messages
+                    # themselves are this dispatcher's alone: it claimed them.
+                    cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
+                messages = self.with_env(self.env(cr=cr)).sudo().browse(message_ids)
+                messages = messages.filtered(lambda m: m.state == "sending")
+
+                def handover(ready):
+                    ready.flush_recordset()
+                    ready.env.cr.commit()  # commit-ok: from here on the provider may have these messages
+
+                # The messages stay "sending" until their outcome is known: were they "queued"
+                # when the hand-over commits, another dispatcher could claim them and send them again.
+                messages._dispatch_batch(now, handover=handover)
+                # The channel was disabled meanwhile: nothing happened to these.
+                messages.filtered(lambda m: m.state == "sending" and not m.handed_over_at).write(
+                    {"state": "queued", "reason": _("Waiting: the channel is disabled.")}
+                )
+                return messages
+        except Exception:
+            # What surely never reached the provider goes back to the queue now rather than
+            # when recovery finds it; what may have reached it is left to recovery.
+            self._release_unhanded(message_ids)
+            raise
+
+    @api.model
+    def _release_unhanded(self, message_ids):
         with self.env.registry.cursor() as cr:
-            messages = self.with_env(self.env(cr=cr)).sudo().browse(message_ids)
-            messages = messages.filtered(lambda m: m.state == "sending")
+            env = self.env(cr=cr)
+            env["gobysend.message"].sudo().search(
+                [("id", "in", list(message_ids)), ("state", "=", "sending"), ("handed_over_at", "=", False)]
+            )._requeue_unhanded()
 
-            def handover(ready):
-                ready.flush_recordset()
-                ready.env.cr.commit()  # commit-ok: from here on the provider may have these messages
-
-            # The messages stay "sending" until their outcome is known: were they "queued" when
-            # the hand-over commits, another dispatcher could claim them and send them again.
-            messages._dispatch_batch(now, handover=handover)
-            # The channel was disabled meanwhile: nothing happened to these.
-            messages.filtered(lambda m: m.state == "sending" and not m.handed_over_at).write(
-                {"state": "queued", "reason": _("Waiting: the channel is disabled.")}
-            )
-            return messages
+    def _requeue_unhanded(self, now=None):
+        """Queue again claimed messages that surely never reached the provider, giving back
+        the tokens their batch debited for them."""
+        debited = (
+            self.env["gobysend.token.transaction"]
+            .sudo()
+            ._read_group([("message_id", "in", self.ids)], ["message_id"], ["amount:sum"])
+        )
+        self.browse([message.id for message, amount in debited if amount < 0])._refund_tokens()
+        self.write(
+            {
+                "state": "queued",
+                "next_attempt_at": now or fields.Datetime.now(),
+                "reason": _("Requeued: its dispatcher stopped before sending it."),
+            }
+        )
 
     @api.model
     def _recover_interrupted(self, now=None):
@@ -717,20 +832,7 @@ class GobysendMessage(models.Model):
         never_handed = self.sudo().search(
             [("state", "=", "sending"), ("handed_over_at", "=", False), ("sending_started_at", "<", stale)]
         )
-        # Their tokens were debited with their batch: give them back before they go out again.
-        debited = (
-            self.env["gobysend.token.transaction"]
-            .sudo()
-            ._read_group([("message_id", "in", never_handed.ids)], ["message_id"], ["amount:sum"])
-        )
-        never_handed.browse([message.id for message, amount in debited if amount < 0])._refund_tokens()
-        never_handed.write(
-            {
-                "state": "queued",
-                "next_attempt_at": now,
-                "reason": _("Requeued: its dispatcher stopped before sending it."),
-            }
-        )
+        never_handed._requeue_unhanded(now)
         maybe_sent = self.sudo().search(
             [("state", "=", "sending"), ("handed_over_at", "!=", False), ("handed_over_at", "<", stale)]
         )

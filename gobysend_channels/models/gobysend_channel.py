@@ -108,26 +108,31 @@ class GobysendChannel(models.Model):
         headers = {"User-Agent": USER_AGENT}
         headers.update(kwargs.pop("headers", None) or {})
         timeout = self.request_timeout or DEFAULT_TIMEOUT
-        provider = self._get_provider_name()
         try:
             return (yield sending.OutgoingRequest(method, url, headers=headers, timeout=timeout, **kwargs))
-        except requests.Timeout:
-            raise TransientSendError(
-                _("%(provider)s did not answer within %(seconds)s seconds.", provider=provider, seconds=timeout)
-            ) from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
-            raise PermanentSendError(
-                _("The %(provider)s URL of channel %(channel)s is not valid.", provider=provider, channel=self.name)
-            ) from None
         except requests.RequestException as error:
-            # The text of a connection error names the URL, which may hold a token.
-            cause = error.args[0] if error.args else error
-            detail = str(getattr(cause, "reason", None) or type(error).__name__)
-            # Drop the Python object's representation ("<urllib3.connection... at 0x…>: ").
-            detail = self._redact(re.sub(r"<[^<>]*>:\s*", "", detail), [*hidden, url])
-            raise TransientSendError(
-                _("Could not reach %(provider)s: %(error)s", provider=provider, error=detail)
-            ) from None
+            raise self._request_error(error, url, timeout, hidden) from None
+
+    def _request_error(self, error, url, timeout, hidden):
+        """The SendError for a request that got no answer."""
+        provider = self._get_provider_name()
+        if isinstance(error, requests.Timeout):
+            return TransientSendError(
+                _("%(provider)s did not answer within %(seconds)s seconds.", provider=provider, seconds=timeout)
+            )
+        if isinstance(
+            error,
+            requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema,
+        ):
+            return PermanentSendError(
+                _("The %(provider)s URL of channel %(channel)s is not valid.", provider=provider, channel=self.name)
+            )
+        # The text of a connection error names the URL, which may hold a token.
+        cause = error.args[0] if error.args else error
+        detail = str(getattr(cause, "reason", None) or type(error).__name__)
+        # Drop the Python object's representation ("<urllib3.connection... at 0x…>: ").
+        detail = self._redact(re.sub(r"<[^<>]*>:\s*", "", detail), [*hidden, url])
+        return TransientSendError(_("Could not reach %(provider)s: %(error)s", provider=provider, error=detail))
 
     def _raise_for_http_status(self, response, reason=None, hidden=()):
         """Map an unsuccessful HTTP status: 429 and 5xx are transient, other 4xx permanent."""

@@ -19,86 +19,20 @@ Targets: at least 3,000 events/s with batches of 500, and p95 <= 50 ms for a one
 
 import argparse
 import http.client
-import importlib.util
 import itertools
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
-import psycopg2
+from benchlib import ADDONS, addons_path, create_database, drop_database, load_fixtures, percentile
 
-import odoo.addons
-
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-ADDONS = "gobysend_automation,gobysend_channels"
 API_ROOT = "/gobysend/api/v1"
 REQUEST_TIMEOUT = 60
 TARGET_EVENTS_PER_SECOND = 3000  # with batches of 500
 TARGET_SINGLE_P95_MS = 50
 WARMUP_EVENTS = 200  # one per request, not measured
-
-
-def load_fixtures():
-    """The end-to-end tests' server and XML-RPC helpers, under a name that clashes with nothing."""
-    spec = importlib.util.spec_from_file_location(
-        "gobysend_e2e_fixtures", os.path.join(REPO_ROOT, "tests", "conftest.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def addons_path():
-    paths = [REPO_ROOT] + [path for path in odoo.addons.__path__ if os.path.isdir(path)]
-    return ",".join(dict.fromkeys(paths))
-
-
-def admin_connection():
-    return psycopg2.connect(dbname="postgres")
-
-
-def create_database(name, template=None):
-    if template:
-        connection = admin_connection()
-        connection.autocommit = True
-        with connection.cursor() as cr:
-            cr.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        connection.close()
-        return
-    command = [
-        sys.executable,
-        "-m",
-        "odoo",
-        "-d",
-        name,
-        f"--addons-path={addons_path()}",
-        "-i",
-        ADDONS,
-        "--without-demo=all",
-        "--stop-after-init",
-        "--log-level=warn",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
-    if result.returncode:
-        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-        raise SystemExit(f"Installing {ADDONS} on {name} failed.")
-
-
-def drop_database(name):
-    connection = admin_connection()
-    connection.autocommit = True
-    with connection.cursor() as cr:
-        cr.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    connection.close()
-
-
-def percentile(sorted_values, fraction):
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 class Client:
