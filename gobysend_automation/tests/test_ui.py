@@ -10,7 +10,9 @@ class TestUi(GobysendHttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.workspace_ui = cls.env["gobysend.workspace"].create({"name": "Shop UI"})
+        cls.workspace_ui = cls.env["gobysend.workspace"].create(
+            {"name": "Shop UI", "token_balance": 10, "quiet_hours_start": 0, "quiet_hours_end": 0}
+        )
         cls.partner = cls.env["res.partner"].create(
             {"name": "Lan Tour", "email": "lan.tour@example.com", "phone": "+84 912 000 042"}
         )
@@ -64,3 +66,15 @@ class TestUi(GobysendHttpCase):
     def test_restricted_user_sees_only_their_workspaces(self):
         self.env["gobysend.subscription"].create({"workspace_id": self.workspace_a.id, "partner_id": self.partner.id})
         self.start_tour("/odoo", "gobysend_restricted_user_tour", login=self.user_a.login)
+
+    def test_manager_configures_a_channel_and_sends_a_test(self):
+        self.start_tour(
+            "/odoo/action-gobysend_automation.gobysend_channel_action", "gobysend_channel_send_test_tour", login="admin"
+        )
+        channel = self.env["gobysend.channel"].search([("name", "=", "Tour newsletter")])
+        self.assertEqual(
+            (channel.workspace_id, channel.channel_type, channel.state), (self.workspace_ui, "email", "test")
+        )
+        (message,) = self.env["gobysend.message"].search([("channel_id", "=", channel.id)])
+        self.assertEqual((message.partner_id, message.state, message.is_test), (self.partner, "sent", True))
+        self.assertEqual(self.workspace_ui.token_balance, 9, "a test send costs what any send costs")
