@@ -8,9 +8,11 @@ network calls run in a pool of threads. A message's provider may yield several r
 (a token refresh, one push per device); each waits for the answer to the previous one.
 """
 
+import collections
+import inspect
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 import requests
@@ -61,7 +63,7 @@ def _environment(url):
     return settings
 
 
-def _perform(request):
+def perform(request):
     """Make one request; return ``(response, None)`` or ``(None, exception)``. Runs in a pool
     thread, so it touches nothing but the network."""
     try:
@@ -81,22 +83,109 @@ def _get_executor():
         return _executor
 
 
-def perform_all(outgoing, max_parallel):
-    """Make every request of ``outgoing``, at most ``max_parallel`` at a time; return their
-    ``(response, exception)`` pairs in the same order."""
-    if len(outgoing) <= 1 or max_parallel <= 1:
-        return [_perform(request) for request in outgoing]
-    executor = _get_executor()
-    slots = threading.BoundedSemaphore(min(max_parallel, MAX_PARALLEL_REQUESTS))
+def submit(request):
+    """Start one request in the pool; the future's result is ``(response, exception)``."""
+    return _get_executor().submit(perform, request)
 
-    def perform_in_slot(request):
+
+class SendFlight:
+    """The messages of one channel on their way to its provider, added a slice at a time.
+
+    Each message's ``_<provider>_send`` generator runs in the caller's thread; the requests it
+    yields go out through the pool, at most ``limit`` at once, while the caller goes on preparing
+    the next slice. ``completed()`` hands back the slices whose every message has its outcome,
+    oldest first; ``finish()`` waits for the rest. Providers without generators (or with a
+    ``_<provider>_send_batch``) are served at once, slice by slice.
+
+    ``send``, ``send_batch`` and ``before`` are the provider's hooks; ``on_unexpected(key,
+    error)`` turns an error that is not a ``SendError`` into one (see the channel).
+    """
+
+    def __init__(self, send, limit, send_error_class, on_unexpected, send_batch=None, failure=None):
+        self.send = send
+        self.send_batch = send_batch
+        self.limit = max(1, min(limit, MAX_PARALLEL_REQUESTS))
+        self.send_error_class = send_error_class
+        self.on_unexpected = on_unexpected
+        self.failure = failure  # a SendError that stops every message (the provider could not start)
+        self.results = {}
+        self.parts = collections.deque()
+        self.waiting = collections.deque()  # (key, steps, request) not yet in flight
+        self.in_flight = {}  # future -> (key, steps)
+
+    def add(self, messages):
+        """Start sending ``messages`` (already handed over)."""
+        self.parts.append(messages)
+        if self.failure is not None:
+            self.results.update(dict.fromkeys(messages.ids, self.failure))
+            return
+        if self.send_batch is not None:
+            self.results.update(self.send_batch(messages))
+            return
+        for message in messages:
+            try:
+                outcome = self.send(message)
+            except self.send_error_class as error:
+                self.results[message.id] = error
+                continue
+            except Exception as error:  # one message's failure must not lose the others'
+                self.results[message.id] = self.on_unexpected(message.id, error)
+                continue
+            if inspect.isgenerator(outcome):
+                self._advance(message.id, outcome)
+            else:
+                self.results[message.id] = outcome
+        self._pump()
+
+    def _advance(self, key, steps, response=None, error=None):
         try:
-            return _perform(request)
-        finally:
-            slots.release()
+            request = steps.throw(error) if error is not None else steps.send(response)
+        except StopIteration as stop:
+            self.results[key] = stop.value
+        except self.send_error_class as send_error:
+            self.results[key] = send_error
+        except Exception as unexpected:  # see on_unexpected
+            self.results[key] = self.on_unexpected(key, unexpected)
+        else:
+            if isinstance(request, OutgoingRequest):
+                self.waiting.append((key, steps, request))
+            else:
+                steps.close()
+                self.results[key] = self.on_unexpected(key, TypeError(f"{request!r} is not a request"))
 
-    futures = []
-    for request in outgoing:
-        slots.acquire()
-        futures.append(executor.submit(perform_in_slot, request))
-    return [future.result() for future in futures]
+    def _pump(self):
+        while self.waiting and len(self.in_flight) < self.limit:
+            key, steps, request = self.waiting.popleft()
+            self.in_flight[submit(request)] = (key, steps)
+
+    def _collect(self, block):
+        """Advance the messages whose requests were answered; with ``block``, wait for one."""
+        if not self.in_flight:
+            return
+        done, _pending = wait(list(self.in_flight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            key, steps = self.in_flight.pop(future)
+            response, error = future.result()
+            self._advance(key, steps, response, error)
+        self._pump()
+
+    def drain_waiting(self):
+        """Wait until every request asked for so far is in flight (the caller's backpressure)."""
+        self._collect(block=False)
+        while self.waiting:
+            self._collect(block=True)
+
+    def completed(self):
+        """``[(messages, {id: result})]`` of the slices done since the last call, oldest first."""
+        self._collect(block=False)
+        done = []
+        while self.parts and all(key in self.results for key in self.parts[0].ids):
+            part = self.parts.popleft()
+            done.append((part, {key: self.results.pop(key) for key in part.ids}))
+        return done
+
+    def finish(self):
+        """Wait for every message's outcome; return the remaining slices as ``completed`` does."""
+        while self.in_flight or self.waiting:
+            self._collect(block=True)
+        return self.completed()

@@ -1,4 +1,3 @@
-import inspect
 import logging
 import time
 
@@ -119,88 +118,55 @@ class GobysendChannel(models.Model):
     # Sending
     # ------------------------------------------------------------------
 
-    def _send_batch(self, messages):
-        """Hand ``messages`` (rendered, checked, all of this channel) to the provider.
-
-        Returns ``{message id: provider message id, or the SendError that stopped it}``.
-        """
+    def _send_flight(self, real=True):
+        """A ``sending.SendFlight`` for this channel's provider (the embedded outbox when not
+        ``real``): messages added to it a slice at a time go out side by side."""
         self.ensure_one()
-        batch_method = getattr(self, f"_{self.provider}_send_batch", None)
-        if batch_method is not None:
-            return batch_method(messages)
-        method = getattr(self, f"_{self.provider}_send", None)
-        if method is None:
-            error = PermanentSendError(_("The provider %(provider)s cannot send messages.", provider=self.provider))
-            return dict.fromkeys(messages.ids, error)
-        before = getattr(self, f"_{self.provider}_before_send_batch", None)
-        if before is not None:
+        provider = self.provider if real else "outbox"
+        send = getattr(self, f"_{provider}_send", None)
+        send_batch = getattr(self, f"_{provider}_send_batch", None)
+        failure = None
+        if send is None and send_batch is None:
+            failure = PermanentSendError(_("The provider %(provider)s cannot send messages.", provider=provider))
+        before = getattr(self, f"_{provider}_before_send_batch", None)
+        if before is not None and failure is None:
             try:
                 self._run_provider_request_steps(before())
             except SendError as error:
-                return dict.fromkeys(messages.ids, error)
-        results, running = {}, {}
-        for message in messages:
-            try:
-                outcome = method(message)
-            except SendError as error:
-                results[message.id] = error
-                continue
-            except Exception as error:  # one message's failure must not lose the others'
-                results[message.id] = self._unexpected_send_error(message, error)
-                continue
-            if inspect.isgenerator(outcome):
-                running[message.id] = outcome
-            else:
-                results[message.id] = outcome
-        results.update(self._run_provider_steps(running))
-        return results
+                failure = error
+        return sending.SendFlight(
+            send,
+            self.max_parallel_requests,
+            SendError,
+            self._unexpected_send_error,
+            send_batch=send_batch,
+            failure=failure,
+        )
 
-    def _run_provider_steps(self, running, contain_errors=True):
-        """Advance the providers' send generators ``{key: generator}`` to their ends, making the
-        requests they yield side by side; return ``{key: returned value or SendError}``. Other
-        errors become a SendError of their key too, unless ``contain_errors`` is false."""
-        results, waiting = {}, {}
+    def _send_batch(self, messages):
+        """Hand ``messages`` (rendered, checked, all of this channel) to the provider and wait.
 
-        def advance(key, steps, response=None, error=None):
-            try:
-                request = steps.throw(error) if error is not None else steps.send(response)
-            except StopIteration as stop:
-                results[key] = stop.value
-            except SendError as send_error:
-                results[key] = send_error
-            except Exception as unexpected:  # see _unexpected_send_error
-                if not contain_errors:
-                    raise
-                results[key] = self._unexpected_send_error(key, unexpected)
-            else:
-                if not isinstance(request, sending.OutgoingRequest):
-                    steps.close()
-                    results[key] = self._unexpected_send_error(key, TypeError(f"{request!r} is not a request"))
-                else:
-                    waiting[key] = (steps, request)
-
-        for key, steps in running.items():
-            advance(key, steps)
-        while waiting:
-            wave = list(waiting.items())
-            waiting.clear()
-            answers = sending.perform_all([request for _key, (_steps, request) in wave], self.max_parallel_requests)
-            for (key, (steps, _request)), (response, error) in zip(wave, answers, strict=True):
-                advance(key, steps, response, error)
-        return results
+        Returns ``{message id: provider message id, or the SendError that stopped it}``.
+        """
+        flight = self._send_flight()
+        flight.add(messages)
+        return {key: result for _part, results in flight.finish() for key, result in results.items()}
 
     def _run_provider_request_steps(self, steps):
         """Run one provider generator to its end now (a button, a token refresh) and return its
-        value; raise the SendError that stopped it."""
-        result = self._run_provider_steps({0: steps}, contain_errors=False)[0]
-        if isinstance(result, SendError):
-            raise result
-        return result
+        value; raise what stopped it."""
+        response = error = None
+        while True:
+            try:
+                request = steps.throw(error) if error is not None else steps.send(response)
+            except StopIteration as stop:
+                return stop.value
+            response, error = sending.perform(request)
 
     def _unexpected_send_error(self, message, error):
         # A bug or an unforeseen answer while the provider may already have the message: it is
         # failed with the reason, never retried blindly, and the traceback goes to the log.
-        _logger.exception("Channel %s could not send message %s", self.id, getattr(message, "id", message))
+        _logger.error("Channel %s could not send message %s", self.id, getattr(message, "id", message), exc_info=error)
         return PermanentSendError(
             _(
                 "An unexpected error stopped the sending; check with the provider before retrying: %(error)s",

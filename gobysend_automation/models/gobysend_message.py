@@ -352,15 +352,29 @@ class GobysendMessage(models.Model):
                 )
         return None
 
+    @api.model
+    def _sending_window(self, workspace):
+        """(quiet hours start, end, [allowed weekday flags]) of ``workspace``, read once per batch."""
+        lookups = self._dispatch_lookups()
+        windows = lookups.setdefault("windows", {}) if lookups is not None else {}
+        if workspace.id not in windows:
+            windows[workspace.id] = (
+                workspace.quiet_hours_start,
+                workspace.quiet_hours_end,
+                [workspace[name] for name in WEEKDAY_FIELDS],
+            )
+        return windows[workspace.id]
+
     def _next_open_moment(self, now):
         """``now`` when sending is allowed, else the next moment (UTC) that quiet hours and
         sending days allow, in the contact's time zone (the workspace's when unknown)."""
         self.ensure_one()
         workspace = self.workspace_id
+        start, end, allowed_days = self._sending_window(workspace)
+        if start == end and all(allowed_days):
+            return now  # the workspace sends at any time
         tz = pytz.timezone(self.partner_id.tz or workspace.tz or "UTC")
         local = pytz.utc.localize(now).astimezone(tz)
-        start, end = workspace.quiet_hours_start, workspace.quiet_hours_end
-        allowed_days = [workspace[name] for name in WEEKDAY_FIELDS]
 
         def hour_of(moment):
             return moment.hour + moment.minute / 60.0
@@ -561,16 +575,22 @@ class GobysendMessage(models.Model):
             for (channel, real), group in ready.grouped(
                 lambda m: (m.channel_id, m.is_test or m.channel_id.state == "enabled")
             ).items():
-                # Handed over a slice at a time: a dispatcher that dies leaves at most one slice
-                # whose fate is unknown; the rest either has its outcome or surely never left.
+                # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
+                flight = channel._send_flight(real)
+                # Handed over a slice at a time: a dispatcher that dies leaves at most the slices
+                # in flight with a fate unknown; the rest either has its outcome or surely never
+                # left. The next slice is prepared while the previous one is in flight.
                 size = channel.max_parallel_requests if handover else len(group)
                 for part in tools.split_every(size, group.ids, group.browse):
+                    flight.drain_waiting()
                     part.write({"handed_over_at": now})
                     if handover:
                         handover(part)
-                    # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
-                    results = channel._send_batch(part) if real else {m.id: channel._outbox_send(m) for m in part}
-                    part._record_send_results(results, now)
+                    flight.add(part)
+                    for done, results in flight.completed():
+                        done._record_send_results(results, now)
+                for done, results in flight.finish():
+                    done._record_send_results(results, now)
 
     def _apply_send_rules(self, now):
         """Render each message and check it against the send-time rules; give the messages that
