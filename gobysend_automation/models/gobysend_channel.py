@@ -69,9 +69,8 @@ class GobysendChannel(models.Model):
     max_parallel_requests = fields.Integer(
         string="Parallel Requests",
         default=32,
-        help="How many messages one dispatcher hands to the provider at once (requests in flight, emails per "
-        "SMTP connection). Should a dispatcher stop abruptly, the messages of that one slice are the only ones whose "
-        "fate is unknown.",
+        help="How many requests one dispatcher keeps in flight to the provider, and how many messages it hands "
+        "over at a time. Should a dispatcher stop abruptly, only the messages in flight have an unknown fate.",
     )
     dispatch_lanes = fields.Integer(
         string="Parallel Dispatchers",
