@@ -3,6 +3,7 @@ import hmac
 import json
 import time
 
+from odoo import fields
 from odoo.exceptions import ValidationError
 
 from .common import ChannelCase
@@ -130,3 +131,28 @@ class TestWebhook(ChannelCase):
             self.assertEqual(message.provider_message_id, f"webhook-{message.id}")
         # Only the five that went out are paid for.
         self.assertEqual(self.workspace_a.token_balance, balance - 5)
+
+    def test_no_request_leaves_before_its_slice_is_handed_over(self):
+        """The dispatcher commits each slice as handed over before its first request goes out,
+        while earlier slices may still be in flight."""
+        self.channel.max_parallel_requests = 2
+        contacts = self.env["res.partner"].create([{"name": f"Contact {index}"} for index in range(6)])
+        self.env["gobysend.subscription"].create(
+            [{"workspace_id": self.workspace_a.id, "partner_id": contact.id} for contact in contacts]
+        )
+        for _index in range(6):
+            self.server.expect(HOOK_PATH, 200, json={}, delay=0.2)
+        Message = self.env["gobysend.message"]
+        messages = Message.concat(*(Message._enqueue(contact, self.channel, "Hi") for contact in contacts))
+        handed_over = []
+
+        def handover(part):
+            sent_ids = {request.headers["X-Gobysend-Message-Id"] for request in self.server.requests}
+            self.assertFalse(sent_ids & {str(message.id) for message in part}, "a request left before its hand-over")
+            self.assertTrue(all(part.mapped("handed_over_at")))
+            handed_over.append(part)
+
+        messages.sudo()._dispatch_batch(fields.Datetime.now(), handover=handover)
+        self.assertEqual([len(part) for part in handed_over], [2, 2, 2])
+        self.assertEqual(set(messages.mapped("state")), {"sent"})
+        self.assertEqual(len(self.server.requests), 6)
