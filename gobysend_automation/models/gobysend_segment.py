@@ -25,6 +25,8 @@ TIME_REFRESH_INTERVAL = datetime.timedelta(hours=1)
 # (sale orders, invoices and other records reached from a contact filter).
 FULL_REFRESH_INTERVAL = datetime.timedelta(days=1)
 SEGMENTS_PER_CRON_BATCH = 5
+# A rebuild that moved this many contacts refreshes the planner's statistics of memberships.
+ANALYZE_THRESHOLD = 1000
 # Advisory lock namespace of segment evaluations (the first key of pg_try_advisory_xact_lock).
 SEGMENT_LOCK_NAMESPACE = 0x6753_6567  # "gSeg"
 
@@ -220,12 +222,12 @@ class GobysendSegment(models.Model):
     # Compilation
     # ------------------------------------------------------------------
 
-    def _get_partner_domain(self, now=None):
+    def _get_partner_domain(self, now=None, scope=None):
         """The whole condition tree as one domain on ``res.partner`` (without the workspace scope)."""
         self.ensure_one()
         now = now or fields.Datetime.now()
         roots = self.condition_ids.filtered(lambda condition: not condition.parent_id)
-        return self.env["gobysend.segment.condition"]._combine(roots, self.match, self.workspace_id, now)
+        return self.env["gobysend.segment.condition"]._combine(roots, self.match, self.workspace_id, now, scope)
 
     def _get_members_query(self, partner_ids=None, now=None):
         """The ORM ``Query`` of the contacts that meet this segment's conditions now.
@@ -234,15 +236,19 @@ class GobysendSegment(models.Model):
         ``partner_ids`` restricts the evaluation to those contacts (the incremental update).
         """
         self.ensure_one()
-        subscriptions = self.env["gobysend.subscription"].sudo()._search([("workspace_id", "=", self.workspace_id.id)])
+        scope = list(partner_ids) if partner_ids is not None else None
+        contacts = [("workspace_id", "=", self.workspace_id.id)]
+        if scope is not None:
+            contacts.append(("partner_id", "in", scope))
+        subscriptions = self.env["gobysend.subscription"].sudo()._search(contacts)
         domain = expression.AND(
             [
                 [("id", "in", subscriptions.subselect(SQL.identifier(subscriptions.table, "partner_id")))],
-                self._get_partner_domain(now),
+                self._get_partner_domain(now, scope),
             ]
         )
-        if partner_ids is not None:
-            domain = expression.AND([[("id", "in", list(partner_ids))], domain])
+        if scope is not None:
+            domain = expression.AND([[("id", "in", scope)], domain])
         return self.env["res.partner"].sudo().with_context(active_test=True)._search(domain)
 
     def _get_matching_partner_ids(self, partner_ids=None, now=None):
@@ -340,6 +346,10 @@ class GobysendSegment(models.Model):
             if not segment.active or not segment._try_lock():
                 continue
             entered, left = segment._apply_membership(now=now)
+            if entered + left >= ANALYZE_THRESHOLD:
+                # The planner's statistics would still describe the table before this rebuild,
+                # and the next evaluation would pick nested loops over a now large table.
+                self.env.cr.execute("ANALYZE gobysend_segment_membership")
             segment._count_members()
             segment.sudo().write({"refreshed_at": now, "rebuild_requested": False})
             self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)

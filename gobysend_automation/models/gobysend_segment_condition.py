@@ -479,37 +479,46 @@ class GobysendSegmentCondition(models.Model):
     def _get_workspace(self):
         return self._get_root_segment().workspace_id
 
-    def _get_partner_domain(self, workspace, now):
-        """This condition as a domain on ``res.partner`` for the contacts of ``workspace``."""
+    def _get_partner_domain(self, workspace, now, scope=None):
+        """This condition as a domain on ``res.partner`` for the contacts of ``workspace``.
+
+        ``scope`` (contact ids) is repeated inside every subquery: the database cannot push
+        the outer restriction into a grouped subquery, and the incremental update must read
+        only the activity of the contacts it re-evaluates.
+        """
         self.ensure_one()
         self._validate()
         method = getattr(self, f"_domain_{self.kind}")
-        domain = method(workspace, now)
+        domain = method(workspace, now, scope)
         if self.negate:
             domain = ["!", *expression.normalize_domain(domain)]
         return domain
 
     @api.model
-    def _combine(self, conditions, operator, workspace, now):
-        domains = [condition._get_partner_domain(workspace, now) for condition in conditions]
+    def _combine(self, conditions, operator, workspace, now, scope=None):
+        domains = [condition._get_partner_domain(workspace, now, scope) for condition in conditions]
         if not domains:
             return expression.TRUE_DOMAIN
         return expression.OR(domains) if operator == "or" else expression.AND(domains)
 
-    def _domain_group(self, workspace, now):
-        return self._combine(self.child_ids, self.group_operator, workspace, now)
+    def _domain_group(self, workspace, now, scope):
+        return self._combine(self.child_ids, self.group_operator, workspace, now, scope)
 
-    def _domain_domain(self, workspace, now):
+    def _domain_domain(self, workspace, now, scope):
         return self._get_contact_filter()
 
     def _since(self, now):
         return now - datetime.timedelta(days=self.days) if self.days else None
 
     @staticmethod
+    def _scoped(domain, scope):
+        return [*domain, ("partner_id", "in", list(scope))] if scope is not None else domain
+
+    @staticmethod
     def _partner_ids_in(query, column="partner_id"):
         return [("id", "in", query.subselect(SQL.identifier(query.table, column)))]
 
-    def _domain_attribute(self, workspace, now):
+    def _domain_attribute(self, workspace, now, scope):
         attribute = self.attribute_id
         column = VALUE_FIELDS[attribute.value_type]
         Value = self.env["gobysend.attribute.value"].sudo()
@@ -548,7 +557,7 @@ class GobysendSegmentCondition(models.Model):
             condition = [(f"{column}.month_number", "=", today.month)]
         if is_date or attribute.value_type == "string":
             condition = [(column, "!=", False), *condition]
-        domain = self._partner_ids_in(Value._search(expression.AND([base, condition])))
+        domain = self._partner_ids_in(Value._search(expression.AND([self._scoped(base, scope), condition])))
         return ["!", *domain] if operator == "not_set" else domain
 
     def _date_equals(self, column, value):
@@ -564,7 +573,7 @@ class GobysendSegmentCondition(models.Model):
             ]
         return [(column, ">=", first_day), (column, "<=", last_day)]
 
-    def _domain_event(self, workspace, now):
+    def _domain_event(self, workspace, now, scope):
         Event = self.env["gobysend.event"].sudo()
         domain = [("workspace_id", "=", workspace.id)]
         if self.event_name:
@@ -574,7 +583,7 @@ class GobysendSegmentCondition(models.Model):
         since = self._since(now)
         if since:
             domain.append(("timestamp", ">=", since))
-        query = Event._search(domain)
+        query = Event._search(self._scoped(domain, scope))
         property_filter = self._property_filter_sql(SQL.identifier(query.table))
         if property_filter:
             query.add_where(property_filter)
@@ -598,7 +607,7 @@ class GobysendSegmentCondition(models.Model):
         query.having = SQL("count(*) > %s", self.count)
         return [("id", "not in", SQL("(%s)", query.select(partner)))]
 
-    def _domain_page(self, workspace, now):
+    def _domain_page(self, workspace, now, scope):
         url = self.url_value.strip()
         domain = [("workspace_id", "=", workspace.id), ("kind", "=", "page")]
         if self.url_operator == "equals":
@@ -610,41 +619,45 @@ class GobysendSegmentCondition(models.Model):
         since = self._since(now)
         if since:
             domain.append(("timestamp", ">=", since))
-        return self._partner_ids_in(self.env["gobysend.event"].sudo()._search(domain))
+        return self._partner_ids_in(self.env["gobysend.event"].sudo()._search(self._scoped(domain, scope)))
 
-    def _domain_message(self, workspace, now):
+    def _domain_message(self, workspace, now, scope):
         since = self._since(now)
         received = [("workspace_id", "=", workspace.id), ("state", "in", RECEIVED_STATES)]
         if self.channel_type:
             received.append(("channel_type", "=", self.channel_type))
         if since:
             received.append(("sent_at", ">=", since))
-        received_domain = self._partner_ids_in(self.env["gobysend.message"].sudo()._search(received))
+        received_domain = self._partner_ids_in(
+            self.env["gobysend.message"].sudo()._search(self._scoped(received, scope))
+        )
         if self.engagement == "received":
             return received_domain
         opened = self._engagement_event_domain(
-            workspace, "message_clicked" if self.engagement == "clicked" else "message_opened", since
+            workspace, "message_clicked" if self.engagement == "clicked" else "message_opened", since, scope
         )
         if self.engagement == "not_opened":
             return expression.AND([received_domain, ["!", *opened]])
         return opened
 
-    def _engagement_event_domain(self, workspace, name, since):
+    def _engagement_event_domain(self, workspace, name, since, scope):
         domain = [("workspace_id", "=", workspace.id), ("name", "=", name)]
         if since:
             domain.append(("timestamp", ">=", since))
-        query = self.env["gobysend.event"].sudo()._search(domain)
+        query = self.env["gobysend.event"].sudo()._search(self._scoped(domain, scope))
         if self.channel_type:
             # The outbox writes the channel into the engagement event's properties.
             query.add_where(SQL("%s.properties ->> 'channel' = %s", SQL.identifier(query.table), self.channel_type))
         return self._partner_ids_in(query)
 
-    def _domain_segment(self, workspace, now):
+    def _domain_segment(self, workspace, now, scope):
         Membership = self.env["gobysend.segment.membership"].sudo()
-        query = Membership._search([("segment_id", "=", self.other_segment_id.id), ("left_at", "=", False)])
+        query = Membership._search(
+            self._scoped([("segment_id", "=", self.other_segment_id.id), ("left_at", "=", False)], scope)
+        )
         return self._partner_ids_in(query)
 
-    def _domain_consent(self, workspace, now):
+    def _domain_consent(self, workspace, now, scope):
         channels = [self.consent_channel] if self.consent_channel else list(CHANNELS)
         states = expression.OR([[(f"{channel}_state", "=", self.consent_state)] for channel in channels])
         Subscription = self.env["gobysend.subscription"].sudo()
@@ -652,10 +665,13 @@ class GobysendSegmentCondition(models.Model):
             Subscription._search(expression.AND([[("workspace_id", "=", workspace.id)], states]))
         )
 
-    def _domain_joined(self, workspace, now):
+    def _domain_joined(self, workspace, now, scope):
         Subscription = self.env["gobysend.subscription"].sudo()
         query = Subscription._search(
-            [("workspace_id", "=", workspace.id), ("create_date", ">=", now - datetime.timedelta(days=self.days))]
+            self._scoped(
+                [("workspace_id", "=", workspace.id), ("create_date", ">=", now - datetime.timedelta(days=self.days))],
+                scope,
+            )
         )
         return self._partner_ids_in(query)
 
