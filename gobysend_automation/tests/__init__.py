@@ -5,3 +5,4 @@ from . import test_consent
 from . import test_ui
 from . import test_outbox
 from . import test_segment
+from . import test_segment_incremental

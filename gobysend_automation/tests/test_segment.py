@@ -580,6 +580,15 @@ class TestSegmentMembership(SegmentCase):
         self.assertEqual(self.Segment._process_dirty_contacts(), 1)
         self.assertEqual(self.Segment._process_dirty_contacts(), 0)
 
+    def test_partner_changes_reach_contact_filters(self):
+        lan = self.contact("Lan", city="Huế")
+        segment = self.segment({"kind": "domain", "partner_domain": "[('city', '=', 'Hà Nội')]"})
+        segment._rebuild(now=NOW)
+        self.Segment._process_dirty_contacts(now=NOW)
+        lan.city = "Hà Nội"
+        self.assertEqual(self.Segment._process_dirty_contacts(now=NOW), 1)
+        self.assertEqual(segment.current_membership_ids.partner_id, lan)
+
     def test_contact_leaving_the_workspace_leaves_its_segments(self):
         lan = self.contact("Lan")
         segment = self.segment({"kind": "joined", "days": 30})
