@@ -64,3 +64,14 @@ class TestUi(GobysendHttpCase):
     def test_restricted_user_sees_only_their_workspaces(self):
         self.env["gobysend.subscription"].create({"workspace_id": self.workspace_a.id, "partner_id": self.partner.id})
         self.start_tour("/odoo", "gobysend_restricted_user_tour", login=self.user_a.login)
+
+    def test_marketer_creates_a_segment_and_sees_its_live_count(self):
+        self.start_tour("/odoo", "gobysend_segment_tour", login="admin")
+        segment = self.env["gobysend.segment"].search([("name", "=", "Recent contacts")])
+        self.assertEqual(len(segment), 1)
+        self.assertEqual(segment.workspace_id, self.workspace_ui)
+        self.assertEqual((segment.condition_ids.kind, segment.condition_ids.days), ("joined", 30))
+        # Saving only asked for a rebuild; the background job fills the members.
+        self.assertTrue(segment.rebuild_requested)
+        segment._rebuild()
+        self.assertEqual(segment.current_membership_ids.partner_id, self.partner)
