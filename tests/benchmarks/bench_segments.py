@@ -323,10 +323,11 @@ def main():
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--database", help="reuse a database loaded by an earlier --keep run (skips loading)")
+    parser.add_argument("--name", help="name of the scratch database (default: gobysend_bench_segments_<time>)")
     args = parser.parse_args()
     odoo.tools.config.parse_config([f"--addons-path={addons_path()}", "--log-level=warn"])
     now = datetime.datetime.utcnow().replace(microsecond=0)
-    dbname = args.database or f"gobysend_bench_segments_{int(time.time())}"
+    dbname = args.database or args.name or f"gobysend_bench_segments_{int(time.time())}"
     try:
         if not args.database:
             print(f"Creating {dbname} ...", flush=True)
