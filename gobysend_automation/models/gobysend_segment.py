@@ -482,7 +482,13 @@ class GobysendSegment(models.Model):
                 continue
             entered, left = segment._apply_membership(partner_ids=ids, now=now)
             if entered or left:
-                segment._count_members()
+                # Adjusted rather than recounted: a count over a large segment would cost more
+                # than the whole evaluation of a batch.
+                self.env.cr.execute(
+                    "UPDATE gobysend_segment SET member_count = member_count + %s WHERE id = %s",
+                    (entered - left, segment.id),
+                )
+                segment.invalidate_recordset(["member_count"])
                 self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)
         if postponed:
             self._mark_dirty(list(postponed))
@@ -515,10 +521,9 @@ class GobysendSegment(models.Model):
         """Scheduled full rebuild: segments whose conditions changed, and the refresh that keeps
         conditions on time windows true as time passes. A few segments per run; the scheduler
         runs it again while some are due."""
-        due = self._get_due_segments()
-        batch = due[:SEGMENTS_PER_CRON_BATCH]
-        # Dependencies first, even when they are not due themselves.
-        done = batch._rebuild()
+        due = self._get_due_segments()._sorted_by_dependency()
+        # Segments used by others come first, so that the others read fresh memberships.
+        done = due[:SEGMENTS_PER_CRON_BATCH]._rebuild()
         self.env["ir.cron"]._notify_progress(done=len(done), remaining=len(due - done))
 
     @api.model

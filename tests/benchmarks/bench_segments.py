@@ -286,7 +286,7 @@ def run(dbname, workspace_id, first_id, partners, now):
                 "kind": "event",
                 "timestamp": now - datetime.timedelta(minutes=5),
                 "properties": {"total": 900},
-                "message_id": None,
+                "message_id": f"bench-change-{partner_id}",
                 "url": None,
                 "title": None,
                 "referrer": None,
@@ -336,11 +336,23 @@ def main():
             print(f"Loaded {args.partners:,} contacts and {args.events:,} events by COPY in {loaded:.1f} s", flush=True)
         else:
             connection = psycopg2.connect(dbname=dbname)
-            with connection.cursor() as cr:
+            with connection, connection.cursor() as cr:
+                # Start again from the loaded data: no segment built, no transition recorded.
+                cr.execute("DELETE FROM gobysend_segment_membership")
+                cr.execute("DELETE FROM gobysend_segment_snapshot")
+                cr.execute("DELETE FROM gobysend_segment_dirty")
+                cr.execute("DELETE FROM gobysend_event WHERE name IN ('segment_entered', 'segment_left')")
+                cr.execute("DELETE FROM gobysend_event WHERE message_id LIKE 'bench-change-%'")
+                cr.execute("DELETE FROM gobysend_segment WHERE predefined IS NULL")
+                cr.execute("UPDATE gobysend_segment SET member_count = 0, rebuild_requested = true")
                 cr.execute("SELECT max(id) FROM gobysend_workspace WHERE name = 'Benchmark'")
                 workspace_id = cr.fetchone()[0]
                 cr.execute("SELECT min(partner_id) FROM gobysend_subscription WHERE workspace_id = %s", (workspace_id,))
                 first_id = cr.fetchone()[0]
+            connection.autocommit = True
+            with connection.cursor() as cr:
+                cr.execute("VACUUM ANALYZE gobysend_event")
+                cr.execute("VACUUM ANALYZE gobysend_segment_membership")
             connection.close()
         figures = run(dbname, workspace_id, first_id, args.partners, now)
     finally:
