@@ -295,22 +295,29 @@ class GobysendSegment(models.Model):
             SQL(
                 """
                 WITH target AS MATERIALIZED (%(members)s),
+                current AS MATERIALIZED (
+                    SELECT m.partner_id FROM gobysend_segment_membership m
+                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL %(scope)s
+                ),
+                -- EXCEPT is planned as a hash or sort, never as a nested loop: the difference
+                -- stays linear whatever the planner believes about the sizes of both sides.
+                gone AS (SELECT partner_id FROM current EXCEPT SELECT id FROM target),
+                new AS (SELECT id FROM target EXCEPT SELECT partner_id FROM current),
                 closed AS (
+                    -- An array, so that each leaving contact is one probe of the open
+                    -- memberships' index rather than a join the planner may misjudge.
                     UPDATE gobysend_segment_membership m
                        SET left_at = %(now)s, write_date = %(now)s, write_uid = %(uid)s
-                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL %(scope)s
-                       AND NOT EXISTS (SELECT 1 FROM target t WHERE t.id = m.partner_id)
+                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL
+                       AND m.partner_id = ANY(ARRAY(SELECT partner_id FROM gone))
                  RETURNING m.id, m.partner_id
                 ),
                 opened AS (
                     INSERT INTO gobysend_segment_membership
                            (segment_id, workspace_id, partner_id, entered_at,
                             create_uid, create_date, write_uid, write_date)
-                    SELECT %(segment)s, %(workspace)s, t.id, %(now)s, %(uid)s, %(now)s, %(uid)s, %(now)s
-                      FROM target t
-                     WHERE NOT EXISTS (
-                            SELECT 1 FROM gobysend_segment_membership m
-                             WHERE m.segment_id = %(segment)s AND m.partner_id = t.id AND m.left_at IS NULL)
+                    SELECT %(segment)s, %(workspace)s, new.id, %(now)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+                      FROM new
                         ON CONFLICT (segment_id, partner_id) WHERE left_at IS NULL DO NOTHING
                  RETURNING id, partner_id
                 ),
