@@ -247,8 +247,8 @@ class GobysendSegment(models.Model):
                 self._get_partner_domain(now, scope),
             ]
         )
-        if scope is not None:
-            domain = expression.AND([[("id", "in", scope)], domain])
+        # No "id in scope" on the contacts themselves: the scoped subscription subquery already
+        # restricts them, and PostgreSQL would compare every index probe with the whole list.
         return self.env["res.partner"].sudo().with_context(active_test=True)._search(domain)
 
     def _get_matching_partner_ids(self, partner_ids=None, now=None):

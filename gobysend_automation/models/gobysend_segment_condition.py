@@ -534,9 +534,11 @@ class GobysendSegmentCondition(models.Model):
                 "id",
                 "in",
                 SQL(
-                    "(SELECT p.id FROM res_partner p WHERE %s NOT EXISTS "
+                    "(SELECT p.id FROM %s WHERE NOT EXISTS "
                     "(SELECT 1 FROM (%s) AS matching (partner_id) WHERE matching.partner_id = p.id))",
-                    SQL("p.id = ANY(%s) AND", list(scope)) if scope is not None else SQL(),
+                    # Scoped, the candidates are the given contacts themselves: filtering
+                    # res_partner with "= ANY(ids)" would compare each probe with every id.
+                    SQL("unnest(%s::int[]) AS p (id)", list(scope)) if scope is not None else SQL("res_partner p"),
                     matching,
                 ),
             )
