@@ -562,6 +562,12 @@ class GobysendSegmentCondition(models.Model):
             condition = [(column, "=", operands[0])] if operator == "eq" else [(column, "=", not operands[0])]
         elif operator in ("set", "not_set"):
             condition = []
+        elif operator in ("eq", "ne") and attribute.value_type == "string":
+            # Text compares as people read it: "gold" equals "Gold".
+            escaped = operands[0].replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+            condition = [(column, "=ilike", escaped)]
+            if operator == "ne":
+                condition = ["!", *condition]
         elif operator == "eq":
             condition = self._date_equals(column, operands[0]) if is_date else [(column, "=", operands[0])]
         elif operator == "ne":

@@ -101,6 +101,8 @@ class TestSegmentConditions(SegmentCase):
         attribute = self.attributes["string"].id
         cases = {
             ("eq", "Gold"): gold,
+            ("eq", "gold"): gold,
+            ("eq", "G_ld"): self.env["res.partner"],
             ("ne", "Gold"): silver,
             ("contains", "il"): silver,
             ("set", False): gold | silver,
