@@ -29,10 +29,12 @@
         "views/gobysend_device_views.xml",
         "views/res_partner_views.xml",
         "views/gobysend_templates.xml",
+        "views/gobysend_segment_views.xml",
         "views/gobysend_menus.xml",
         "views/gobysend_channel_views.xml",
         "views/gobysend_message_template_views.xml",
         "views/gobysend_message_views.xml",
+        "data/gobysend_segment_data.xml",
     ],
     "demo": ["demo/gobysend_demo.xml"],
     "assets": {

@@ -8,6 +8,10 @@ from . import gobysend_attribute_value
 from . import gobysend_event
 from . import gobysend_device
 from . import gobysend_ingest
+from . import gobysend_segment_condition
+from . import gobysend_segment
+from . import gobysend_segment_membership
+from . import gobysend_segment_snapshot
 from . import res_partner
 from . import fastapi_endpoint
 from . import gobysend_channel

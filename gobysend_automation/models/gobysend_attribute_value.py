@@ -35,12 +35,24 @@ class GobysendAttributeValue(models.Model):
         ("partner_attribute_uniq", "unique(attribute_id, partner_id)", "A contact holds one value per attribute.")
     ]
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        values = super().create(vals_list)
+        self.env["gobysend.segment"]._mark_dirty(values.partner_id.ids)
+        return values
+
     def write(self, vals):
         if "attribute_id" in vals:
             target = self.env["gobysend.attribute"].sudo().browse(vals["attribute_id"]).workspace_id
             if any(value.workspace_id != target for value in self.sudo()):
                 raise UserError(_("An attribute value cannot move to another workspace's attribute."))
-        return super().write(vals)
+        result = super().write(vals)
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        return result
+
+    def unlink(self):
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        return super().unlink()
 
     @api.depends("value_type", *VALUE_FIELDS.values())
     def _compute_value_display(self):

@@ -1,6 +1,6 @@
 import json
 
-from odoo import fields, models
+from odoo import api, fields, models
 
 EVENT_KINDS = [("event", "Event"), ("page", "Page View")]
 
@@ -45,3 +45,11 @@ class GobysendEvent(models.Model):
             event.properties_text = (
                 json.dumps(event.properties, indent=2, ensure_ascii=False) if event.properties else ""
             )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        events = super().create(vals_list)
+        # Segments re-evaluate these contacts in the background (the API path marks them in
+        # ``gobysend.ingest._insert_events``).
+        self.env["gobysend.segment"]._mark_dirty(events.partner_id.ids)
+        return events

@@ -115,6 +115,7 @@ class GobysendSubscription(models.Model):
                 if subscription[f"{channel}_state"] == "unsubscribed":
                     subscription._sync_blacklists(channel, "unsubscribed")
         subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
+        self.env["gobysend.segment"]._mark_dirty(subscriptions.partner_id.ids)
         return subscriptions
 
     def write(self, vals):
@@ -136,7 +137,15 @@ class GobysendSubscription(models.Model):
             vals = {key: value for key, value in vals.items() if key not in {f"{c}_state" for c in changed}}
             if not vals:
                 return True
-        return super().write(vals)
+        result = super().write(vals)
+        # Consent and archiving change who the workspace's contacts are and what they consent to.
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        return result
+
+    def unlink(self):
+        # Marked before: a contact without a subscription left is only marked for its memberships.
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        return super().unlink()
 
     # ------------------------------------------------------------------
     # Consent

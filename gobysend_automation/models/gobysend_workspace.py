@@ -117,6 +117,17 @@ class GobysendWorkspace(models.Model):
             for workspace in self:
                 workspace[field] = counts.get(workspace, 0)
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        workspaces = super().create(vals_list)
+        self.env["gobysend.segment"]._create_predefined(workspaces)
+        return workspaces
+
+    @api.model
+    def _create_missing_predefined_segments(self):
+        """Give workspaces that existed before segments their predefined segments."""
+        self.env["gobysend.segment"]._create_predefined(self.sudo().with_context(active_test=False).search([]))
+
     @api.constrains("quiet_hours_start", "quiet_hours_end")
     def _check_quiet_hours(self):
         for workspace in self:

@@ -26,6 +26,13 @@ class ResPartner(models.Model):
     gobysend_subscription_count = fields.Integer(
         compute="_compute_gobysend_counts", string="Workspace Count", groups=GOBYSEND_USER
     )
+    gobysend_segment_membership_ids = fields.One2many(
+        "gobysend.segment.membership",
+        "partner_id",
+        string="Segments",
+        domain=[("left_at", "=", False)],
+        groups=GOBYSEND_USER,
+    )
 
     def _compute_gobysend_counts(self):
         # Counted under the current user's record rules: a user sees the activity of their
@@ -38,6 +45,12 @@ class ResPartner(models.Model):
             counts = count_related(self, model, "partner_id")
             for partner in self:
                 partner[field] = counts.get(partner, 0)
+
+    def write(self, vals):
+        result = super().write(vals)
+        # Contact filters of segments may use any field: re-evaluate in the background.
+        self.env["gobysend.segment"]._mark_dirty(self.ids)
+        return result
 
     def _gobysend_action(self, model, name):
         self.ensure_one()

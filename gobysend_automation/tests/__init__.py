@@ -4,3 +4,5 @@ from . import test_workspace
 from . import test_consent
 from . import test_ui
 from . import test_outbox
+from . import test_segment
+from . import test_segment_incremental

@@ -78,3 +78,14 @@ class TestUi(GobysendHttpCase):
         (message,) = self.env["gobysend.message"].search([("channel_id", "=", channel.id)])
         self.assertEqual((message.partner_id, message.state, message.is_test), (self.partner, "sent", True))
         self.assertEqual(self.workspace_ui.token_balance, 9, "a test send costs what any send costs")
+
+    def test_marketer_creates_a_segment_and_sees_its_live_count(self):
+        self.start_tour("/odoo", "gobysend_segment_tour", login="admin")
+        segment = self.env["gobysend.segment"].search([("name", "=", "Recent contacts")])
+        self.assertEqual(len(segment), 1)
+        self.assertEqual(segment.workspace_id, self.workspace_ui)
+        self.assertEqual((segment.condition_ids.kind, segment.condition_ids.days), ("joined", 30))
+        # Saving only asked for a rebuild; the background job fills the members.
+        self.assertTrue(segment.rebuild_requested)
+        segment._rebuild()
+        self.assertEqual(segment.current_membership_ids.partner_id, self.partner)

@@ -1,0 +1,622 @@
+import datetime
+import logging
+
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+from odoo.osv import expression
+from odoo.tools import SQL
+
+from .gobysend_segment_condition import GROUP_OPERATORS
+
+_logger = logging.getLogger(__name__)
+
+PREDEFINED_SEGMENTS = [
+    ("paying", "Paying customers"),
+    ("not_seen", "Not seen for 90 days"),
+    ("unsubscribed", "Unsubscribed from any channel"),
+    ("new_this_week", "New this week"),
+]
+PREVIEW_SIZE = 10
+# Contacts re-evaluated per batch of the incremental update.
+DIRTY_BATCH_SIZE = 5000
+# A segment whose conditions depend on time passing is rebuilt at least this often...
+TIME_REFRESH_INTERVAL = datetime.timedelta(hours=1)
+# ...and every other one at least this often, for data the incremental update does not watch
+# (sale orders, invoices and other records reached from a contact filter).
+FULL_REFRESH_INTERVAL = datetime.timedelta(days=1)
+SEGMENTS_PER_CRON_BATCH = 5
+# A rebuild that moved this many contacts refreshes the planner's statistics of memberships.
+ANALYZE_THRESHOLD = 1000
+# Advisory lock namespace of segment evaluations (the first key of pg_try_advisory_xact_lock).
+SEGMENT_LOCK_NAMESPACE = 0x6753_6567  # "gSeg"
+
+
+class GobysendSegment(models.Model):
+    """A named audience of a workspace, described by conditions and kept up to date.
+
+    Membership is stored (``gobysend.segment.membership``) so that entering and leaving are
+    transitions that workflows can react to. ``_rebuild`` evaluates the whole segment in one
+    set-based SQL statement; ``_cron_process_dirty_contacts`` re-evaluates only the contacts
+    whose data changed, with the same compiled query restricted to their ids.
+    """
+
+    _name = "gobysend.segment"
+    _inherit = ["gobysend.workspace.bound"]
+    _description = "Gobysend Segment"
+    _order = "workspace_id, sequence, name, id"
+
+    name = fields.Char(required=True, translate=True)
+    workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True)
+    description = fields.Text(translate=True)
+    predefined = fields.Selection(PREDEFINED_SEGMENTS, readonly=True, copy=False)
+    match = fields.Selection(GROUP_OPERATORS, string="Contacts Must Meet", required=True, default="and")
+    condition_ids = fields.One2many("gobysend.segment.condition", "segment_id", string="Conditions", copy=True)
+    membership_ids = fields.One2many("gobysend.segment.membership", "segment_id", string="Memberships")
+    current_membership_ids = fields.One2many(
+        "gobysend.segment.membership", "segment_id", string="Current Members", domain=[("left_at", "=", False)]
+    )
+    member_count = fields.Integer(string="Members", readonly=True, copy=False)
+    refreshed_at = fields.Datetime(string="Last Rebuilt", readonly=True, copy=False)
+    rebuild_requested = fields.Boolean(readonly=True, default=True, copy=False)
+    preview_count = fields.Integer(string="Matching Contacts", compute="_compute_preview")
+    preview_partner_ids = fields.Many2many("res.partner", string="Sample Members", compute="_compute_preview")
+    preview_error = fields.Char(compute="_compute_preview")
+
+    _sql_constraints = [
+        (
+            "predefined_uniq",
+            "unique(workspace_id, predefined)",
+            "A workspace has each predefined segment once.",
+        )
+    ]
+
+    def init(self):
+        # Contacts whose data changed since the incremental update last ran. A bare table, not
+        # a model: request handlers add to it with one INSERT ... ON CONFLICT DO NOTHING, and the
+        # cron drains it with DELETE ... RETURNING, neither of which the ORM offers.
+        self.env.cr.execute(
+            """
+            CREATE TABLE IF NOT EXISTS gobysend_segment_dirty (
+                partner_id integer PRIMARY KEY REFERENCES res_partner (id) ON DELETE CASCADE,
+                marked_at timestamp without time zone NOT NULL DEFAULT (now() at time zone 'UTC')
+            )
+            """
+        )
+
+    @api.depends(
+        "workspace_id",
+        "match",
+        "condition_ids",
+        "condition_ids.kind",
+        "condition_ids.group_operator",
+        "condition_ids.child_ids",
+        "condition_ids.partner_domain",
+        "condition_ids.attribute_id",
+        "condition_ids.attribute_operator",
+        "condition_ids.value",
+        "condition_ids.value_to",
+        "condition_ids.event_name",
+        "condition_ids.count_operator",
+        "condition_ids.count",
+        "condition_ids.days",
+        "condition_ids.property_key",
+        "condition_ids.property_operator",
+        "condition_ids.property_value",
+        "condition_ids.url_operator",
+        "condition_ids.url_value",
+        "condition_ids.engagement",
+        "condition_ids.channel_type",
+        "condition_ids.other_segment_id",
+        "condition_ids.negate",
+        "condition_ids.consent_channel",
+        "condition_ids.consent_state",
+    )
+    def _compute_preview(self):
+        """The size and a sample of the audience as currently described, saved or not."""
+        Partner = self.env["res.partner"]
+        for segment in self:
+            segment.preview_count = 0
+            segment.preview_partner_ids = Partner
+            segment.preview_error = False
+            if not segment.workspace_id:
+                continue
+            try:
+                query = segment._get_members_query()
+            except ValidationError as error:
+                segment.preview_error = error.args[0]
+                continue
+            self.env.cr.execute(query.select(SQL("count(*)")))
+            segment.preview_count = self.env.cr.fetchone()[0]
+            query.order = SQL("%s DESC", SQL.identifier(query.table, "id"))
+            query.limit = PREVIEW_SIZE
+            segment.preview_partner_ids = Partner.browse(query.get_result_ids())
+
+    @api.constrains("workspace_id", "condition_ids")
+    def _check_conditions(self):
+        self._check_no_cycle()
+        for segment in self:
+            for condition in segment.condition_ids:
+                condition._validate()
+
+    def _check_no_cycle(self):
+        for segment in self:
+            segment._visit_dependencies([])
+
+    def _visit_dependencies(self, path):
+        if self in path:
+            names = " → ".join(segment.display_name for segment in [*path[path.index(self) :], self])
+            raise ValidationError(_("Segments cannot depend on each other in a circle: %(cycle)s.", cycle=names))
+        for dependency in self.condition_ids._get_referenced_segments():
+            dependency._visit_dependencies([*path, self])
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        segments = super().create(vals_list)
+        segments._request_rebuild()
+        return segments
+
+    def write(self, vals):
+        result = super().write(vals)
+        if {"condition_ids", "match", "active"} & set(vals):
+            self._request_rebuild()
+        return result
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_in_use(self):
+        for segment in self:
+            users = segment._get_users()
+            if users:
+                raise ValidationError(
+                    _(
+                        "Segment “%(segment)s” cannot be deleted: %(users)s use it. Archive it instead, or "
+                        "change them first.",
+                        segment=segment.display_name,
+                        users=", ".join(users),
+                    )
+                )
+
+    def _get_users(self):
+        """Names of what relies on this segment; extended by campaigns and workflows."""
+        self.ensure_one()
+        conditions = (
+            self.env["gobysend.segment.condition"]
+            .sudo()
+            .search([("other_segment_id", "=", self.id)])
+            ._get_root_segments()
+        ) - self
+        return [_("segment “%(segment)s”", segment=segment.display_name) for segment in conditions]
+
+    # ------------------------------------------------------------------
+    # Actions
+    # ------------------------------------------------------------------
+
+    def action_rebuild(self):
+        """Rebuild now, from the form: a user waits a few seconds at most, even on large audiences."""
+        self._rebuild_with_dependents()
+        return True
+
+    def action_view_members(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Members of %(segment)s", segment=self.display_name),
+            "res_model": "gobysend.segment.membership",
+            "view_mode": "list,form",
+            "domain": [("segment_id", "=", self.id)],
+            "context": {"search_default_filter_current": 1},
+        }
+
+    def action_view_history(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Size of %(segment)s over time", segment=self.display_name),
+            "res_model": "gobysend.segment.snapshot",
+            "view_mode": "graph,list",
+            "domain": [("segment_id", "=", self.id)],
+        }
+
+    # ------------------------------------------------------------------
+    # Compilation
+    # ------------------------------------------------------------------
+
+    def _get_partner_domain(self, now=None, scope=None):
+        """The whole condition tree as one domain on ``res.partner`` (without the workspace scope)."""
+        self.ensure_one()
+        now = now or fields.Datetime.now()
+        roots = self.condition_ids.filtered(lambda condition: not condition.parent_id)
+        return self.env["gobysend.segment.condition"]._combine(roots, self.match, self.workspace_id, now, scope)
+
+    def _get_members_query(self, partner_ids=None, now=None):
+        """The ORM ``Query`` of the contacts that meet this segment's conditions now.
+
+        Members are always drawn from the workspace's contacts (active subscriptions);
+        ``partner_ids`` restricts the evaluation to those contacts (the incremental update).
+        """
+        self.ensure_one()
+        scope = list(partner_ids) if partner_ids is not None else None
+        contacts = [("workspace_id", "=", self.workspace_id.id)]
+        if scope is not None:
+            contacts.append(("partner_id", "in", scope))
+        subscriptions = self.env["gobysend.subscription"].sudo()._search(contacts)
+        domain = expression.AND(
+            [
+                [("id", "in", subscriptions.subselect(SQL.identifier(subscriptions.table, "partner_id")))],
+                self._get_partner_domain(now, scope),
+            ]
+        )
+        # No "id in scope" on the contacts themselves: the scoped subscription subquery already
+        # restricts them, and PostgreSQL would compare every index probe with the whole list.
+        return self.env["res.partner"].sudo().with_context(active_test=True)._search(domain)
+
+    def _get_matching_partner_ids(self, partner_ids=None, now=None):
+        return set(self._get_members_query(partner_ids, now).get_result_ids())
+
+    # ------------------------------------------------------------------
+    # Membership
+    # ------------------------------------------------------------------
+
+    def _try_lock(self):
+        """Take this segment's evaluation lock for the transaction, or return False when
+        another transaction (another cron worker or server) holds it."""
+        self.ensure_one()
+        self.env.cr.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (SEGMENT_LOCK_NAMESPACE, self.id))
+        return self.env.cr.fetchone()[0]
+
+    def _apply_membership(self, partner_ids=None, now=None):
+        """Bring stored membership in line with the conditions, for all contacts or only
+        ``partner_ids``; return (entered, left) counts.
+
+        One SQL statement computes the difference in the database, closes the memberships of
+        contacts that no longer match, opens those of new members, and records each
+        transition as a ``segment_entered`` / ``segment_left`` event on the contact. The ORM
+        has no set-based INSERT ... SELECT or UPDATE ... RETURNING, and a Python diff over a
+        million contacts would take minutes. A transition is recorded exactly once: the
+        partial unique index allows one open membership per contact, and the events' message
+        id is derived from the membership row, so a repeated run inserts nothing.
+        """
+        self.ensure_one()
+        now = now or fields.Datetime.now()
+        self.env.flush_all()
+        members = self._get_members_query(partner_ids, now)
+        members = members.select(SQL.identifier(members.table, "id"))
+        if partner_ids is None:
+            # A full rebuild first stores the audience in a temporary table and analyzes it:
+            # row estimates of activity subqueries can be off by five orders of magnitude, and
+            # a plan made for one row turns the difference below into a quadratic nested loop.
+            self.env.cr.execute("DROP TABLE IF EXISTS gobysend_segment_target")
+            self.env.cr.execute(SQL("CREATE TEMPORARY TABLE gobysend_segment_target ON COMMIT DROP AS %s", members))
+            self.env.cr.execute("ANALYZE gobysend_segment_target")
+            members = SQL("SELECT id FROM gobysend_segment_target")
+        scope = SQL("AND m.partner_id = ANY(%s)", list(partner_ids)) if partner_ids is not None else SQL()
+        self.env.cr.execute(
+            SQL(
+                """
+                WITH target AS MATERIALIZED (%(members)s),
+                current AS MATERIALIZED (
+                    SELECT m.partner_id FROM gobysend_segment_membership m
+                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL %(scope)s
+                ),
+                -- EXCEPT is planned as a hash or sort, never as a nested loop: the difference
+                -- stays linear whatever the planner believes about the sizes of both sides.
+                gone AS (SELECT partner_id FROM current EXCEPT SELECT id FROM target),
+                new AS (SELECT id FROM target EXCEPT SELECT partner_id FROM current),
+                closed AS (
+                    -- An array, so that each leaving contact is one probe of the open
+                    -- memberships' index rather than a join the planner may misjudge.
+                    UPDATE gobysend_segment_membership m
+                       SET left_at = %(now)s, write_date = %(now)s, write_uid = %(uid)s
+                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL
+                       AND m.partner_id = ANY(ARRAY(SELECT partner_id FROM gone))
+                 RETURNING m.id, m.partner_id
+                ),
+                opened AS (
+                    INSERT INTO gobysend_segment_membership
+                           (segment_id, workspace_id, partner_id, entered_at,
+                            create_uid, create_date, write_uid, write_date)
+                    SELECT %(segment)s, %(workspace)s, new.id, %(now)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+                      FROM new
+                        ON CONFLICT (segment_id, partner_id) WHERE left_at IS NULL DO NOTHING
+                 RETURNING id, partner_id
+                ),
+                transitions AS (
+                    SELECT id, partner_id, 'segment_entered' AS name FROM opened
+                    UNION ALL
+                    SELECT id, partner_id, 'segment_left' FROM closed
+                ),
+                recorded AS (
+                    INSERT INTO gobysend_event
+                           (workspace_id, partner_id, name, kind, timestamp, properties, message_id,
+                            create_uid, create_date, write_uid, write_date)
+                    SELECT %(workspace)s, tr.partner_id, tr.name, 'event', %(now)s,
+                           jsonb_build_object('segment_id', %(segment)s, 'segment', %(name)s, 'membership_id', tr.id),
+                           'gobysend-' || tr.name || '-' || tr.id, %(uid)s, %(now)s, %(uid)s, %(now)s
+                      FROM transitions tr
+                        ON CONFLICT (workspace_id, message_id) DO NOTHING
+                )
+                SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM closed)
+                """,
+                members=members,
+                now=now,
+                uid=self.env.uid,
+                segment=self.id,
+                workspace=self.workspace_id.id,
+                name=self.with_context(lang=None).name,
+                scope=scope,
+            )
+        )
+        entered, left = self.env.cr.fetchone()
+        if partner_ids is None:
+            self.env.cr.execute("DROP TABLE gobysend_segment_target")
+        if entered or left:
+            self.env["gobysend.segment.membership"].invalidate_model()
+            self.env["gobysend.event"].invalidate_model()
+        return entered, left
+
+    def _rebuild(self, now=None):
+        """Full rebuild of each segment, in dependency order; returns the segments rebuilt
+        (a segment another transaction is rebuilding is left to it)."""
+        now = now or fields.Datetime.now()
+        done = self.browse()
+        for segment in self._sorted_by_dependency():
+            if not segment.active or not segment._try_lock():
+                continue
+            entered, left = segment._apply_membership(now=now)
+            if entered + left >= ANALYZE_THRESHOLD:
+                # The planner's statistics would still describe the table before this rebuild,
+                # and the next evaluation would pick nested loops over a now large table.
+                self.env.cr.execute("ANALYZE gobysend_segment_membership")
+            segment._count_members()
+            segment.sudo().write({"refreshed_at": now, "rebuild_requested": False})
+            self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)
+            done |= segment
+            _logger.info("Segment %s rebuilt: %s entered, %s left", segment.id, entered, left)
+        return done
+
+    def _rebuild_with_dependents(self):
+        return (self | self._get_dependents())._rebuild()
+
+    def _get_dependents(self):
+        """Active segments whose conditions use these segments, directly or not."""
+        dependents = self.browse()
+        frontier = self
+        while frontier:
+            conditions = (
+                self.env["gobysend.segment.condition"].sudo().search([("other_segment_id", "in", frontier.ids)])
+            )
+            found = conditions._get_root_segments().filtered("active") - dependents - self
+            dependents |= found
+            frontier = found
+        return dependents
+
+    def _sorted_by_dependency(self):
+        """These segments, each after the segments its conditions use (cycles are refused on save)."""
+        ordered = []
+        seen = set()
+
+        def visit(segment):
+            if segment.id in seen:
+                return
+            seen.add(segment.id)
+            for dependency in segment.condition_ids._get_referenced_segments():
+                if dependency in self:
+                    visit(dependency)
+            ordered.append(segment)
+
+        for segment in self:
+            visit(segment)
+        return self.browse([segment.id for segment in ordered])
+
+    def _count_members(self):
+        # Counted in SQL: reading a million membership records to count them would be absurd.
+        self.env.cr.execute(
+            """
+            UPDATE gobysend_segment s
+               SET member_count = (SELECT count(*) FROM gobysend_segment_membership m
+                                    WHERE m.segment_id = s.id AND m.left_at IS NULL)
+             WHERE s.id = ANY(%s)
+            """,
+            (self.ids,),
+        )
+        self.invalidate_recordset(["member_count"])
+
+    def _request_rebuild(self):
+        """Ask the background rebuild to evaluate these segments (and their dependents) soon;
+        saving a form never waits for it."""
+        (self | self._get_dependents()).sudo().write({"rebuild_requested": True})
+        cron = self.env.ref("gobysend_automation.ir_cron_segment_rebuild", raise_if_not_found=False)
+        if cron:
+            cron.sudo()._trigger()
+
+    # ------------------------------------------------------------------
+    # Incremental update
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _mark_dirty(self, partner_ids):
+        """Queue contacts for re-evaluation by the incremental update. Cheap enough for any
+        request: one INSERT, only for contacts of some workspace, nothing evaluated here.
+        Raw SQL because the queue is a bare table (see ``init``)."""
+        partner_ids = [partner_id for partner_id in set(partner_ids or ()) if partner_id]
+        if not partner_ids:
+            return
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_segment_dirty (partner_id)
+            SELECT p.id FROM res_partner p
+             WHERE p.id = ANY(%(ids)s)
+               AND (EXISTS (SELECT 1 FROM gobysend_subscription s WHERE s.partner_id = p.id)
+                    OR EXISTS (SELECT 1 FROM gobysend_segment_membership m
+                                WHERE m.partner_id = p.id AND m.left_at IS NULL))
+                ON CONFLICT (partner_id) DO NOTHING
+            """,
+            {"ids": partner_ids},
+        )
+
+    @api.model
+    def _process_dirty_contacts(self, limit=DIRTY_BATCH_SIZE, now=None):
+        """Re-evaluate one batch of changed contacts against every active segment of their
+        workspaces; return the number of contacts taken from the queue.
+
+        ``FOR UPDATE SKIP LOCKED`` lets several workers drain the queue at once without taking
+        the same contacts; a segment that another transaction is rebuilding gets its contacts
+        back into the queue, so no change is ever lost.
+        """
+        now = now or fields.Datetime.now()
+        self.env.cr.execute(
+            """
+            DELETE FROM gobysend_segment_dirty
+             WHERE partner_id IN (SELECT partner_id FROM gobysend_segment_dirty
+                                   ORDER BY partner_id LIMIT %s FOR UPDATE SKIP LOCKED)
+         RETURNING partner_id
+            """,
+            (limit,),
+        )
+        partner_ids = [row[0] for row in self.env.cr.fetchall()]
+        if not partner_ids:
+            return 0
+        self.env.flush_all()
+        # Archived subscriptions and open memberships count too: their contacts may have to leave.
+        self.env.cr.execute(
+            """
+            SELECT workspace_id, array_agg(DISTINCT partner_id) FROM (
+                SELECT workspace_id, partner_id FROM gobysend_subscription WHERE partner_id = ANY(%(ids)s)
+                 UNION ALL
+                SELECT workspace_id, partner_id FROM gobysend_segment_membership
+                 WHERE partner_id = ANY(%(ids)s) AND left_at IS NULL
+            ) contacts GROUP BY workspace_id
+            """,
+            {"ids": partner_ids},
+        )
+        by_workspace = dict(self.env.cr.fetchall())
+        segments = self.sudo().search([("workspace_id", "in", list(by_workspace))])
+        postponed = set()
+        for segment in segments._sorted_by_dependency():
+            ids = by_workspace[segment.workspace_id.id]
+            if not segment._try_lock():
+                postponed.update(ids)
+                continue
+            entered, left = segment._apply_membership(partner_ids=ids, now=now)
+            if entered or left:
+                # Adjusted rather than recounted: a count over a large segment would cost more
+                # than the whole evaluation of a batch.
+                self.env.cr.execute(
+                    "UPDATE gobysend_segment SET member_count = member_count + %s WHERE id = %s",
+                    (entered - left, segment.id),
+                )
+                segment.invalidate_recordset(["member_count"])
+                self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)
+        if postponed:
+            self._mark_dirty(list(postponed))
+        return len(partner_ids)
+
+    @api.model
+    def _cron_process_dirty_contacts(self):
+        """Scheduled entry point of the incremental update: one batch per run, and the
+        scheduler runs it again at once while contacts are left in the queue."""
+        done = self._process_dirty_contacts()
+        self.env.cr.execute("SELECT count(*) FROM gobysend_segment_dirty")
+        remaining = self.env.cr.fetchone()[0]
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+
+    @api.model
+    def _get_due_segments(self, now=None):
+        now = now or fields.Datetime.now()
+        segments = self.sudo().search([])
+        return segments.filtered(
+            lambda segment: (
+                segment.rebuild_requested
+                or not segment.refreshed_at
+                or segment.refreshed_at
+                <= now - (TIME_REFRESH_INTERVAL if segment.condition_ids._depends_on_time() else FULL_REFRESH_INTERVAL)
+            )
+        )
+
+    @api.model
+    def _cron_rebuild(self):
+        """Scheduled full rebuild: segments whose conditions changed, and the refresh that keeps
+        conditions on time windows true as time passes. A few segments per run; the scheduler
+        runs it again while some are due."""
+        due = self._get_due_segments()._sorted_by_dependency()
+        # Segments used by others come first, so that the others read fresh memberships.
+        done = due[:SEGMENTS_PER_CRON_BATCH]._rebuild()
+        self.env["ir.cron"]._notify_progress(done=len(done), remaining=len(due - done))
+
+    @api.model
+    def _cron_snapshot(self):
+        """Daily record of every segment's size, for the graph of size over time."""
+        now = fields.Datetime.now()
+        for segment in self.sudo().search([]):
+            self.env["gobysend.segment.snapshot"]._record(segment, 0, 0, now)
+
+    # ------------------------------------------------------------------
+    # Predefined segments
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _predefined_values(self, workspace):
+        """The segments every workspace starts with; editable like any other."""
+        return [
+            {
+                "predefined": "paying",
+                "name": _("Paying customers"),
+                "description": _("Contacts who completed at least one order."),
+                "sequence": 1,
+                "condition_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "kind": "event",
+                            "event_name": "order_completed",
+                            "count_operator": "at_least",
+                            "count": 1,
+                            "days": 0,
+                        },
+                    )
+                ],
+            },
+            {
+                "predefined": "not_seen",
+                "name": _("Not seen for 90 days"),
+                "description": _("Contacts with no activity in the last 90 days."),
+                "sequence": 2,
+                "condition_ids": [
+                    (0, 0, {"kind": "event", "event_name": False, "count_operator": "exactly", "count": 0, "days": 90})
+                ],
+            },
+            {
+                "predefined": "unsubscribed",
+                "name": _("Unsubscribed from any channel"),
+                "description": _("Contacts who opted out of at least one channel."),
+                "sequence": 3,
+                "condition_ids": [
+                    (0, 0, {"kind": "consent", "consent_channel": False, "consent_state": "unsubscribed"})
+                ],
+            },
+            {
+                "predefined": "new_this_week",
+                "name": _("New this week"),
+                "description": _("Contacts who joined the workspace in the last 7 days."),
+                "sequence": 4,
+                "condition_ids": [(0, 0, {"kind": "joined", "days": 7})],
+            },
+        ]
+
+    @api.model
+    def _create_predefined(self, workspaces):
+        existing = {
+            (segment.workspace_id.id, segment.predefined)
+            for segment in self.sudo()
+            .with_context(active_test=False)
+            .search([("workspace_id", "in", workspaces.ids), ("predefined", "!=", False)])
+        }
+        vals_list = [
+            dict(vals, workspace_id=workspace.id)
+            for workspace in workspaces
+            for vals in self._predefined_values(workspace)
+            if (workspace.id, vals["predefined"]) not in existing
+        ]
+        return self.sudo().create(vals_list)
