@@ -691,6 +691,8 @@ class GobysendMessage(models.Model):
             (now, self.env.uid, ids, [provider_message_ids[i] for i in ids]),
         )
         self.invalidate_recordset(["state", "sent_at", "reason", "provider_message_id", "write_date", "write_uid"])
+        # "Received a message" segments now hold for these contacts.
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
 
     def _record_send_results(self, results, now):
         """Record what the provider answered for each of these messages (``results`` from

@@ -582,6 +582,21 @@ class TestSegmentMembership(SegmentCase):
         self.assertEqual(self.Segment._process_dirty_contacts(), 1)
         self.assertEqual(self.Segment._process_dirty_contacts(), 0)
 
+    def test_a_sent_message_reaches_received_conditions(self):
+        lan = self.contact("Lan", email="lan@example.com")
+        self.workspace_a.write({"token_balance": 10, "quiet_hours_start": 0, "quiet_hours_end": 0})
+        channel = self.env["gobysend.channel"].create(
+            {"name": "Mail", "workspace_id": self.workspace_a.id, "channel_type": "email", "state": "enabled"}
+        )
+        segment = self.segment({"kind": "message", "engagement": "received", "channel_type": "email", "days": 7})
+        segment._rebuild()
+        self.Segment._process_dirty_contacts()
+        self.assertFalse(segment.current_membership_ids)
+        message = self.env["gobysend.message"]._enqueue(lan, channel, "<p>Hi</p>", subject="Hi")._dispatch()
+        self.assertEqual(message.state, "sent", message.reason)
+        self.assertEqual(self.Segment._process_dirty_contacts(), 1)
+        self.assertEqual(segment.current_membership_ids.partner_id, lan)
+
     def test_partner_changes_reach_contact_filters(self):
         lan = self.contact("Lan", city="Huế")
         segment = self.segment({"kind": "domain", "partner_domain": "[('city', '=', 'Hà Nội')]"})
