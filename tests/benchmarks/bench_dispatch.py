@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 
-from benchlib import ADDONS, addons_path, create_database, drop_database, load_fixtures
+from benchlib import ADDONS, addons_path, create_database, load_fixtures, release_database, stop_server
 from sinks import Sink
 
 import odoo
@@ -250,11 +250,7 @@ def main():
                     with registry.cursor() as cr:  # the next run starts from an empty outbox
                         cr.execute("DELETE FROM gobysend_message WHERE channel_id = %s", (channel_ids[kind],))
             finally:
-                server.stop()
-                log = server.log_tail(40)
-                if "ERROR" in log or "CRITICAL" in log:
-                    print("\nServer log (tail):\n" + log)
-                server.cleanup()
+                stop_server(server)
 
         if not args.skip_odoo_queue and "email" in kinds:
             fill_odoo_mail_queue(registry, partner_ids, args.messages)
@@ -288,11 +284,7 @@ def main():
         for sink in sinks.values():
             sink.stop()
         odoo.sql_db.close_all()
-        if args.keep_db:
-            print(f"Kept database {database}")
-        else:
-            drop_database(database)
-            print(f"Dropped database {database}")
+        release_database(database, args.keep_db)
 
 
 if __name__ == "__main__":

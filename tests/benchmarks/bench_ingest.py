@@ -26,7 +26,15 @@ import threading
 import time
 import uuid
 
-from benchlib import ADDONS, addons_path, create_database, drop_database, load_fixtures, percentile
+from benchlib import (
+    ADDONS,
+    addons_path,
+    create_database,
+    load_fixtures,
+    percentile,
+    release_database,
+    stop_server,
+)
 
 API_ROOT = "/gobysend/api/v1"
 REQUEST_TIMEOUT = 60
@@ -202,16 +210,8 @@ def main():
             print(f"  one event per request: p95 {p95:.1f} ms (target <= {TARGET_SINGLE_P95_MS} ms) {verdict}")
     finally:
         if server:
-            server.stop()
-            log = server.log_tail(40)
-            if "ERROR" in log or "CRITICAL" in log:
-                print("\nServer log (tail):\n" + log)
-            server.cleanup()
-        if args.keep_db:
-            print(f"Kept database {database}")
-        else:
-            drop_database(database)
-            print(f"Dropped database {database}")
+            stop_server(server)
+        release_database(database, args.keep_db)
 
 
 if __name__ == "__main__":

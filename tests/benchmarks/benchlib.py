@@ -71,3 +71,21 @@ def drop_database(name):
 def percentile(sorted_values, fraction):
     index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
     return sorted_values[index]
+
+
+def stop_server(server):
+    """Stop a benchmark's Odoo server, showing the tail of its log when it logged errors."""
+    server.stop()
+    log = server.log_tail(40)
+    if "ERROR" in log or "CRITICAL" in log:
+        print("\nServer log (tail):\n" + log)
+    server.cleanup()
+
+
+def release_database(database, keep):
+    """Drop the scratch database, or say where it was kept."""
+    if keep:
+        print(f"Kept database {database}")
+    else:
+        drop_database(database)
+        print(f"Dropped database {database}")
