@@ -23,7 +23,7 @@ CHANNEL_TYPES = [
 # Channels that reach a contact and therefore need the contact's consent.
 CONSENT_CHANNEL_TYPES = ("email", "sms", "zalo", "push")
 # Messages one dispatch job claims and sends together.
-DISPATCH_JOB_BATCH_SIZE = 200
+DISPATCH_JOB_BATCH_SIZE = 500
 # Seconds a rate-limited channel waits once its budget for the minute is spent.
 RATE_LIMIT_PAUSE = 60
 
@@ -68,7 +68,7 @@ class GobysendChannel(models.Model):
     test_partner_id = fields.Many2one("res.partner", string="Test Recipient")
     max_parallel_requests = fields.Integer(
         string="Parallel Requests",
-        default=32,
+        default=50,
         help="How many requests one dispatcher keeps in flight to the provider, and how many messages it hands "
         "over at a time. Should a dispatcher stop abruptly, only the messages in flight have an unknown fate.",
     )

@@ -1,6 +1,5 @@
 import collections
 import contextlib
-import copy
 import datetime
 import json
 import logging
@@ -200,7 +199,7 @@ class GobysendMessage(models.Model):
         lookups = self._dispatch_lookups()
         key = (workspace.id, partner.id)
         if lookups is not None and key in lookups["contacts"]:
-            return copy.deepcopy(lookups["contacts"][key])
+            return self._copy_contact_variables(lookups["contacts"][key])
         if lookups is not None and key in lookups["attributes"]:
             subscription, attributes = lookups["subscriptions"][key], lookups["attributes"][key]
         else:
@@ -230,8 +229,13 @@ class GobysendMessage(models.Model):
             "attributes": dict(attributes),
         }
         if lookups is not None:
-            lookups["contacts"][key] = copy.deepcopy(variables)
+            lookups["contacts"][key] = self._copy_contact_variables(variables)
         return variables
+
+    @api.model
+    def _copy_contact_variables(self, variables):
+        # Plain values and one dict of attributes: a copy that a caller may change freely.
+        return dict(variables, attributes=dict(variables["attributes"]))
 
     @api.model
     def _given_name(self, partner, workspace):
