@@ -1,8 +1,11 @@
 import json
 
 from odoo import api, fields, models
+from odoo.tools import SQL
 
 EVENT_KINDS = [("event", "Event"), ("page", "Page View")]
+# Events written by segments themselves; they are not the contact's own activity.
+INTERNAL_EVENTS = ("segment_entered", "segment_left")
 
 
 class GobysendEvent(models.Model):
@@ -37,11 +40,20 @@ class GobysendEvent(models.Model):
         # for and no query needed (Odoo keeps an index it no longer declares).
         self.env.cr.execute("DROP INDEX IF EXISTS gobysend_event__workspace_id_index")
         # Behaviour conditions ask "what did this contact do, and when" within a workspace.
+        # Segment transitions are left out: they are not the contact's own activity (no
+        # condition counts them as such), and the first build of a large segment writes one
+        # per member, each of which would otherwise update a random page of this index.
+        # Conditions always filter on the event name, which lets PostgreSQL use it.
+        self.env.cr.execute("DROP INDEX IF EXISTS gobysend_event_contact_name_time_idx")
         self.env.cr.execute(
-            """
-            CREATE INDEX IF NOT EXISTS gobysend_event_contact_name_time_idx
-                ON gobysend_event (workspace_id, partner_id, name, timestamp)
-            """
+            SQL(
+                """
+                CREATE INDEX IF NOT EXISTS gobysend_event_activity_idx
+                    ON gobysend_event (workspace_id, partner_id, name, timestamp)
+                 WHERE name NOT IN %s
+                """,
+                INTERNAL_EVENTS,
+            )
         )
 
     def _compute_properties_text(self):

@@ -318,6 +318,10 @@ class GobysendSegment(models.Model):
                     INSERT INTO gobysend_segment_membership (segment_id, workspace_id, partner_id, entered_at)
                     SELECT %(segment)s, %(workspace)s, new.id, %(now)s
                       FROM new
+                     -- In contact order, here and for the events: each insert then lands next
+                     -- to the previous one in the indexes on contacts, and a large segment
+                     -- reads and writes each index page once rather than once per row.
+                     ORDER BY new.id
                         ON CONFLICT (segment_id, partner_id) WHERE left_at IS NULL DO NOTHING
                  RETURNING id, partner_id
                 ),
@@ -336,6 +340,7 @@ class GobysendSegment(models.Model):
                            jsonb_build_object('segment_id', %(segment)s, 'segment', %(name)s, 'membership_id', tr.id),
                            %(now)s, %(now)s
                       FROM transitions tr
+                     ORDER BY tr.partner_id
                 )
                 SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM closed)
                 """,
