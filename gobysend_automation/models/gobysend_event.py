@@ -43,14 +43,16 @@ class GobysendEvent(models.Model):
         # Segment transitions are left out: they are not the contact's own activity (no
         # condition counts them as such), and the first build of a large segment writes one
         # per member, each of which would otherwise update a random page of this index.
-        # Conditions always filter on the event name, which lets PostgreSQL use it.
+        # Conditions always filter on the event name, which lets PostgreSQL use it; the
+        # predicate is written as the ORM writes "not in" (with "OR name IS NULL", although
+        # the column is required) so that the planner recognises it in that filter too.
         self.env.cr.execute("DROP INDEX IF EXISTS gobysend_event_contact_name_time_idx")
         self.env.cr.execute(
             SQL(
                 """
                 CREATE INDEX IF NOT EXISTS gobysend_event_activity_idx
                     ON gobysend_event (workspace_id, partner_id, name, timestamp)
-                 WHERE name NOT IN %s
+                 WHERE name NOT IN %s OR name IS NULL
                 """,
                 INTERNAL_EVENTS,
             )
