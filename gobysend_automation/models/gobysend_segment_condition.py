@@ -12,6 +12,7 @@ from odoo.tools.safe_eval import safe_eval
 
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_channel import CHANNEL_TYPES
+from .gobysend_event import INTERNAL_EVENTS
 from .gobysend_subscription import CHANNELS, CONSENT_STATES
 
 CONDITION_KINDS = [
@@ -81,8 +82,6 @@ ENGAGEMENTS = [
 ]
 # Message states that mean the message left for the contact.
 RECEIVED_STATES = ("sent", "delivered", "opened", "clicked")
-# Events written by segments themselves; they are not the contact's own activity.
-INTERNAL_EVENTS = ("segment_entered", "segment_left")
 PROPERTY_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 TRUE_VALUES = ("true", "yes", "1")
 FALSE_VALUES = ("false", "no", "0")
@@ -645,7 +644,8 @@ class GobysendSegmentCondition(models.Model):
 
     def _domain_page(self, workspace, now, scope):
         url = self.url_value.strip()
-        domain = [("workspace_id", "=", workspace.id), ("kind", "=", "page")]
+        # Segment transitions are no page views; saying so lets the activity index serve.
+        domain = [("workspace_id", "=", workspace.id), ("kind", "=", "page"), ("name", "not in", INTERNAL_EVENTS)]
         if self.url_operator == "equals":
             domain.append(("url", "=", url))
         elif self.url_operator == "starts_with":
