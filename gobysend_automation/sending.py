@@ -69,7 +69,7 @@ def perform(request):
     try:
         kwargs = dict(_environment(request.url), **request.kwargs)
         return _session().request(request.method, request.url, **kwargs), None
-    except requests.RequestException as error:
+    except Exception as error:  # handed to the provider's generator, whatever it is
         return None, error
 
 
@@ -97,8 +97,9 @@ class SendFlight:
     oldest first; ``finish()`` waits for the rest. Providers without generators (or with a
     ``_<provider>_send_batch``) are served at once, slice by slice.
 
-    ``send``, ``send_batch`` and ``before`` are the provider's hooks; ``on_unexpected(key,
-    error)`` turns an error that is not a ``SendError`` into one (see the channel).
+    ``send`` and ``send_batch`` are the provider's hooks; ``failure``, when given, is the
+    ``SendError`` of a provider that could not start, given to every message; ``on_unexpected(key,
+    error)`` turns an error that is not a ``send_error_class`` into one (see the channel).
     """
 
     def __init__(self, send, limit, send_error_class, on_unexpected, send_batch=None, failure=None):

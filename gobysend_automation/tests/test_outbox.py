@@ -8,7 +8,8 @@ from odoo.tests import HttpCase, tagged
 
 from odoo.addons.queue_job.job import Job
 
-from .. import templating
+from .. import sending, templating
+from ..exceptions import PermanentSendError, SendError
 from .common import GobysendCase
 from .smtp_sink import SmtpSink
 
@@ -503,3 +504,43 @@ class TestWorkspaceBound(OutboxCase):
         # Writing the same workspace is not a move.
         self.sms.write({"workspace_id": self.workspace_a.id, "name": "SMS (renamed)"})
         self.assertEqual(self.sms.name, "SMS (renamed)")
+
+
+class TestSendFlight(OutboxCase):
+    """The flight that carries a channel's messages to a provider keeps each message's outcome
+    its own, whatever goes wrong with another."""
+
+    def test_each_message_gets_its_own_outcome_even_from_unexpected_errors(self):
+        messages = self.env["gobysend.message"].concat(*(self.enqueue(idempotency_key=f"m{i}") for i in range(4)))
+        first, refused, broken, odd = messages
+
+        def send(message):
+            if message == refused:
+                raise PermanentSendError("refused")
+            # An argument the HTTP client does not know: it fails in the pool, not here.
+            response = yield sending.OutgoingRequest(
+                "POST", "http://127.0.0.1:9/never", timeout=1, **({"bogus": 1} if message == broken else {})
+            )
+            return "unreachable" if response is not None else "no answer"
+
+        def send_first(message):
+            if message == odd:
+                return "not a generator"
+            return send(message)
+
+        unexpected = []
+
+        def on_unexpected(key, error):
+            unexpected.append((key, type(error).__name__))
+            return PermanentSendError(f"unexpected: {error}")
+
+        flight = sending.SendFlight(send_first, 2, SendError, on_unexpected)
+        flight.add(messages)
+        ((part, results),) = flight.finish()
+        self.assertEqual(part, messages)
+        self.assertEqual(results[odd.id], "not a generator")
+        self.assertEqual(results[refused.id].reason, "refused")
+        # Port 9 refuses the connection: the provider's generator gets the error thrown in.
+        self.assertIsInstance(results[first.id], PermanentSendError)
+        self.assertIn("unexpected", results[broken.id].reason)
+        self.assertEqual(dict(unexpected)[broken.id], "TypeError")
