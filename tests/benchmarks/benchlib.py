@@ -8,6 +8,8 @@ import sys
 
 import psycopg2
 
+import odoo
+
 import odoo.addons
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -25,7 +27,12 @@ def load_fixtures():
 
 
 def addons_path():
-    paths = [REPO_ROOT] + [path for path in odoo.addons.__path__ if os.path.isdir(path)]
+    # Once Odoo's configuration is parsed, its data directory joins odoo.addons.__path__; it
+    # may not exist yet and holds no addon of ours.
+    data_dir = odoo.tools.config["data_dir"]
+    paths = [REPO_ROOT] + [
+        path for path in odoo.addons.__path__ if os.path.isdir(path) and not path.startswith(data_dir)
+    ]
     return ",".join(dict.fromkeys(paths))
 
 
