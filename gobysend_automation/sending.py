@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .exceptions import SendError
+
 # The most requests one server process has in flight at once, whatever the channels ask for.
 MAX_PARALLEL_REQUESTS = 64
 
@@ -99,14 +101,13 @@ class SendFlight:
 
     ``send`` and ``send_batch`` are the provider's hooks; ``failure``, when given, is the
     ``SendError`` of a provider that could not start, given to every message; ``on_unexpected(key,
-    error)`` turns an error that is not a ``send_error_class`` into one (see the channel).
+    error)`` turns an error that is not a ``SendError`` into one (see the channel).
     """
 
-    def __init__(self, send, limit, send_error_class, on_unexpected, send_batch=None, failure=None):
+    def __init__(self, send, limit, on_unexpected, send_batch=None, failure=None):
         self.send = send
         self.send_batch = send_batch
         self.limit = max(1, min(limit, MAX_PARALLEL_REQUESTS))
-        self.send_error_class = send_error_class
         self.on_unexpected = on_unexpected
         self.failure = failure  # a SendError that stops every message (the provider could not start)
         self.results = {}
@@ -126,7 +127,7 @@ class SendFlight:
         for message in messages:
             try:
                 outcome = self.send(message)
-            except self.send_error_class as error:
+            except SendError as error:
                 self.results[message.id] = error
                 continue
             except Exception as error:  # one message's failure must not lose the others'
@@ -143,7 +144,7 @@ class SendFlight:
             request = steps.throw(error) if error is not None else steps.send(response)
         except StopIteration as stop:
             self.results[key] = stop.value
-        except self.send_error_class as send_error:
+        except SendError as send_error:
             self.results[key] = send_error
         except Exception as unexpected:  # see on_unexpected
             self.results[key] = self.on_unexpected(key, unexpected)

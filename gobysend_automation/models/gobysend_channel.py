@@ -136,7 +136,6 @@ class GobysendChannel(models.Model):
         return sending.SendFlight(
             send,
             self.max_parallel_requests,
-            SendError,
             self._unexpected_send_error,
             send_batch=send_batch,
             failure=failure,

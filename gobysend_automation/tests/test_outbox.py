@@ -9,7 +9,7 @@ from odoo.tests import HttpCase, tagged
 from odoo.addons.queue_job.job import Job
 
 from .. import sending, templating
-from ..exceptions import PermanentSendError, SendError
+from ..exceptions import PermanentSendError
 from .common import GobysendCase
 from .smtp_sink import SmtpSink
 
@@ -534,7 +534,7 @@ class TestSendFlight(OutboxCase):
             unexpected.append((key, type(error).__name__))
             return PermanentSendError(f"unexpected: {error}")
 
-        flight = sending.SendFlight(send_first, 2, SendError, on_unexpected)
+        flight = sending.SendFlight(send_first, 2, on_unexpected)
         flight.add(messages)
         ((part, results),) = flight.finish()
         self.assertEqual(part, messages)
