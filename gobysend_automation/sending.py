@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from . import transport
 from .exceptions import SendError
 
 # The most requests one server process has in flight at once, whatever the channels ask for.
@@ -69,8 +70,10 @@ def perform(request):
     """Make one request; return ``(response, None)`` or ``(None, exception)``. Runs in a pool
     thread, so it touches nothing but the network."""
     try:
-        kwargs = dict(_environment(request.url), **request.kwargs)
-        return _session().request(request.method, request.url, **kwargs), None
+        settings = _environment(request.url)
+        if transport.can_send(request.method, request.url, request.kwargs, settings):
+            return transport.send(request.method, request.url, request.kwargs, settings), None
+        return _session().request(request.method, request.url, **dict(settings, **request.kwargs)), None
     except Exception as error:  # handed to the provider's generator, whatever it is
         return None, error
 

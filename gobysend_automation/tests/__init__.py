@@ -6,3 +6,4 @@ from . import test_ui
 from . import test_outbox
 from . import test_segment
 from . import test_segment_incremental
+from . import test_transport

@@ -107,6 +107,9 @@ class GobysendChannel(models.Model):
         self.ensure_one()
         headers = {"User-Agent": USER_AGENT}
         headers.update(kwargs.pop("headers", None) or {})
+        # A provider's API answers where it is asked; following a redirect would hand the
+        # message (and its credentials) to another address.
+        kwargs.setdefault("allow_redirects", False)
         timeout = self.request_timeout or DEFAULT_TIMEOUT
         try:
             return (yield sending.OutgoingRequest(method, url, headers=headers, timeout=timeout, **kwargs))
@@ -129,7 +132,7 @@ class GobysendChannel(models.Model):
             )
         # The text of a connection error names the URL, which may hold a token.
         cause = error.args[0] if error.args else error
-        detail = str(getattr(cause, "reason", None) or type(error).__name__)
+        detail = str(getattr(cause, "reason", None) or cause or type(error).__name__)
         # Drop the Python object's representation ("<urllib3.connection... at 0x…>: ").
         detail = self._redact(re.sub(r"<[^<>]*>:\s*", "", detail), [*hidden, url])
         return TransientSendError(_("Could not reach %(provider)s: %(error)s", provider=provider, error=detail))
