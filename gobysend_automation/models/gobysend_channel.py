@@ -117,13 +117,21 @@ class GobysendChannel(models.Model):
     # Sending
     # ------------------------------------------------------------------
 
-    def _send_flight(self, real=True):
+    def _send_flight(self, real=True, batch_env=None):
         """A ``sending.SendFlight`` for this channel's provider (the embedded outbox when not
-        ``real``): messages added to it a slice at a time go out side by side."""
+        ``real``): messages added to it a slice at a time go out side by side. A provider that
+        sends a whole slice at once (``_<provider>_send_batch``) does it in ``batch_env``."""
         self.ensure_one()
         provider = self.provider if real else "outbox"
         send = getattr(self, f"_{provider}_send", None)
-        send_batch = getattr(self, f"_{provider}_send_batch", None)
+        send_batch = None
+        batch_channel = self.with_env(batch_env) if batch_env is not None else self
+        if hasattr(batch_channel, f"_{provider}_send_batch"):
+            send_batch_method = getattr(batch_channel, f"_{provider}_send_batch")
+
+            def send_batch(messages):
+                return send_batch_method(messages.with_env(batch_channel.env))
+
         failure = None
         if send is None and send_batch is None:
             failure = PermanentSendError(_("The provider %(provider)s cannot send messages.", provider=provider))

@@ -57,6 +57,81 @@ DISPATCH_LOOKUPS = "gobysend_dispatch_lookups"
 RATE_LOCK_CLASS = 7_301_001
 
 
+class DispatchSteps:
+    """Where a dispatch batch records its progress: by default in the batch's own transaction."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def batch_env(self, env):
+        """The environment of providers that send a slice at once (they write, e.g. mails)."""
+        return env
+
+    def slice_size(self, channel, messages):
+        """How many of ``messages`` are handed over to ``channel``'s provider at a time."""
+        return len(messages)
+
+    def prepared(self, ready):
+        """The rules are applied and the tokens of ``ready`` debited; nothing has left yet."""
+
+    def hand_over(self, part):
+        """``part`` is about to go to the provider."""
+        part.write({"handed_over_at": self.now})
+
+    def record(self, part, results):
+        """What the provider answered for ``part``."""
+        part._record_send_results(results, self.now)
+
+    def done(self):
+        """Every slice has its outcome."""
+
+
+class CommittedDispatchSteps(DispatchSteps):
+    """The steps of a claimed batch, each committed before the next one can matter.
+
+    The batch's own transaction commits once, when the rules are applied: from then on it only
+    reads, so the records it read stay in its cache for the whole batch. Hand-overs and outcomes
+    go through a second transaction (``journal``), committed right before each slice leaves:
+    committing the batch's own transaction there would empty its cache, and every slice would
+    read its messages, channel and workspace again.
+    """
+
+    def __init__(self, now, journal):
+        super().__init__(now)
+        self.journal = journal
+
+    def batch_env(self, env):
+        return env(cr=self.journal.cr)
+
+    def slice_size(self, channel, messages):
+        # A dispatcher that dies leaves at most the slices in flight with a fate unknown.
+        return channel.max_parallel_requests
+
+    def prepared(self, ready):
+        ready.env.flush_all()
+        ready.env.cr.commit()  # commit-ok: rule outcomes and debits, before anything is handed over
+
+    def hand_over(self, part):
+        cr = self.journal.cr
+        # With the previous slices' outcomes: from this commit on the provider may have these messages.
+        cr.execute(
+            """
+            UPDATE gobysend_message SET handed_over_at = %s, write_date = now() at time zone 'UTC', write_uid = %s
+             WHERE id = ANY(%s)
+            """,
+            (self.now, self.journal.uid, part.ids),
+        )
+        self.journal.flush_all()
+        cr.commit()  # commit-ok: see above
+
+    def record(self, part, results):
+        part.with_env(self.journal)._record_send_results(results, self.now)
+
+    def done(self):
+        self.journal.flush_all()
+        self.journal.cr.commit()  # commit-ok: the last slices' outcomes
+
+
 class GobysendMessage(models.Model):
     """The outbox: one message for one contact on one channel, from queued to its outcome.
 
@@ -565,36 +640,41 @@ class GobysendMessage(models.Model):
             batch._dispatch_batch(now)
         return self
 
-    def _dispatch_batch(self, now, handover=None):
-        """Take these messages to their outcomes. ``handover(messages)``, when given, runs right
-        before the provider is called with ``messages`` (the claimed dispatch commits there).
-        Messages of a disabled channel are left as they are."""
+    def _dispatch_batch(self, now, steps=None):
+        """Take these messages to their outcomes, recording each step with ``steps`` (a
+        ``DispatchSteps``; the claimed dispatch commits them one by one). Messages of a
+        disabled channel are left as they are."""
+        steps = steps or DispatchSteps(now)
         messages = self.filtered(lambda m: m.is_test or m.channel_id.state != "disabled")
         if not messages:
             return
         with messages._dispatch_lookups_for_batch():
             ready = messages._apply_send_rules(now)
             if not ready:
+                steps.prepared(ready)
                 return
-            for (channel, real), group in ready.grouped(
-                lambda m: (m.channel_id, m.is_test or m.channel_id.state == "enabled")
-            ).items():
-                # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
-                flight = channel._send_flight(real)
+            # In test mode nothing leaves Odoo, except the "Send test" messages themselves.
+            flights = [
+                (channel._send_flight(real, batch_env=steps.batch_env(self.env)), channel, group)
+                for (channel, real), group in ready.grouped(
+                    lambda m: (m.channel_id, m.is_test or m.channel_id.state == "enabled")
+                ).items()
+            ]
+            # Refreshed provider tokens are kept from here on, with the rule outcomes and debits.
+            steps.prepared(ready)
+            for flight, channel, group in flights:
                 # Handed over a slice at a time: a dispatcher that dies leaves at most the slices
                 # in flight with a fate unknown; the rest either has its outcome or surely never
                 # left. The next slice is prepared while the previous one is in flight.
-                size = channel.max_parallel_requests if handover else len(group)
-                for part in tools.split_every(size, group.ids, group.browse):
+                for part in tools.split_every(steps.slice_size(channel, group), group.ids, group.browse):
                     flight.drain_waiting()
-                    part.write({"handed_over_at": now})
-                    if handover:
-                        handover(part)
+                    steps.hand_over(part)
                     flight.add(part)
                     for done, results in flight.completed():
-                        done._record_send_results(results, now)
+                        steps.record(done, results)
                 for done, results in flight.finish():
-                    done._record_send_results(results, now)
+                    steps.record(done, results)
+            steps.done()
 
     def _apply_send_rules(self, now):
         """Render each message and check it against the send-time rules; give the messages that
@@ -691,12 +771,14 @@ class GobysendMessage(models.Model):
                    write_date = now() at time zone 'UTC', write_uid = %s
               FROM unnest(%s::int[], %s::varchar[]) AS answer(id, provider_message_id)
              WHERE message.id = answer.id
+            RETURNING message.partner_id
             """,
             (now, self.env.uid, ids, [provider_message_ids[i] for i in ids]),
         )
+        partner_ids = [row[0] for row in self.env.cr.fetchall()]
         self.invalidate_recordset(["state", "sent_at", "reason", "provider_message_id", "write_date", "write_uid"])
         # "Received a message" segments now hold for these contacts.
-        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(partner_ids)
 
     def _record_send_results(self, results, now):
         """Record what the provider answered for each of these messages (``results`` from
@@ -806,14 +888,15 @@ class GobysendMessage(models.Model):
                     cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
                 messages = self.with_env(self.env(cr=cr)).sudo().browse(message_ids)
                 messages = messages.filtered(lambda m: m.state == "sending")
-
-                def handover(ready):
-                    ready.flush_recordset()
-                    ready.env.cr.commit()  # commit-ok: from here on the provider may have these messages
-
-                # The messages stay "sending" until their outcome is known: were they "queued"
-                # when the hand-over commits, another dispatcher could claim them and send them again.
-                messages._dispatch_batch(now, handover=handover)
+                with self.env.registry.cursor() as journal_cr:
+                    if not self.env.registry.in_test_mode():
+                        journal_cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
+                    journal = messages.env(cr=journal_cr)
+                    # The messages stay "sending" until their outcome is known: were they "queued"
+                    # when the hand-over commits, another dispatcher could claim them and send them again.
+                    messages._dispatch_batch(now, CommittedDispatchSteps(now, journal))
+                # The journal changed what this transaction had read.
+                messages.invalidate_recordset()
                 # The channel was disabled meanwhile: nothing happened to these.
                 messages.filtered(lambda m: m.state == "sending" and not m.handed_over_at).write(
                     {"state": "queued", "reason": _("Waiting: the channel is disabled.")}

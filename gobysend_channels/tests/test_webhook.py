@@ -6,6 +6,8 @@ import time
 from odoo import fields
 from odoo.exceptions import ValidationError
 
+from odoo.addons.gobysend_automation.models.gobysend_message import DispatchSteps
+
 from .common import ChannelCase
 
 HOOK_PATH = "/hooks/gobysend"
@@ -145,14 +147,22 @@ class TestWebhook(ChannelCase):
         Message = self.env["gobysend.message"]
         messages = Message.concat(*(Message._enqueue(contact, self.channel, "Hi") for contact in contacts))
         handed_over = []
+        test = self
 
-        def handover(part):
-            sent_ids = {request.headers["X-Gobysend-Message-Id"] for request in self.server.requests}
-            self.assertFalse(sent_ids & {str(message.id) for message in part}, "a request left before its hand-over")
-            self.assertTrue(all(part.mapped("handed_over_at")))
-            handed_over.append(part)
+        class Steps(DispatchSteps):
+            def slice_size(self, channel, messages):
+                return channel.max_parallel_requests
 
-        messages.sudo()._dispatch_batch(fields.Datetime.now(), handover=handover)
+            def hand_over(self, part):
+                super().hand_over(part)
+                sent_ids = {request.headers["X-Gobysend-Message-Id"] for request in test.server.requests}
+                left_early = sent_ids & {str(message.id) for message in part}
+                test.assertFalse(left_early, "a request left before its hand-over")
+                test.assertTrue(all(part.mapped("handed_over_at")))
+                handed_over.append(part)
+
+        now = fields.Datetime.now()
+        messages.sudo()._dispatch_batch(now, Steps(now))
         self.assertEqual([len(part) for part in handed_over], [2, 2, 2])
         self.assertEqual(set(messages.mapped("state")), {"sent"})
         self.assertEqual(len(self.server.requests), 6)
