@@ -10,9 +10,10 @@ network calls run in a pool of threads. A message's provider may yield several r
 
 import collections
 import inspect
+import itertools
 import os
+import queue
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 import requests
@@ -25,9 +26,8 @@ MAX_PARALLEL_REQUESTS = 64
 
 _local = threading.local()
 _ENVIRONMENT = {}
-_executor_lock = threading.Lock()
-_executor = None
-_executor_pid = None
+_pool_lock = threading.Lock()
+_pool = None
 
 
 class OutgoingRequest:
@@ -78,19 +78,38 @@ def perform(request):
         return None, error
 
 
-def _get_executor():
-    global _executor, _executor_pid  # one pool per process, made on first use
-    with _executor_lock:
+class _Pool:
+    """The threads of one process that make requests: each takes ``(request, answers, token)``
+    from the inbox, makes the request and puts ``(token, response, error)`` into ``answers``.
+    (A queue of answers per flight costs one put and one get per request, where waiting on
+    futures costs a lock per request in flight at every wait.)"""
+
+    def __init__(self, size):
+        self.inbox = queue.SimpleQueue()
+        self.pid = os.getpid()
+        for number in range(size):
+            threading.Thread(target=self._work, name=f"gobysend-send-{number}", daemon=True).start()
+
+    def _work(self):
+        while True:
+            request, answers, token = self.inbox.get()
+            response, error = perform(request)
+            answers.put((token, response, error))
+            del request, response, error  # keep no answer alive while waiting for the next request
+
+
+def _get_pool():
+    global _pool  # one pool per process, made on first use
+    with _pool_lock:
         # A pool made before a fork has no threads in the child: make a new one there.
-        if _executor is None or _executor_pid != os.getpid():
-            _executor = ThreadPoolExecutor(MAX_PARALLEL_REQUESTS, thread_name_prefix="gobysend-send")
-            _executor_pid = os.getpid()
-        return _executor
+        if _pool is None or _pool.pid != os.getpid():
+            _pool = _Pool(MAX_PARALLEL_REQUESTS)
+        return _pool
 
 
-def submit(request):
-    """Start one request in the pool; the future's result is ``(response, exception)``."""
-    return _get_executor().submit(perform, request)
+def submit(request, answers, token):
+    """Start one request in the pool; ``(token, response, exception)`` arrives in ``answers``."""
+    _get_pool().inbox.put((request, answers, token))
 
 
 class SendFlight:
@@ -116,7 +135,9 @@ class SendFlight:
         self.results = {}
         self.parts = collections.deque()
         self.waiting = collections.deque()  # (key, steps, request) not yet in flight
-        self.in_flight = {}  # future -> (key, steps)
+        self.in_flight = {}  # token -> (key, steps)
+        self.answers = queue.SimpleQueue()
+        self.tokens = itertools.count()
 
     def add(self, messages):
         """Start sending ``messages`` (already handed over)."""
@@ -161,17 +182,22 @@ class SendFlight:
     def _pump(self):
         while self.waiting and len(self.in_flight) < self.limit:
             key, steps, request = self.waiting.popleft()
-            self.in_flight[submit(request)] = (key, steps)
+            token = next(self.tokens)
+            self.in_flight[token] = (key, steps)
+            submit(request, self.answers, token)
 
     def _collect(self, block):
         """Advance the messages whose requests were answered; with ``block``, wait for one."""
         if not self.in_flight:
             return
-        done, _pending = wait(list(self.in_flight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            key, steps = self.in_flight.pop(future)
-            response, error = future.result()
+        while True:
+            try:
+                token, response, error = self.answers.get(block=block)
+            except queue.Empty:
+                break
+            key, steps = self.in_flight.pop(token)
             self._advance(key, steps, response, error)
+            block = False
         self._pump()
 
     def drain_waiting(self):
