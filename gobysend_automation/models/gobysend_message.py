@@ -71,6 +71,10 @@ class DispatchSteps:
         """How many of ``messages`` are handed over to ``channel``'s provider at a time."""
         return len(messages)
 
+    def store_rendered(self, ready, rendered):
+        """Keep the rendering ``{id: (subject, body)}`` of the messages about to be sent."""
+        ready._store_rendered(rendered)
+
     def prepared(self, ready):
         """The rules are applied and the tokens of ``ready`` debited; nothing has left yet."""
 
@@ -99,6 +103,7 @@ class CommittedDispatchSteps(DispatchSteps):
     def __init__(self, now, journal):
         super().__init__(now)
         self.journal = journal
+        self.rendered = {}
 
     def batch_env(self, env):
         return env(cr=self.journal.cr)
@@ -107,19 +112,36 @@ class CommittedDispatchSteps(DispatchSteps):
         # A dispatcher that dies leaves at most the slices in flight with a fate unknown.
         return channel.max_parallel_requests
 
+    def store_rendered(self, ready, rendered):
+        # Stored with the hand-over: one row version less per message. A message that is never
+        # handed over goes back to the queue and is rendered again.
+        self.rendered.update(rendered)
+
     def prepared(self, ready):
         ready.env.flush_all()
         ready.env.cr.commit()  # commit-ok: rule outcomes and debits, before anything is handed over
 
     def hand_over(self, part):
         cr = self.journal.cr
-        # With the previous slices' outcomes: from this commit on the provider may have these messages.
+        ids = part.ids
+        # With the previous slices' outcomes: from this commit on the provider may have these
+        # messages. The providers read the rendering from here (this transaction has not read
+        # these messages since the rules were applied).
         cr.execute(
             """
-            UPDATE gobysend_message SET handed_over_at = %s, write_date = now() at time zone 'UTC', write_uid = %s
-             WHERE id = ANY(%s)
+            UPDATE gobysend_message message
+               SET subject = rendered.subject, body = rendered.body, attempts = message.attempts + 1,
+                   handed_over_at = %s, write_date = now() at time zone 'UTC', write_uid = %s
+              FROM unnest(%s::int[], %s::varchar[], %s::text[]) AS rendered(id, subject, body)
+             WHERE message.id = rendered.id
             """,
-            (self.now, self.journal.uid, part.ids),
+            (
+                self.now,
+                self.journal.uid,
+                ids,
+                [self.rendered[i][0] for i in ids],
+                [self.rendered[i][1] for i in ids],
+            ),
         )
         self.journal.flush_all()
         cr.commit()  # commit-ok: see above
@@ -649,7 +671,7 @@ class GobysendMessage(models.Model):
         if not messages:
             return
         with messages._dispatch_lookups_for_batch():
-            ready = messages._apply_send_rules(now)
+            ready = messages._apply_send_rules(now, steps)
             if not ready:
                 steps.prepared(ready)
                 return
@@ -676,9 +698,10 @@ class GobysendMessage(models.Model):
                     steps.record(done, results)
             steps.done()
 
-    def _apply_send_rules(self, now):
+    def _apply_send_rules(self, now, steps):
         """Render each message and check it against the send-time rules; give the messages that
-        may not go out now their outcome, debit the others' tokens and return those."""
+        may not go out now their outcome, debit the others' tokens and return those, their
+        rendering kept with ``steps``."""
         counts = self._sent_counts(now)
         rendered = {}
         for message in self:
@@ -735,7 +758,7 @@ class GobysendMessage(models.Model):
                 }
             )
         ready = checked - uncovered
-        ready._store_rendered(rendered)
+        steps.store_rendered(ready, rendered)
         return ready
 
     def _store_rendered(self, rendered):
