@@ -98,6 +98,10 @@ def _is_dropped(connection):
     if sock is None:
         return True
     try:
+        if hasattr(select, "poll"):  # select() cannot watch descriptors above 1024
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _writable, _errors = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
