@@ -270,14 +270,13 @@ class GobysendSegment(models.Model):
         ``partner_ids``; return (entered, left) counts.
 
         One SQL statement computes the difference in the database, closes the memberships of
-        contacts that no longer match, opens those of new members, and records each
-        transition as a ``segment_entered`` / ``segment_left`` event on the contact. The ORM
-        has no set-based INSERT ... SELECT or UPDATE ... RETURNING, and a Python diff over a
-        million contacts would take minutes. A transition is recorded exactly once: events
-        are made only from the rows the same statement inserted or closed, the partial unique
-        index allows one open membership per contact (a concurrent insert is skipped, not
-        returned), and closing re-checks ``left_at IS NULL``, so a repeated or concurrent run
-        records nothing twice. Each event carries its membership row's id.
+        contacts that no longer match and opens those of new members. The ORM has no set-based
+        INSERT ... SELECT or UPDATE ... RETURNING, and a Python diff over a million contacts
+        would take minutes. The membership rows are the record of transitions (see
+        ``gobysend.segment.membership``), each made exactly once: the partial unique index
+        allows one open membership per contact (a concurrent insert is skipped, not counted),
+        and closing re-checks ``left_at IS NULL``, so a repeated or concurrent run records
+        nothing twice.
         """
         self.ensure_one()
         now = now or fields.Datetime.now()
@@ -312,43 +311,24 @@ class GobysendSegment(models.Model):
                        SET left_at = %(now)s
                      WHERE m.segment_id = %(segment)s AND m.left_at IS NULL
                        AND m.partner_id = ANY(ARRAY(SELECT partner_id FROM gone))
-                 RETURNING m.id, m.partner_id
+                 RETURNING 1
                 ),
                 opened AS (
-                    INSERT INTO gobysend_segment_membership (segment_id, workspace_id, partner_id, entered_at)
-                    SELECT %(segment)s, %(workspace)s, new.id, %(now)s
+                    INSERT INTO gobysend_segment_membership (segment_id, partner_id, entered_at)
+                    SELECT %(segment)s, new.id, %(now)s
                       FROM new
-                     -- In contact order, here and for the events: each insert then lands next
-                     -- to the previous one in the indexes on contacts, and a large segment
-                     -- reads and writes each index page once rather than once per row.
+                     -- In contact order: each insert then lands next to the previous one in the
+                     -- indexes on contacts, and a large segment reads and writes each index
+                     -- page once rather than once per row.
                      ORDER BY new.id
                         ON CONFLICT (segment_id, partner_id) WHERE left_at IS NULL DO NOTHING
-                 RETURNING id, partner_id
-                ),
-                transitions AS (
-                    SELECT id, partner_id, 'segment_entered' AS name FROM opened
-                    UNION ALL
-                    SELECT id, partner_id, 'segment_left' FROM closed
-                ),
-                recorded AS (
-                    -- Written by the system: no user columns, whose foreign keys would each cost
-                    -- a lookup per row, and no message id, the idempotency key of senders: only
-                    -- rows this statement itself opened or closed come here, once each.
-                    INSERT INTO gobysend_event
-                           (workspace_id, partner_id, name, kind, timestamp, properties, create_date, write_date)
-                    SELECT %(workspace)s, tr.partner_id, tr.name, 'event', %(now)s,
-                           jsonb_build_object('segment_id', %(segment)s, 'segment', %(name)s, 'membership_id', tr.id),
-                           %(now)s, %(now)s
-                      FROM transitions tr
-                     ORDER BY tr.partner_id
+                 RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM closed)
                 """,
                 members=members,
                 now=now,
                 segment=self.id,
-                workspace=self.workspace_id.id,
-                name=self.with_context(lang=None).name,
                 scope=scope,
             )
         )
@@ -357,7 +337,6 @@ class GobysendSegment(models.Model):
             self.env.cr.execute("DROP TABLE gobysend_segment_target")
         if entered or left:
             self.env["gobysend.segment.membership"].invalidate_model()
-            self.env["gobysend.event"].invalidate_model()
         return entered, left
 
     def _rebuild(self, now=None):
@@ -489,8 +468,9 @@ class GobysendSegment(models.Model):
             SELECT workspace_id, array_agg(DISTINCT partner_id) FROM (
                 SELECT workspace_id, partner_id FROM gobysend_subscription WHERE partner_id = ANY(%(ids)s)
                  UNION ALL
-                SELECT workspace_id, partner_id FROM gobysend_segment_membership
-                 WHERE partner_id = ANY(%(ids)s) AND left_at IS NULL
+                SELECT s.workspace_id, m.partner_id
+                  FROM gobysend_segment_membership m JOIN gobysend_segment s ON s.id = m.segment_id
+                 WHERE m.partner_id = ANY(%(ids)s) AND m.left_at IS NULL
             ) contacts GROUP BY workspace_id
             """,
             {"ids": partner_ids},
