@@ -35,9 +35,9 @@ class GobysendSegment(models.Model):
     """A named audience of a workspace, described by conditions and kept up to date.
 
     Membership is stored (``gobysend.segment.membership``) so that entering and leaving are
-    transitions that workflows can react to. ``_rebuild`` evaluates the whole segment in one
-    set-based SQL statement; ``_cron_process_dirty_contacts`` re-evaluates only the contacts
-    whose data changed, with the same compiled query restricted to their ids.
+    transitions that workflows can react to. ``_rebuild`` evaluates the whole segment with
+    set-based SQL; ``_cron_process_dirty_contacts`` re-evaluates only the contacts whose data
+    changed, with the same compiled query restricted to their ids.
     """
 
     _name = "gobysend.segment"
@@ -267,56 +267,72 @@ class GobysendSegment(models.Model):
 
     def _apply_membership(self, partner_ids=None, now=None):
         """Bring stored membership in line with the conditions, for all contacts or only
-        ``partner_ids``; return (entered, left) counts.
+        ``partner_ids``; return (entered, left) counts."""
+        entered, left, _members = self._evaluate_membership(partner_ids, now)
+        return entered, left
 
-        One SQL statement computes the difference in the database, closes the memberships of
-        contacts that no longer match and opens those of new members. The ORM has no set-based
-        INSERT ... SELECT or UPDATE ... RETURNING, and a Python diff over a million contacts
-        would take minutes. The membership rows are the record of transitions (see
-        ``gobysend.segment.membership``), each made exactly once: the partial unique index
-        allows one open membership per contact (a concurrent insert is skipped, not counted),
-        and closing re-checks ``left_at IS NULL``, so a repeated or concurrent run records
-        nothing twice.
+    def _evaluate_membership(self, partner_ids=None, now=None):
+        """``_apply_membership``, returning also the number of members before it, among
+        ``partner_ids`` or in all.
+
+        Two SQL statements, because the ORM has no set-based INSERT ... SELECT or UPDATE and a
+        Python diff over a million contacts would take minutes. The first only reads: it
+        evaluates the conditions and compares the result with the open memberships, so a
+        rebuild that changes nothing writes nothing, and PostgreSQL may spread that work over
+        several processes (it never does for a statement that writes). The second, only when
+        something changed, closes the memberships of the contacts that left and opens those of
+        the contacts that entered, from the two lists of ids the first returned: their sizes
+        are known to the planner, however far off its estimate of the conditions was.
+
+        The membership rows are the record of transitions (see ``gobysend.segment.membership``),
+        each made exactly once: the partial unique index allows one open membership per
+        contact (a concurrent insert is skipped, not counted), closing re-checks
+        ``left_at IS NULL``, and this segment's evaluations hold its lock (``_try_lock``).
         """
         self.ensure_one()
         now = now or fields.Datetime.now()
         self.env.flush_all()
-        members = self._get_members_query(partner_ids, now)
-        members = members.select(SQL.identifier(members.table, "id"))
-        if partner_ids is None:
-            # A full rebuild first stores the audience in a temporary table and analyzes it:
-            # row estimates of activity subqueries can be off by five orders of magnitude, and
-            # a plan made for one row turns the difference below into a quadratic nested loop.
-            self.env.cr.execute("DROP TABLE IF EXISTS gobysend_segment_target")
-            self.env.cr.execute(SQL("CREATE TEMPORARY TABLE gobysend_segment_target ON COMMIT DROP AS %s", members))
-            self.env.cr.execute("ANALYZE gobysend_segment_target")
-            members = SQL("SELECT id FROM gobysend_segment_target")
+        query = self._get_members_query(partner_ids, now)
         scope = SQL("AND m.partner_id = ANY(%s)", list(partner_ids)) if partner_ids is not None else SQL()
         self.env.cr.execute(
             SQL(
                 """
-                WITH target AS MATERIALIZED (%(members)s),
-                current AS MATERIALIZED (
-                    SELECT m.partner_id FROM gobysend_segment_membership m
-                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL %(scope)s
-                ),
-                -- EXCEPT is planned as a hash or sort, never as a nested loop: the difference
-                -- stays linear whatever the planner believes about the sizes of both sides.
-                gone AS (SELECT partner_id FROM current EXCEPT SELECT id FROM target),
-                new AS (SELECT id FROM target EXCEPT SELECT partner_id FROM current),
-                closed AS (
-                    -- An array, so that each leaving contact is one probe of the open
-                    -- memberships' index rather than a join the planner may misjudge.
+                -- A full join is planned as a hash or merge join, never as a nested loop: the
+                -- difference stays linear whatever the planner believes about the sizes of
+                -- both sides, and is found in one pass over each. The lists travel as text:
+                -- read back into the next statement as they are, without a Python object per
+                -- contact.
+                SELECT count(current.partner_id),
+                       array_agg(target.id) FILTER (WHERE current.partner_id IS NULL)::text,
+                       array_agg(current.partner_id) FILTER (WHERE target.id IS NULL)::text
+                  FROM (%(members)s) AS target (id)
+                  FULL JOIN (
+                      SELECT m.partner_id FROM gobysend_segment_membership m
+                       WHERE m.segment_id = %(segment)s AND m.left_at IS NULL %(scope)s
+                  ) AS current ON current.partner_id = target.id
+                """,
+                members=query.select(SQL.identifier(query.table, "id")),
+                segment=self.id,
+                scope=scope,
+            )
+        )
+        members, new, gone = self.env.cr.fetchone()
+        if not new and not gone:
+            return 0, 0, members
+        self.env.cr.execute(
+            SQL(
+                """
+                WITH closed AS (
                     UPDATE gobysend_segment_membership m
                        SET left_at = %(now)s
                      WHERE m.segment_id = %(segment)s AND m.left_at IS NULL
-                       AND m.partner_id = ANY(ARRAY(SELECT partner_id FROM gone))
+                       AND m.partner_id = ANY(%(gone)s::int[])
                  RETURNING 1
                 ),
                 opened AS (
                     INSERT INTO gobysend_segment_membership (segment_id, partner_id, entered_at)
                     SELECT %(segment)s, new.id, %(now)s
-                      FROM new
+                      FROM unnest(%(new)s::int[]) AS new (id)
                      -- In contact order: each insert then lands next to the previous one in the
                      -- indexes on contacts, and a large segment reads and writes each index
                      -- page once rather than once per row.
@@ -326,18 +342,16 @@ class GobysendSegment(models.Model):
                 )
                 SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM closed)
                 """,
-                members=members,
                 now=now,
                 segment=self.id,
-                scope=scope,
+                new=new or "{}",
+                gone=gone or "{}",
             )
         )
         entered, left = self.env.cr.fetchone()
-        if partner_ids is None:
-            self.env.cr.execute("DROP TABLE gobysend_segment_target")
         if entered or left:
             self.env["gobysend.segment.membership"].invalidate_model()
-        return entered, left
+        return entered, left, members
 
     def _rebuild(self, now=None):
         """Full rebuild of each segment, in dependency order; returns the segments rebuilt
@@ -347,12 +361,18 @@ class GobysendSegment(models.Model):
         for segment in self._sorted_by_dependency():
             if not segment.active or not segment._try_lock():
                 continue
-            entered, left = segment._apply_membership(now=now)
+            entered, left, members = segment._evaluate_membership(now=now)
             if entered + left >= ANALYZE_THRESHOLD:
                 # The planner's statistics would still describe the table before this rebuild,
                 # and the next evaluation would pick nested loops over a now large table.
                 self.env.cr.execute("ANALYZE gobysend_segment_membership")
-            segment._count_members()
+            # Counted by the evaluation itself, which read every open membership anyway; the
+            # incremental update only adjusts the count, and a rebuild sets it right again. In
+            # SQL, as the adjustments are: the ORM would skip writing a 0 over a NULL.
+            self.env.cr.execute(
+                "UPDATE gobysend_segment SET member_count = %s WHERE id = %s", (members + entered - left, segment.id)
+            )
+            segment.invalidate_recordset(["member_count"])
             segment.sudo().write({"refreshed_at": now, "rebuild_requested": False})
             self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)
             done |= segment
@@ -392,19 +412,6 @@ class GobysendSegment(models.Model):
         for segment in self:
             visit(segment)
         return self.browse([segment.id for segment in ordered])
-
-    def _count_members(self):
-        # Counted in SQL: reading a million membership records to count them would be absurd.
-        self.env.cr.execute(
-            """
-            UPDATE gobysend_segment s
-               SET member_count = (SELECT count(*) FROM gobysend_segment_membership m
-                                    WHERE m.segment_id = s.id AND m.left_at IS NULL)
-             WHERE s.id = ANY(%s)
-            """,
-            (self.ids,),
-        )
-        self.invalidate_recordset(["member_count"])
 
     def _request_rebuild(self):
         """Ask the background rebuild to evaluate these segments (and their dependents) soon;
