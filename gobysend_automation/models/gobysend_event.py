@@ -69,5 +69,5 @@ class GobysendEvent(models.Model):
         events = super().create(vals_list)
         # Segments re-evaluate these contacts in the background (the API path marks them in
         # ``gobysend.ingest._insert_events``).
-        self.env["gobysend.segment"]._mark_dirty(events.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(events.partner_id.ids, "activity")
         return events

@@ -29,6 +29,11 @@ SEGMENTS_PER_CRON_BATCH = 5
 ANALYZE_THRESHOLD = 1000
 # Advisory lock namespace of segment evaluations (the first key of pg_try_advisory_xact_lock).
 SEGMENT_LOCK_NAMESPACE = 0x6753_6567  # "gSeg"
+# What changed about a queued contact, as bits of the queue's ``changes`` column: the
+# incremental update re-evaluates a contact only against the segments that watch one of them.
+# A contact queued without saying what changed (-1, every bit) is re-evaluated against all.
+CHANGES = {"contact": 1, "activity": 2, "attribute": 4, "message": 8, "subscription": 16}
+ALL_CHANGES = -1
 
 
 class GobysendSegment(models.Model):
@@ -83,6 +88,11 @@ class GobysendSegment(models.Model):
                 marked_at timestamp without time zone NOT NULL DEFAULT (now() at time zone 'UTC')
             )
             """
+        )
+        # Added later: contacts queued before are re-evaluated against every segment.
+        self.env.cr.execute(
+            "ALTER TABLE gobysend_segment_dirty ADD COLUMN IF NOT EXISTS changes integer NOT NULL DEFAULT %s",
+            (ALL_CHANGES,),
         )
 
     @api.depends(
@@ -395,6 +405,15 @@ class GobysendSegment(models.Model):
             frontier = found
         return dependents
 
+    def _get_watched_changes(self):
+        """The bits of ``CHANGES`` that can change this segment's members: those its conditions
+        watch, and the contact and its subscription, which make it one of the workspace's."""
+        self.ensure_one()
+        watched = CHANGES["contact"] | CHANGES["subscription"]
+        for change in self.condition_ids._get_watched_changes(set()):
+            watched |= CHANGES[change]
+        return watched
+
     def _sorted_by_dependency(self):
         """These segments, each after the segments its conditions use (cycles are refused on save)."""
         ordered = []
@@ -426,30 +445,36 @@ class GobysendSegment(models.Model):
     # ------------------------------------------------------------------
 
     @api.model
-    def _mark_dirty(self, partner_ids):
-        """Queue contacts for re-evaluation by the incremental update. Cheap enough for any
-        request: one INSERT, only for contacts of some workspace, nothing evaluated here.
+    def _mark_dirty(self, partner_ids, change=None):
+        """Queue contacts for re-evaluation by the incremental update, saying what changed: a
+        key of ``CHANGES``, bits of them, or None for anything. Cheap enough for any request:
+        one INSERT, only for contacts of some workspace, nothing evaluated here.
         Raw SQL because the queue is a bare table (see ``init``)."""
         partner_ids = [partner_id for partner_id in set(partner_ids or ()) if partner_id]
         if not partner_ids:
             return
+        changes = CHANGES[change] if isinstance(change, str) else (ALL_CHANGES if change is None else change)
         self.env.cr.execute(
             """
-            INSERT INTO gobysend_segment_dirty (partner_id)
-            SELECT p.id FROM res_partner p
+            INSERT INTO gobysend_segment_dirty AS d (partner_id, changes)
+            SELECT p.id, %(changes)s FROM res_partner p
              WHERE p.id = ANY(%(ids)s)
                AND (EXISTS (SELECT 1 FROM gobysend_subscription s WHERE s.partner_id = p.id)
                     OR EXISTS (SELECT 1 FROM gobysend_segment_membership m
                                 WHERE m.partner_id = p.id AND m.left_at IS NULL))
-                ON CONFLICT (partner_id) DO NOTHING
+                ON CONFLICT (partner_id) DO UPDATE SET changes = d.changes | EXCLUDED.changes
+                -- A contact already queued for this kind of change is left as it is.
+                 WHERE d.changes | EXCLUDED.changes <> d.changes
             """,
-            {"ids": partner_ids},
+            {"ids": partner_ids, "changes": changes},
         )
 
     @api.model
     def _process_dirty_contacts(self, limit=DIRTY_BATCH_SIZE, now=None):
-        """Re-evaluate one batch of changed contacts against every active segment of their
-        workspaces; return the number of contacts taken from the queue.
+        """Re-evaluate one batch of changed contacts against the active segments of their
+        workspaces that watch what changed (``_get_watched_changes``): a new event cannot move
+        anyone into or out of a segment on cities. Return the number of contacts taken from
+        the queue.
 
         ``FOR UPDATE SKIP LOCKED`` lets several workers drain the queue at once without taking
         the same contacts; a segment that another transaction is rebuilding gets its contacts
@@ -461,11 +486,12 @@ class GobysendSegment(models.Model):
             DELETE FROM gobysend_segment_dirty
              WHERE partner_id IN (SELECT partner_id FROM gobysend_segment_dirty
                                    ORDER BY partner_id LIMIT %s FOR UPDATE SKIP LOCKED)
-         RETURNING partner_id
+         RETURNING partner_id, changes
             """,
             (limit,),
         )
-        partner_ids = [row[0] for row in self.env.cr.fetchall()]
+        changes = dict(self.env.cr.fetchall())
+        partner_ids = list(changes)
         if not partner_ids:
             return 0
         self.env.flush_all()
@@ -486,7 +512,10 @@ class GobysendSegment(models.Model):
         segments = self.sudo().search([("workspace_id", "in", list(by_workspace))])
         postponed = set()
         for segment in segments._sorted_by_dependency():
-            ids = by_workspace[segment.workspace_id.id]
+            watched = segment._get_watched_changes()
+            ids = [partner_id for partner_id in by_workspace[segment.workspace_id.id] if changes[partner_id] & watched]
+            if not ids:
+                continue
             if not segment._try_lock():
                 postponed.update(ids)
                 continue
@@ -500,8 +529,11 @@ class GobysendSegment(models.Model):
                 )
                 segment.invalidate_recordset(["member_count"])
                 self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)
-        if postponed:
-            self._mark_dirty(list(postponed))
+        # Queued again with what had changed about them, for the segments that watch it.
+        for partner_changes in {changes[partner_id] for partner_id in postponed}:
+            self._mark_dirty(
+                [partner_id for partner_id in postponed if changes[partner_id] == partner_changes], partner_changes
+            )
         return len(partner_ids)
 
     @api.model

@@ -126,7 +126,7 @@ class GobysendSubscription(models.Model):
                 if subscription[f"{channel}_state"] == "unsubscribed":
                     subscription._sync_blacklists(channel, "unsubscribed")
         subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
-        self.env["gobysend.segment"]._mark_dirty(subscriptions.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(subscriptions.partner_id.ids, "subscription")
         return subscriptions
 
     def write(self, vals):
@@ -150,12 +150,12 @@ class GobysendSubscription(models.Model):
                 return True
         result = super().write(vals)
         # Consent and archiving change who the workspace's contacts are and what they consent to.
-        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids, "subscription")
         return result
 
     def unlink(self):
         # Marked before: a contact without a subscription left is only marked for its memberships.
-        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids, "subscription")
         return super().unlink()
 
     # ------------------------------------------------------------------

@@ -53,7 +53,7 @@ class ResPartner(models.Model):
     def write(self, vals):
         result = super().write(vals)
         # Contact filters of segments may use any field: re-evaluate in the background.
-        self.env["gobysend.segment"]._mark_dirty(self.ids)
+        self.env["gobysend.segment"]._mark_dirty(self.ids, "contact")
         return result
 
     def _gobysend_action(self, model, name):

@@ -590,6 +590,26 @@ class TestSegmentMembership(SegmentCase):
         self.assertEqual(self.Segment._process_dirty_contacts(), 1)
         self.assertEqual(self.Segment._process_dirty_contacts(), 0)
 
+    def test_contacts_are_re_evaluated_by_the_segments_watching_what_changed(self):
+        lan = self.contact("Lan", city="Huế")
+        cities = self.segment({"kind": "domain", "partner_domain": "[('city', '=', 'Hà Nội')]"}, name="Hanoi")
+        buyers = self.segment({"kind": "event", "event_name": "order_completed", "days": 0}, name="Buyers")
+        fans = self.segment({"kind": "segment", "other_segment_id": buyers.id}, name="Fans")
+        (cities | buyers | fans)._rebuild(now=NOW)
+        self.Segment._process_dirty_contacts(now=NOW)
+        # A move written past the ORM is seen by no one until the scheduled rebuild...
+        self.env.cr.execute("UPDATE res_partner SET city = 'Hà Nội' WHERE id = %s", lan.ids)
+        lan.invalidate_recordset(["city"])
+        self.track(lan, "order_completed")
+        self.assertEqual(self.Segment._process_dirty_contacts(now=NOW), 1)
+        # ...and an event reaches the segments on activity and those built on them only.
+        self.assertEqual(buyers.current_membership_ids.partner_id, lan)
+        self.assertEqual(fans.current_membership_ids.partner_id, lan)
+        self.assertFalse(cities.current_membership_ids)
+        lan.name = "Lan Nguyễn"
+        self.assertEqual(self.Segment._process_dirty_contacts(now=NOW), 1)
+        self.assertEqual(cities.current_membership_ids.partner_id, lan)
+
     def test_a_sent_message_reaches_received_conditions(self):
         lan = self.contact("Lan", email="lan@example.com")
         self.workspace_a.write({"token_balance": 10, "quiet_hours_start": 0, "quiet_hours_end": 0})
