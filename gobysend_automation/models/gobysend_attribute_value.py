@@ -38,7 +38,7 @@ class GobysendAttributeValue(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         values = super().create(vals_list)
-        self.env["gobysend.segment"]._mark_dirty(values.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(values.partner_id.ids, "attribute")
         return values
 
     def write(self, vals):
@@ -47,11 +47,11 @@ class GobysendAttributeValue(models.Model):
             if any(value.workspace_id != target for value in self.sudo()):
                 raise UserError(_("An attribute value cannot move to another workspace's attribute."))
         result = super().write(vals)
-        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids, "attribute")
         return result
 
     def unlink(self):
-        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids, "attribute")
         return super().unlink()
 
     @api.depends("value_type", *VALUE_FIELDS.values())

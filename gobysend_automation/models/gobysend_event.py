@@ -4,7 +4,8 @@ from odoo import api, fields, models
 from odoo.tools import SQL
 
 EVENT_KINDS = [("event", "Event"), ("page", "Page View")]
-# Events written by segments themselves; they are not the contact's own activity.
+# Events written by segments of earlier versions, which recorded transitions as events (now
+# the membership rows are that record); they are not the contact's own activity.
 INTERNAL_EVENTS = ("segment_entered", "segment_left")
 
 
@@ -40,9 +41,8 @@ class GobysendEvent(models.Model):
         # for and no query needed (Odoo keeps an index it no longer declares).
         self.env.cr.execute("DROP INDEX IF EXISTS gobysend_event__workspace_id_index")
         # Behaviour conditions ask "what did this contact do, and when" within a workspace.
-        # Segment transitions are left out: they are not the contact's own activity (no
-        # condition counts them as such), and the first build of a large segment writes one
-        # per member, each of which would otherwise update a random page of this index.
+        # Segment transitions of earlier versions are left out: they are not the contact's own
+        # activity (no condition counts them as such).
         # Conditions always filter on the event name, which lets PostgreSQL use it; the
         # predicate is written as the ORM writes "not in" (with "OR name IS NULL", although
         # the column is required) so that the planner recognises it in that filter too.
@@ -69,5 +69,5 @@ class GobysendEvent(models.Model):
         events = super().create(vals_list)
         # Segments re-evaluate these contacts in the background (the API path marks them in
         # ``gobysend.ingest._insert_events``).
-        self.env["gobysend.segment"]._mark_dirty(events.partner_id.ids)
+        self.env["gobysend.segment"]._mark_dirty(events.partner_id.ids, "activity")
         return events

@@ -507,7 +507,8 @@ class GobysendIngest(models.AbstractModel):
         self.env["gobysend.event"].invalidate_model()
         # Segments re-evaluate these contacts in the background, never in this request.
         self.env["gobysend.segment"]._mark_dirty(
-            [row["partner_id"] for row, (_event_id, duplicate) in zip(rows, results, strict=True) if not duplicate]
+            [row["partner_id"] for row, (_event_id, duplicate) in zip(rows, results, strict=True) if not duplicate],
+            "activity",
         )
         return results
 

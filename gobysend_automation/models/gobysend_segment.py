@@ -29,15 +29,20 @@ SEGMENTS_PER_CRON_BATCH = 5
 ANALYZE_THRESHOLD = 1000
 # Advisory lock namespace of segment evaluations (the first key of pg_try_advisory_xact_lock).
 SEGMENT_LOCK_NAMESPACE = 0x6753_6567  # "gSeg"
+# What changed about a queued contact, as bits of the queue's ``changes`` column: the
+# incremental update re-evaluates a contact only against the segments that watch one of them.
+# A contact queued without saying what changed (-1, every bit) is re-evaluated against all.
+CHANGES = {"contact": 1, "activity": 2, "attribute": 4, "message": 8, "subscription": 16}
+ALL_CHANGES = -1
 
 
 class GobysendSegment(models.Model):
     """A named audience of a workspace, described by conditions and kept up to date.
 
     Membership is stored (``gobysend.segment.membership``) so that entering and leaving are
-    transitions that workflows can react to. ``_rebuild`` evaluates the whole segment in one
-    set-based SQL statement; ``_cron_process_dirty_contacts`` re-evaluates only the contacts
-    whose data changed, with the same compiled query restricted to their ids.
+    transitions that workflows can react to. ``_rebuild`` evaluates the whole segment with
+    set-based SQL; ``_cron_process_dirty_contacts`` re-evaluates only the contacts whose data
+    changed, with the same compiled query restricted to their ids.
     """
 
     _name = "gobysend.segment"
@@ -83,6 +88,11 @@ class GobysendSegment(models.Model):
                 marked_at timestamp without time zone NOT NULL DEFAULT (now() at time zone 'UTC')
             )
             """
+        )
+        # Added later: contacts queued before are re-evaluated against every segment.
+        self.env.cr.execute(
+            "ALTER TABLE gobysend_segment_dirty ADD COLUMN IF NOT EXISTS changes integer NOT NULL DEFAULT %s",
+            (ALL_CHANGES,),
         )
 
     @api.depends(
@@ -267,98 +277,91 @@ class GobysendSegment(models.Model):
 
     def _apply_membership(self, partner_ids=None, now=None):
         """Bring stored membership in line with the conditions, for all contacts or only
-        ``partner_ids``; return (entered, left) counts.
+        ``partner_ids``; return (entered, left) counts."""
+        entered, left, _members = self._evaluate_membership(partner_ids, now)
+        return entered, left
 
-        One SQL statement computes the difference in the database, closes the memberships of
-        contacts that no longer match, opens those of new members, and records each
-        transition as a ``segment_entered`` / ``segment_left`` event on the contact. The ORM
-        has no set-based INSERT ... SELECT or UPDATE ... RETURNING, and a Python diff over a
-        million contacts would take minutes. A transition is recorded exactly once: events
-        are made only from the rows the same statement inserted or closed, the partial unique
-        index allows one open membership per contact (a concurrent insert is skipped, not
-        returned), and closing re-checks ``left_at IS NULL``, so a repeated or concurrent run
-        records nothing twice. Each event carries its membership row's id.
+    def _evaluate_membership(self, partner_ids=None, now=None):
+        """``_apply_membership``, returning also the number of members before it, among
+        ``partner_ids`` or in all.
+
+        Two SQL statements, because the ORM has no set-based INSERT ... SELECT or UPDATE and a
+        Python diff over a million contacts would take minutes. The first only reads: it
+        evaluates the conditions and compares the result with the open memberships, so a
+        rebuild that changes nothing writes nothing, and PostgreSQL may spread that work over
+        several processes (it never does for a statement that writes). The second, only when
+        something changed, closes the memberships of the contacts that left and opens those of
+        the contacts that entered, from the two lists of ids the first returned: their sizes
+        are known to the planner, however far off its estimate of the conditions was.
+
+        The membership rows are the record of transitions (see ``gobysend.segment.membership``),
+        each made exactly once: the partial unique index allows one open membership per
+        contact (a concurrent insert is skipped, not counted), closing re-checks
+        ``left_at IS NULL``, and this segment's evaluations hold its lock (``_try_lock``).
         """
         self.ensure_one()
         now = now or fields.Datetime.now()
         self.env.flush_all()
-        members = self._get_members_query(partner_ids, now)
-        members = members.select(SQL.identifier(members.table, "id"))
-        if partner_ids is None:
-            # A full rebuild first stores the audience in a temporary table and analyzes it:
-            # row estimates of activity subqueries can be off by five orders of magnitude, and
-            # a plan made for one row turns the difference below into a quadratic nested loop.
-            self.env.cr.execute("DROP TABLE IF EXISTS gobysend_segment_target")
-            self.env.cr.execute(SQL("CREATE TEMPORARY TABLE gobysend_segment_target ON COMMIT DROP AS %s", members))
-            self.env.cr.execute("ANALYZE gobysend_segment_target")
-            members = SQL("SELECT id FROM gobysend_segment_target")
+        query = self._get_members_query(partner_ids, now)
         scope = SQL("AND m.partner_id = ANY(%s)", list(partner_ids)) if partner_ids is not None else SQL()
         self.env.cr.execute(
             SQL(
                 """
-                WITH target AS MATERIALIZED (%(members)s),
-                current AS MATERIALIZED (
-                    SELECT m.partner_id FROM gobysend_segment_membership m
-                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL %(scope)s
-                ),
-                -- EXCEPT is planned as a hash or sort, never as a nested loop: the difference
-                -- stays linear whatever the planner believes about the sizes of both sides.
-                gone AS (SELECT partner_id FROM current EXCEPT SELECT id FROM target),
-                new AS (SELECT id FROM target EXCEPT SELECT partner_id FROM current),
-                closed AS (
-                    -- An array, so that each leaving contact is one probe of the open
-                    -- memberships' index rather than a join the planner may misjudge.
-                    UPDATE gobysend_segment_membership m
-                       SET left_at = %(now)s
-                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL
-                       AND m.partner_id = ANY(ARRAY(SELECT partner_id FROM gone))
-                 RETURNING m.id, m.partner_id
-                ),
-                opened AS (
-                    INSERT INTO gobysend_segment_membership (segment_id, workspace_id, partner_id, entered_at)
-                    SELECT %(segment)s, %(workspace)s, new.id, %(now)s
-                      FROM new
-                     -- In contact order, here and for the events: each insert then lands next
-                     -- to the previous one in the indexes on contacts, and a large segment
-                     -- reads and writes each index page once rather than once per row.
-                     ORDER BY new.id
-                        ON CONFLICT (segment_id, partner_id) WHERE left_at IS NULL DO NOTHING
-                 RETURNING id, partner_id
-                ),
-                transitions AS (
-                    SELECT id, partner_id, 'segment_entered' AS name FROM opened
-                    UNION ALL
-                    SELECT id, partner_id, 'segment_left' FROM closed
-                ),
-                recorded AS (
-                    -- Written by the system: no user columns, whose foreign keys would each cost
-                    -- a lookup per row, and no message id, the idempotency key of senders: only
-                    -- rows this statement itself opened or closed come here, once each.
-                    INSERT INTO gobysend_event
-                           (workspace_id, partner_id, name, kind, timestamp, properties, create_date, write_date)
-                    SELECT %(workspace)s, tr.partner_id, tr.name, 'event', %(now)s,
-                           jsonb_build_object('segment_id', %(segment)s, 'segment', %(name)s, 'membership_id', tr.id),
-                           %(now)s, %(now)s
-                      FROM transitions tr
-                     ORDER BY tr.partner_id
-                )
-                SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM closed)
+                -- A full join is planned as a hash or merge join, never as a nested loop: the
+                -- difference stays linear whatever the planner believes about the sizes of
+                -- both sides, and is found in one pass over each. The lists travel as text:
+                -- read back into the next statement as they are, without a Python object per
+                -- contact.
+                SELECT count(current.partner_id),
+                       array_agg(target.id) FILTER (WHERE current.partner_id IS NULL)::text,
+                       array_agg(current.partner_id) FILTER (WHERE target.id IS NULL)::text
+                  FROM (%(members)s) AS target (id)
+                  FULL JOIN (
+                      SELECT m.partner_id FROM gobysend_segment_membership m
+                       WHERE m.segment_id = %(segment)s AND m.left_at IS NULL %(scope)s
+                  ) AS current ON current.partner_id = target.id
                 """,
-                members=members,
-                now=now,
+                members=query.select(SQL.identifier(query.table, "id")),
                 segment=self.id,
-                workspace=self.workspace_id.id,
-                name=self.with_context(lang=None).name,
                 scope=scope,
             )
         )
+        members, new, gone = self.env.cr.fetchone()
+        if not new and not gone:
+            return 0, 0, members
+        self.env.cr.execute(
+            SQL(
+                """
+                WITH closed AS (
+                    UPDATE gobysend_segment_membership m
+                       SET left_at = %(now)s
+                     WHERE m.segment_id = %(segment)s AND m.left_at IS NULL
+                       AND m.partner_id = ANY(%(gone)s::int[])
+                 RETURNING 1
+                ),
+                opened AS (
+                    INSERT INTO gobysend_segment_membership (segment_id, partner_id, entered_at)
+                    SELECT %(segment)s, new.id, %(now)s
+                      FROM unnest(%(new)s::int[]) AS new (id)
+                     -- In contact order: each insert then lands next to the previous one in the
+                     -- indexes on contacts, and a large segment reads and writes each index
+                     -- page once rather than once per row.
+                     ORDER BY new.id
+                        ON CONFLICT (segment_id, partner_id) WHERE left_at IS NULL DO NOTHING
+                 RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM closed)
+                """,
+                now=now,
+                segment=self.id,
+                new=new or "{}",
+                gone=gone or "{}",
+            )
+        )
         entered, left = self.env.cr.fetchone()
-        if partner_ids is None:
-            self.env.cr.execute("DROP TABLE gobysend_segment_target")
         if entered or left:
             self.env["gobysend.segment.membership"].invalidate_model()
-            self.env["gobysend.event"].invalidate_model()
-        return entered, left
+        return entered, left, members
 
     def _rebuild(self, now=None):
         """Full rebuild of each segment, in dependency order; returns the segments rebuilt
@@ -368,12 +371,18 @@ class GobysendSegment(models.Model):
         for segment in self._sorted_by_dependency():
             if not segment.active or not segment._try_lock():
                 continue
-            entered, left = segment._apply_membership(now=now)
+            entered, left, members = segment._evaluate_membership(now=now)
             if entered + left >= ANALYZE_THRESHOLD:
                 # The planner's statistics would still describe the table before this rebuild,
                 # and the next evaluation would pick nested loops over a now large table.
                 self.env.cr.execute("ANALYZE gobysend_segment_membership")
-            segment._count_members()
+            # Counted by the evaluation itself, which read every open membership anyway; the
+            # incremental update only adjusts the count, and a rebuild sets it right again. In
+            # SQL, as the adjustments are: the ORM would skip writing a 0 over a NULL.
+            self.env.cr.execute(
+                "UPDATE gobysend_segment SET member_count = %s WHERE id = %s", (members + entered - left, segment.id)
+            )
+            segment.invalidate_recordset(["member_count"])
             segment.sudo().write({"refreshed_at": now, "rebuild_requested": False})
             self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)
             done |= segment
@@ -396,6 +405,15 @@ class GobysendSegment(models.Model):
             frontier = found
         return dependents
 
+    def _get_watched_changes(self):
+        """The bits of ``CHANGES`` that can change this segment's members: those its conditions
+        watch, and the contact and its subscription, which make it one of the workspace's."""
+        self.ensure_one()
+        watched = CHANGES["contact"] | CHANGES["subscription"]
+        for change in self.condition_ids._get_watched_changes(set()):
+            watched |= CHANGES[change]
+        return watched
+
     def _sorted_by_dependency(self):
         """These segments, each after the segments its conditions use (cycles are refused on save)."""
         ordered = []
@@ -414,19 +432,6 @@ class GobysendSegment(models.Model):
             visit(segment)
         return self.browse([segment.id for segment in ordered])
 
-    def _count_members(self):
-        # Counted in SQL: reading a million membership records to count them would be absurd.
-        self.env.cr.execute(
-            """
-            UPDATE gobysend_segment s
-               SET member_count = (SELECT count(*) FROM gobysend_segment_membership m
-                                    WHERE m.segment_id = s.id AND m.left_at IS NULL)
-             WHERE s.id = ANY(%s)
-            """,
-            (self.ids,),
-        )
-        self.invalidate_recordset(["member_count"])
-
     def _request_rebuild(self):
         """Ask the background rebuild to evaluate these segments (and their dependents) soon;
         saving a form never waits for it."""
@@ -440,30 +445,36 @@ class GobysendSegment(models.Model):
     # ------------------------------------------------------------------
 
     @api.model
-    def _mark_dirty(self, partner_ids):
-        """Queue contacts for re-evaluation by the incremental update. Cheap enough for any
-        request: one INSERT, only for contacts of some workspace, nothing evaluated here.
+    def _mark_dirty(self, partner_ids, change=None):
+        """Queue contacts for re-evaluation by the incremental update, saying what changed: a
+        key of ``CHANGES``, bits of them, or None for anything. Cheap enough for any request:
+        one INSERT, only for contacts of some workspace, nothing evaluated here.
         Raw SQL because the queue is a bare table (see ``init``)."""
         partner_ids = [partner_id for partner_id in set(partner_ids or ()) if partner_id]
         if not partner_ids:
             return
+        changes = CHANGES[change] if isinstance(change, str) else (ALL_CHANGES if change is None else change)
         self.env.cr.execute(
             """
-            INSERT INTO gobysend_segment_dirty (partner_id)
-            SELECT p.id FROM res_partner p
+            INSERT INTO gobysend_segment_dirty AS d (partner_id, changes)
+            SELECT p.id, %(changes)s FROM res_partner p
              WHERE p.id = ANY(%(ids)s)
                AND (EXISTS (SELECT 1 FROM gobysend_subscription s WHERE s.partner_id = p.id)
                     OR EXISTS (SELECT 1 FROM gobysend_segment_membership m
                                 WHERE m.partner_id = p.id AND m.left_at IS NULL))
-                ON CONFLICT (partner_id) DO NOTHING
+                ON CONFLICT (partner_id) DO UPDATE SET changes = d.changes | EXCLUDED.changes
+                -- A contact already queued for this kind of change is left as it is.
+                 WHERE d.changes | EXCLUDED.changes <> d.changes
             """,
-            {"ids": partner_ids},
+            {"ids": partner_ids, "changes": changes},
         )
 
     @api.model
     def _process_dirty_contacts(self, limit=DIRTY_BATCH_SIZE, now=None):
-        """Re-evaluate one batch of changed contacts against every active segment of their
-        workspaces; return the number of contacts taken from the queue.
+        """Re-evaluate one batch of changed contacts against the active segments of their
+        workspaces that watch what changed (``_get_watched_changes``): a new event cannot move
+        anyone into or out of a segment on cities. Return the number of contacts taken from
+        the queue.
 
         ``FOR UPDATE SKIP LOCKED`` lets several workers drain the queue at once without taking
         the same contacts; a segment that another transaction is rebuilding gets its contacts
@@ -475,31 +486,42 @@ class GobysendSegment(models.Model):
             DELETE FROM gobysend_segment_dirty
              WHERE partner_id IN (SELECT partner_id FROM gobysend_segment_dirty
                                    ORDER BY partner_id LIMIT %s FOR UPDATE SKIP LOCKED)
-         RETURNING partner_id
+         RETURNING partner_id, changes
             """,
             (limit,),
         )
-        partner_ids = [row[0] for row in self.env.cr.fetchall()]
+        changes = dict(self.env.cr.fetchall())
+        partner_ids = list(changes)
         if not partner_ids:
             return 0
         self.env.flush_all()
         # Archived subscriptions and open memberships count too: their contacts may have to leave.
+        # Without parallel workers, for this statement only: the planner overrates probing
+        # indexes for a list of ids, and starting the workers took longer than the lookup.
+        self.env.cr.execute("SELECT current_setting('max_parallel_workers_per_gather')")
+        parallel_workers = self.env.cr.fetchone()[0]
+        self.env.cr.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
         self.env.cr.execute(
             """
             SELECT workspace_id, array_agg(DISTINCT partner_id) FROM (
                 SELECT workspace_id, partner_id FROM gobysend_subscription WHERE partner_id = ANY(%(ids)s)
                  UNION ALL
-                SELECT workspace_id, partner_id FROM gobysend_segment_membership
-                 WHERE partner_id = ANY(%(ids)s) AND left_at IS NULL
+                SELECT s.workspace_id, m.partner_id
+                  FROM gobysend_segment_membership m JOIN gobysend_segment s ON s.id = m.segment_id
+                 WHERE m.partner_id = ANY(%(ids)s) AND m.left_at IS NULL
             ) contacts GROUP BY workspace_id
             """,
             {"ids": partner_ids},
         )
         by_workspace = dict(self.env.cr.fetchall())
+        self.env.cr.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", (parallel_workers,))
         segments = self.sudo().search([("workspace_id", "in", list(by_workspace))])
         postponed = set()
         for segment in segments._sorted_by_dependency():
-            ids = by_workspace[segment.workspace_id.id]
+            watched = segment._get_watched_changes()
+            ids = [partner_id for partner_id in by_workspace[segment.workspace_id.id] if changes[partner_id] & watched]
+            if not ids:
+                continue
             if not segment._try_lock():
                 postponed.update(ids)
                 continue
@@ -513,8 +535,11 @@ class GobysendSegment(models.Model):
                 )
                 segment.invalidate_recordset(["member_count"])
                 self.env["gobysend.segment.snapshot"]._record(segment, entered, left, now)
-        if postponed:
-            self._mark_dirty(list(postponed))
+        # Queued again with what had changed about them, for the segments that watch it.
+        for partner_changes in {changes[partner_id] for partner_id in postponed}:
+            self._mark_dirty(
+                [partner_id for partner_id in postponed if changes[partner_id] == partner_changes], partner_changes
+            )
         return len(partner_ids)
 
     @api.model

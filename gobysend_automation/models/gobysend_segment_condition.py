@@ -85,6 +85,18 @@ RECEIVED_STATES = ("sent", "delivered", "opened", "clicked")
 PROPERTY_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 TRUE_VALUES = ("true", "yes", "1")
 FALSE_VALUES = ("false", "no", "0")
+# What changes about a contact can change whether it meets a condition of each kind (keys of
+# ``gobysend_segment.CHANGES``); segment conditions watch what the other segment watches.
+WATCHED_CHANGES = {
+    "domain": ("contact",),
+    "attribute": ("attribute",),
+    "event": ("activity",),
+    "page": ("activity",),
+    # Opened and clicked are events the outbox records.
+    "message": ("message", "activity"),
+    "consent": ("subscription",),
+    "joined": ("subscription",),
+}
 # Names a contact filter may use, as in Odoo's own saved filters.
 DOMAIN_EVAL_NAMES = ("datetime", "relativedelta", "context_today", "time", "uid")
 
@@ -730,6 +742,23 @@ class GobysendSegmentCondition(models.Model):
             if condition.kind == "domain":
                 return True  # filters can name dates relative to today
         return False
+
+    def _get_watched_changes(self, visited):
+        """The kinds of change (keys of ``gobysend_segment.CHANGES``) these conditions watch;
+        ``visited`` holds the segments already followed (cycles are refused on save, but a
+        form may hold one before that)."""
+        watched = set()
+        for condition in self:
+            if condition.kind == "group":
+                watched |= condition.child_ids._get_watched_changes(visited)
+            elif condition.kind == "segment":
+                other = condition.other_segment_id
+                if other and other.id not in visited:
+                    visited.add(other.id)
+                    watched |= other.condition_ids._get_watched_changes(visited)
+            else:
+                watched.update(WATCHED_CHANGES[condition.kind])
+        return watched
 
     def _get_referenced_segments(self):
         segments = self.env["gobysend.segment"]

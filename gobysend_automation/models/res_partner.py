@@ -33,6 +33,10 @@ class ResPartner(models.Model):
         domain=[("left_at", "=", False)],
         groups=GOBYSEND_USER,
     )
+    # Every entry into and exit from a segment: the contact's transitions, as workflows see them.
+    gobysend_segment_history_ids = fields.One2many(
+        "gobysend.segment.membership", "partner_id", string="Segment History", groups=GOBYSEND_USER
+    )
 
     def _compute_gobysend_counts(self):
         # Counted under the current user's record rules: a user sees the activity of their
@@ -49,7 +53,7 @@ class ResPartner(models.Model):
     def write(self, vals):
         result = super().write(vals)
         # Contact filters of segments may use any field: re-evaluate in the background.
-        self.env["gobysend.segment"]._mark_dirty(self.ids)
+        self.env["gobysend.segment"]._mark_dirty(self.ids, "contact")
         return result
 
     def _gobysend_action(self, model, name):

@@ -280,8 +280,12 @@ class TestSegmentConditions(SegmentCase):
     def test_any_activity_ignores_segment_transitions(self):
         active, idle = self.contact("Active"), self.contact("Idle")
         self.track(active, "app_opened")
+        # Segments of earlier versions recorded their transitions as events on the contact.
+        self.env["gobysend.event"].create(
+            {"workspace_id": self.workspace_a.id, "partner_id": idle.id, "name": "segment_entered"}
+        )
         everyone = self.segment({"kind": "consent", "consent_state": "subscribed", "consent_channel": "email"})
-        self.members(everyone)  # writes segment_entered events on both contacts
+        self.members(everyone)
         seen = self.segment({"kind": "event", "event_name": False, "count_operator": "at_least", "count": 1, "days": 7})
         self.assertMembers(seen, active)
         self.assertIn(idle, everyone.current_membership_ids.partner_id)
@@ -509,12 +513,13 @@ class TestSegmentRefusals(SegmentCase):
 
 @freeze_time(NOW)
 class TestSegmentMembership(SegmentCase):
-    def entered_events(self, segment, name="segment_entered"):
-        return (
-            self.env["gobysend.event"]
-            .search([("name", "=", name), ("workspace_id", "=", segment.workspace_id.id)])
-            .filtered(lambda event: event.properties["segment_id"] == segment.id)
-        )
+    def transitions(self, segment, kind="entered"):
+        """The segment's recorded transitions: each membership row is an entry, and a closed
+        one an exit too."""
+        domain = [("segment_id", "=", segment.id)]
+        if kind == "left":
+            domain.append(("left_at", "!=", False))
+        return self.env["gobysend.segment.membership"].search(domain)
 
     def test_live_count_and_sample_before_saving(self):
         lan = self.contact("Lan", city="Hà Nội")
@@ -543,13 +548,15 @@ class TestSegmentMembership(SegmentCase):
             segment._rebuild(now=NOW)
             segment._apply_membership(now=NOW)
         self.assertEqual(len(segment.membership_ids), 1)
-        entered = self.entered_events(segment)
+        entered = self.transitions(segment)
         self.assertEqual(len(entered), 1)
         self.assertEqual(entered.partner_id, lan)
+        # Transitions are not the contact's own activity: nothing joins its events.
+        self.assertFalse(lan.gobysend_event_ids)
         lan.city = "Huế"
         for _run in range(2):
             segment._rebuild(now=NOW + datetime.timedelta(hours=1))
-        self.assertEqual(len(self.entered_events(segment, "segment_left")), 1)
+        self.assertEqual(len(self.transitions(segment, "left")), 1)
         self.assertEqual(segment.membership_ids.left_at, NOW + datetime.timedelta(hours=1))
         self.assertEqual(segment.member_count, 0)
         # Coming back opens a new stretch of membership, with its own transition.
@@ -558,8 +565,9 @@ class TestSegmentMembership(SegmentCase):
         segment._rebuild(now=NOW + datetime.timedelta(hours=2))
         self.assertEqual(len(segment.membership_ids), 2)
         self.assertEqual(len(segment.current_membership_ids), 1)
-        self.assertEqual(len(self.entered_events(segment)), 2)
+        self.assertEqual(len(self.transitions(segment)), 2)
         self.assertEqual(lan.gobysend_segment_membership_ids.segment_id, segment)
+        self.assertEqual(lan.gobysend_segment_history_ids, segment.membership_ids)
 
     def test_changes_are_queued_and_applied_in_the_background(self):
         lan = self.contact("Lan")
@@ -581,6 +589,26 @@ class TestSegmentMembership(SegmentCase):
         self.subscription_of(self.workspace_a, lan)._set_consent("sms", "unsubscribed", "manual")
         self.assertEqual(self.Segment._process_dirty_contacts(), 1)
         self.assertEqual(self.Segment._process_dirty_contacts(), 0)
+
+    def test_contacts_are_re_evaluated_by_the_segments_watching_what_changed(self):
+        lan = self.contact("Lan", city="Huế")
+        cities = self.segment({"kind": "domain", "partner_domain": "[('city', '=', 'Hà Nội')]"}, name="Hanoi")
+        buyers = self.segment({"kind": "event", "event_name": "order_completed", "days": 0}, name="Buyers")
+        fans = self.segment({"kind": "segment", "other_segment_id": buyers.id}, name="Fans")
+        (cities | buyers | fans)._rebuild(now=NOW)
+        self.Segment._process_dirty_contacts(now=NOW)
+        # A move written past the ORM is seen by no one until the scheduled rebuild...
+        self.env.cr.execute("UPDATE res_partner SET city = 'Hà Nội' WHERE id = %s", lan.ids)
+        lan.invalidate_recordset(["city"])
+        self.track(lan, "order_completed")
+        self.assertEqual(self.Segment._process_dirty_contacts(now=NOW), 1)
+        # ...and an event reaches the segments on activity and those built on them only.
+        self.assertEqual(buyers.current_membership_ids.partner_id, lan)
+        self.assertEqual(fans.current_membership_ids.partner_id, lan)
+        self.assertFalse(cities.current_membership_ids)
+        lan.name = "Lan Nguyễn"
+        self.assertEqual(self.Segment._process_dirty_contacts(now=NOW), 1)
+        self.assertEqual(cities.current_membership_ids.partner_id, lan)
 
     def test_a_sent_message_reaches_received_conditions(self):
         lan = self.contact("Lan", email="lan@example.com")
@@ -613,7 +641,7 @@ class TestSegmentMembership(SegmentCase):
         self.subscription_of(self.workspace_a, lan).active = False
         self.Segment._process_dirty_contacts(now=NOW)
         self.assertFalse(segment.current_membership_ids)
-        self.assertEqual(len(self.entered_events(segment, "segment_left")), 1)
+        self.assertEqual(len(self.transitions(segment, "left")), 1)
 
     def test_dependent_segments_are_updated_in_order(self):
         lan = self.contact("Lan")
