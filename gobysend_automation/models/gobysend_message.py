@@ -801,7 +801,7 @@ class GobysendMessage(models.Model):
         partner_ids = [row[0] for row in self.env.cr.fetchall()]
         self.invalidate_recordset(["state", "sent_at", "reason", "provider_message_id", "write_date", "write_uid"])
         # "Received a message" segments now hold for these contacts.
-        self.env["gobysend.segment"]._mark_dirty(partner_ids)
+        self.env["gobysend.segment"]._mark_dirty(partner_ids, "message")
 
     def _record_send_results(self, results, now):
         """Record what the provider answered for each of these messages (``results`` from
