@@ -144,7 +144,7 @@ class CommittedDispatchSteps(DispatchSteps):
             ),
         )
         self.journal.flush_all()
-        cr.commit()  # commit-ok: see above
+        self.journal.cr.commit()  # commit-ok: see above
 
     def record(self, part, results):
         part.with_env(self.journal)._record_send_results(results, self.now)

@@ -18,9 +18,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def setup(self):
-        super().setup()
         with self.server.lock:
             self.server.connections += 1
+        return super().setup()
 
     def _handle(self):
         length = int(self.headers.get("Content-Length") or 0)

@@ -154,7 +154,7 @@ class TestWebhook(ChannelCase):
                 return channel.max_parallel_requests
 
             def hand_over(self, part):
-                super().hand_over(part)
+                DispatchSteps.hand_over(self, part)
                 sent_ids = {request.headers["X-Gobysend-Message-Id"] for request in test.server.requests}
                 left_early = sent_ids & {str(message.id) for message in part}
                 test.assertFalse(left_early, "a request left before its hand-over")
