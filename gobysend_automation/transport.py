@@ -132,6 +132,14 @@ def _connection(scheme, host, port, timeout, settings):
     return key, connection
 
 
+def close_connections():
+    """Close this thread's kept-alive connections."""
+    connections = getattr(_local, "connections", {})
+    while connections:
+        _key, connection = connections.popitem()
+        connection.close()
+
+
 def _forget(key, connection):
     connection.close()
     connections = getattr(_local, "connections", {})

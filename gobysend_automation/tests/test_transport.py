@@ -68,6 +68,9 @@ class TestTransport(BaseCase):
         thread.start()
         self.addCleanup(self.server.server_close)
         self.addCleanup(self.server.shutdown)
+        # Run first: a connection kept alive past its test could reach a later test's server
+        # on the same port.
+        self.addCleanup(transport.close_connections)
         self.url = "http://127.0.0.1:%s" % self.server.server_address[1]
 
     def perform(self, method, path, **kwargs):
