@@ -302,8 +302,27 @@ class GobysendSegment(models.Model):
         self.ensure_one()
         now = now or fields.Datetime.now()
         self.env.flush_all()
-        query = self._get_members_query(partner_ids, now)
-        scope = SQL("AND m.partner_id = ANY(%s)", list(partner_ids)) if partner_ids is not None else SQL()
+        if partner_ids is not None:
+            query = self._get_members_query(partner_ids, now)
+            scope = SQL("AND m.partner_id = ANY(%s)", list(partner_ids))
+            entering = SQL("TRUE")
+        else:
+            # The whole workspace: the conditions are evaluated for every contact, but whether
+            # a contact is one of the workspace's is only asked of those not yet members. A
+            # member who left the workspace was queued for the incremental update when its
+            # subscription was archived or deleted (see gobysend.subscription), which
+            # closes its memberships; asking it of every member again would cost a rebuild
+            # with nothing to change more than Odoo's own search of the same conditions.
+            query = self.env["res.partner"].sudo().with_context(active_test=True)._search(self._get_partner_domain(now))
+            scope = SQL()
+            # Asked in the statement that writes, of the candidates alone: in the statement that
+            # reads, a subquery per contact would make PostgreSQL plan (and compile) for a
+            # hundred thousand of them, even when none is new.
+            entering = SQL(
+                """EXISTS (SELECT 1 FROM gobysend_subscription s
+                            WHERE s.workspace_id = %s AND s.partner_id = new.id AND s.active)""",
+                self.workspace_id.id,
+            )
         self.env.cr.execute(
             SQL(
                 """
@@ -343,6 +362,7 @@ class GobysendSegment(models.Model):
                     INSERT INTO gobysend_segment_membership (segment_id, partner_id, entered_at)
                     SELECT %(segment)s, new.id, %(now)s
                       FROM unnest(%(new)s::int[]) AS new (id)
+                     WHERE %(entering)s
                      -- In contact order: each insert then lands next to the previous one in the
                      -- indexes on contacts, and a large segment reads and writes each index
                      -- page once rather than once per row.
@@ -356,6 +376,7 @@ class GobysendSegment(models.Model):
                 segment=self.id,
                 new=new or "{}",
                 gone=gone or "{}",
+                entering=entering,
             )
         )
         entered, left = self.env.cr.fetchone()

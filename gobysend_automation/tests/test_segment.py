@@ -642,6 +642,10 @@ class TestSegmentMembership(SegmentCase):
         self.Segment._process_dirty_contacts(now=NOW)
         self.assertFalse(segment.current_membership_ids)
         self.assertEqual(len(self.transitions(segment, "left")), 1)
+        # A full rebuild does not take it back, nor a contact of another workspace only.
+        self.contact("Minh", workspace=self.workspace_b)
+        self.assertMembers(segment)
+        self.assertEqual(len(self.transitions(segment, "entered")), 1)
 
     def test_dependent_segments_are_updated_in_order(self):
         lan = self.contact("Lan")
