@@ -71,7 +71,7 @@ def perform(request):
     thread, so it touches nothing but the network."""
     try:
         settings = _environment(request.url)
-        if transport.can_send(request.method, request.url, request.kwargs, settings):
+        if transport.can_send(request.url, request.kwargs, settings):
             return transport.send(request.method, request.url, request.kwargs, settings), None
         return _session().request(request.method, request.url, **dict(settings, **request.kwargs)), None
     except Exception as error:  # handed to the provider's generator, whatever it is

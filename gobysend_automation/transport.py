@@ -32,7 +32,7 @@ _contexts = {}
 _contexts_lock = threading.Lock()
 
 
-def can_send(method, url, kwargs, settings):
+def can_send(url, kwargs, settings):
     """Whether this transport serves the request; ``settings`` are the proxies and CA bundle the
     environment sets for the URL."""
     if not DIRECT_ARGUMENTS.issuperset(kwargs):
@@ -56,7 +56,7 @@ def can_send(method, url, kwargs, settings):
     return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
-def _encode(method, url, kwargs):
+def _encode(method, kwargs):
     """Headers and body as ``requests`` would send them."""
     headers = dict(DEFAULT_HEADERS)
     body = None
@@ -167,7 +167,7 @@ def send(method, url, kwargs, settings):
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    headers, body = _encode(method, url, kwargs)
+    headers, body = _encode(method, kwargs)
     timeout = kwargs["timeout"]
     key, connection = _connection(scheme, parts.hostname, port, timeout, settings)
     connected = connection.sock is not None

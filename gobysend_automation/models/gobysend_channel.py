@@ -124,13 +124,9 @@ class GobysendChannel(models.Model):
         self.ensure_one()
         provider = self.provider if real else "outbox"
         send = getattr(self, f"_{provider}_send", None)
-        send_batch = None
-        batch_channel = self.with_env(batch_env) if batch_env is not None else self
-        if hasattr(batch_channel, f"_{provider}_send_batch"):
-            send_batch_method = getattr(batch_channel, f"_{provider}_send_batch")
-
-            def send_batch(messages):
-                return send_batch_method(messages.with_env(batch_channel.env))
+        batch_channel = self.with_env(batch_env or self.env)
+        send_slice = getattr(batch_channel, f"_{provider}_send_batch", None)
+        send_batch = send_slice and (lambda messages: send_slice(messages.with_env(batch_channel.env)))
 
         failure = None
         if send is None and send_batch is None:

@@ -122,27 +122,10 @@ class CommittedDispatchSteps(DispatchSteps):
         ready.env.cr.commit()  # commit-ok: rule outcomes and debits, before anything is handed over
 
     def hand_over(self, part):
-        cr = self.journal.cr
-        ids = part.ids
         # With the previous slices' outcomes: from this commit on the provider may have these
         # messages. The providers read the rendering from here (this transaction has not read
         # these messages since the rules were applied).
-        cr.execute(
-            """
-            UPDATE gobysend_message message
-               SET subject = rendered.subject, body = rendered.body, attempts = message.attempts + 1,
-                   handed_over_at = %s, write_date = now() at time zone 'UTC', write_uid = %s
-              FROM unnest(%s::int[], %s::varchar[], %s::text[]) AS rendered(id, subject, body)
-             WHERE message.id = rendered.id
-            """,
-            (
-                self.now,
-                self.journal.uid,
-                ids,
-                [self.rendered[i][0] for i in ids],
-                [self.rendered[i][1] for i in ids],
-            ),
-        )
+        part.with_env(self.journal)._store_rendered(self.rendered, handed_over_at=self.now)
         self.journal.flush_all()
         self.journal.cr.commit()  # commit-ok: see above
 
@@ -761,8 +744,9 @@ class GobysendMessage(models.Model):
         steps.store_rendered(ready, rendered)
         return ready
 
-    def _store_rendered(self, rendered):
-        """Store each message's rendering ``{id: (subject, body)}`` and count the attempt."""
+    def _store_rendered(self, rendered, handed_over_at=None):
+        """Store each message's rendering ``{id: (subject, body)}`` and count the attempt; with
+        ``handed_over_at``, mark them handed over to the provider at that time too."""
         if not self:
             return
         self.flush_recordset()
@@ -772,13 +756,14 @@ class GobysendMessage(models.Model):
             """
             UPDATE gobysend_message message
                SET subject = rendered.subject, body = rendered.body, attempts = message.attempts + 1,
+                   handed_over_at = COALESCE(%s, message.handed_over_at),
                    write_date = now() at time zone 'UTC', write_uid = %s
               FROM unnest(%s::int[], %s::varchar[], %s::text[]) AS rendered(id, subject, body)
              WHERE message.id = rendered.id
             """,
-            (self.env.uid, ids, [rendered[i][0] for i in ids], [rendered[i][1] for i in ids]),
+            (handed_over_at, self.env.uid, ids, [rendered[i][0] for i in ids], [rendered[i][1] for i in ids]),
         )
-        self.invalidate_recordset(["subject", "body", "attempts", "write_date", "write_uid"])
+        self.invalidate_recordset(["subject", "body", "attempts", "handed_over_at", "write_date", "write_uid"])
 
     def _store_sent(self, provider_message_ids, now):
         """Mark these messages sent, each with its provider message id ``{id: provider id}``."""

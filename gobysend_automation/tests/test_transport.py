@@ -90,9 +90,7 @@ class TestTransport(BaseCase):
             with self.subTest(kwargs=kwargs):
                 settings = sending._environment(self.url)
                 self.assertTrue(
-                    transport.can_send(
-                        "POST", self.url + "/x", dict(kwargs, timeout=5, allow_redirects=False), settings
-                    )
+                    transport.can_send(self.url + "/x", dict(kwargs, timeout=5, allow_redirects=False), settings)
                 )
                 ours = self.perform("POST", "/ours?q=1", timeout=5, allow_redirects=False, **kwargs)
                 theirs = requests.post(self.url + "/theirs?q=1", timeout=5, allow_redirects=False, **kwargs)
@@ -140,10 +138,9 @@ class TestTransport(BaseCase):
             {"json": {}, "timeout": 5},  # redirects followed
             {"json": {}, "timeout": (1, 5), "allow_redirects": False},
         ):
-            self.assertFalse(transport.can_send("POST", self.url + "/x", kwargs, settings), kwargs)
+            self.assertFalse(transport.can_send(self.url + "/x", kwargs, settings), kwargs)
         self.assertFalse(
             transport.can_send(
-                "POST",
                 self.url,
                 {"json": {}, "timeout": 5, "allow_redirects": False},
                 {"proxies": {"http": "http://p:3128"}},

@@ -104,14 +104,18 @@ class TestWebhook(ChannelCase):
         self.assertTrue(other.webhook_secret)
         self.assertNotEqual(other.webhook_secret, self.channel.webhook_secret)
 
+    def subscribed_contacts(self, count):
+        contacts = self.env["res.partner"].create([{"name": f"Contact {index}"} for index in range(count)])
+        self.env["gobysend.subscription"].create(
+            [{"workspace_id": self.workspace_a.id, "partner_id": contact.id} for contact in contacts]
+        )
+        return contacts
+
     def test_a_batch_is_sent_side_by_side_each_message_with_its_own_outcome(self):
         """One dispatch of many messages keeps up to ``max_parallel_requests`` requests in flight;
         each message still gets the answer to its own request."""
         self.channel.max_parallel_requests = 3
-        contacts = self.env["res.partner"].create([{"name": f"Contact {index}"} for index in range(7)])
-        self.env["gobysend.subscription"].create(
-            [{"workspace_id": self.workspace_a.id, "partner_id": contact.id} for contact in contacts]
-        )
+        contacts = self.subscribed_contacts(7)
         for _index in range(5):
             self.server.expect(HOOK_PATH, 200, json={}, delay=0.3)
         self.server.expect(HOOK_PATH, 410, text="gone", delay=0.3)
@@ -138,10 +142,7 @@ class TestWebhook(ChannelCase):
         """The dispatcher commits each slice as handed over before its first request goes out,
         while earlier slices may still be in flight."""
         self.channel.max_parallel_requests = 2
-        contacts = self.env["res.partner"].create([{"name": f"Contact {index}"} for index in range(6)])
-        self.env["gobysend.subscription"].create(
-            [{"workspace_id": self.workspace_a.id, "partner_id": contact.id} for contact in contacts]
-        )
+        contacts = self.subscribed_contacts(6)
         for _index in range(6):
             self.server.expect(HOOK_PATH, 200, json={}, delay=0.2)
         Message = self.env["gobysend.message"]
