@@ -52,8 +52,11 @@ class ResPartner(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        # Contact filters of segments may use any field: re-evaluate in the background.
-        self.env["gobysend.segment"]._mark_dirty(self.ids, "contact")
+        # Every app writes contacts: only a change that can move a contact into or out of a
+        # segment queues it for re-evaluation, so that other apps' writes cost no query.
+        Segment = self.env["gobysend.segment"]
+        if not Segment._get_watched_partner_fields().isdisjoint(vals):
+            Segment._mark_dirty(self.ids, "contact")
         return result
 
     def _gobysend_action(self, model, name):
