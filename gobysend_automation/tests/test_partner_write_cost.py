@@ -140,6 +140,9 @@ class TestPartnerWriteCost(GobysendCase):
         self.hanoi.active = False
         lan.write({"city": "Huế", "street": "Lê Lợi"})
         self.assertFalse(self.queued())
+        # Whoever asks first, the answer is the same for all.
+        self.env.registry.clear_cache()
+        self.assertNotIn("city", self.Segment.with_context(active_test=False)._get_watched_partner_fields())
         self.hanoi.active = True
         lan.city = "Hà Nội"
         self.assertEqual(self.queued(), lan)
