@@ -15,7 +15,7 @@ class ResPartner(models.Model):
     # without asking the database: the flag is read with the contact's other columns, so it is
     # usually in the ORM cache already. Set when a subscription is created and never cleared, so
     # False always means "in no workspace"; a stale True only costs the queue's own check.
-    gobysend_ever_subscribed = fields.Boolean(readonly=True, copy=False)
+    gobysend_ever_subscribed = fields.Boolean(string="Ever Subscribed to a Workspace", readonly=True, copy=False)
     # The profile is for Gobysend users only: other users reading a partner (exports, RPC reads
     # of all fields) must not trip over models they have no access to.
     gobysend_subscription_ids = fields.One2many(
