@@ -1,7 +1,7 @@
 import datetime
 import logging
 
-from odoo import _, api, fields, models
+from odoo import _, api, fields, models, tools
 from odoo.exceptions import ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
@@ -165,12 +165,20 @@ class GobysendSegment(models.Model):
     def create(self, vals_list):
         segments = super().create(vals_list)
         segments._request_rebuild()
+        self._forget_watched_partner_fields()
         return segments
 
     def write(self, vals):
         result = super().write(vals)
         if {"condition_ids", "match", "active"} & set(vals):
             self._request_rebuild()
+        if {"condition_ids", "active"} & set(vals):
+            self._forget_watched_partner_fields()
+        return result
+
+    def unlink(self):
+        result = super().unlink()
+        self._forget_watched_partner_fields()
         return result
 
     @api.ondelete(at_uninstall=False)
@@ -434,6 +442,46 @@ class GobysendSegment(models.Model):
         for change in self.condition_ids._get_watched_changes(set()):
             watched |= CHANGES[change]
         return watched
+
+    @api.model
+    @tools.ormcache()
+    def _get_watched_partner_fields(self):
+        """Names of the contact fields whose change can move a contact into or out of an active
+        segment: ``active`` (archived contacts are nobody's members), every field a contact
+        filter names, and the fields those are computed from. Empty without active segments.
+
+        Cached in the registry, because every write of a contact by any app asks it; segments
+        and conditions clear it when they change (``_forget_watched_partner_fields``).
+        """
+        # Superuser to see every workspace's segments: only field names leave this method. The
+        # answer is shared by every caller, so the caller's context must not change it.
+        segments = self.sudo().with_context(active_test=True).search([])
+        if not segments:
+            return frozenset()
+        Partner = self.env["res.partner"]
+        names = {"active"} | segments.condition_ids._get_watched_partner_fields(set())
+        pending = list(names)
+        while pending:
+            field = Partner._fields.get(pending.pop())
+            if field is None:
+                continue
+            # A stored field computed from others changes when they are written; a computed
+            # field a filter can search reads them too.
+            depends = self.pool.field_depends.get(field, ())
+            if not field.store and field.search and not depends:
+                # A search method that says nothing of what it reads (phone_mobile_search):
+                # any stored field may matter.
+                names.update(name for name, other in Partner._fields.items() if other.store)
+            for path in depends:
+                name = path.split(".")[0]
+                if name not in names:
+                    names.add(name)
+                    pending.append(name)
+        return frozenset(name for name in names if name in Partner._fields)
+
+    @api.model
+    def _forget_watched_partner_fields(self):
+        self.env.registry.clear_cache()
 
     def _sorted_by_dependency(self):
         """These segments, each after the segments its conditions use (cycles are refused on save)."""

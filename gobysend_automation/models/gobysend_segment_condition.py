@@ -97,6 +97,8 @@ WATCHED_CHANGES = {
     "consent": ("subscription",),
     "joined": ("subscription",),
 }
+# What decides which contact fields a condition watches (``_get_watched_partner_fields``).
+WATCHED_FIELDS_INPUTS = {"kind", "partner_domain", "segment_id", "parent_id", "child_ids", "other_segment_id"}
 # Names a contact filter may use, as in Odoo's own saved filters.
 DOMAIN_EVAL_NAMES = ("datetime", "relativedelta", "context_today", "time", "uid")
 
@@ -278,6 +280,23 @@ class GobysendSegmentCondition(models.Model):
                 raise ValidationError(_("A condition belongs either to a segment or to a group of conditions."))
             condition._validate()
         self._get_root_segments()._check_no_cycle()
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        conditions = super().create(vals_list)
+        self.env["gobysend.segment"]._forget_watched_partner_fields()
+        return conditions
+
+    def write(self, vals):
+        result = super().write(vals)
+        if WATCHED_FIELDS_INPUTS & set(vals):
+            self.env["gobysend.segment"]._forget_watched_partner_fields()
+        return result
+
+    def unlink(self):
+        result = super().unlink()
+        self.env["gobysend.segment"]._forget_watched_partner_fields()
+        return result
 
     def _validate(self):
         """Raise a ``ValidationError`` with a sentence a marketer understands when this condition
@@ -759,6 +778,34 @@ class GobysendSegmentCondition(models.Model):
             else:
                 watched.update(WATCHED_CHANGES[condition.kind])
         return watched
+
+    def _get_watched_partner_fields(self, visited):
+        """Names of the contact fields these conditions' contact filters test (the first field
+        of each path: a write of the contact itself changes no other), followed into the
+        segments they use like ``_get_watched_changes``. A filter that cannot be read is left
+        out: it cannot be evaluated either, so no change moves anyone by it."""
+        names = set()
+        for condition in self:
+            if condition.kind == "group":
+                names |= condition.child_ids._get_watched_partner_fields(visited)
+            elif condition.kind == "segment":
+                other = condition.other_segment_id
+                if other and other.id not in visited:
+                    visited.add(other.id)
+                    names |= other.condition_ids._get_watched_partner_fields(visited)
+            elif condition.kind == "domain":
+                try:
+                    domain = condition._get_contact_filter()
+                except ValidationError:
+                    continue
+                for leaf in domain:
+                    if expression.is_operator(leaf) or leaf in (expression.TRUE_LEAF, expression.FALSE_LEAF):
+                        continue
+                    names.add(leaf[0].split(".")[0])
+                    if leaf[1] in ("child_of", "parent_of"):
+                        # Hierarchy operators follow the parent links, whatever field they name.
+                        names.add(self.env["res.partner"]._parent_name)
+        return names
 
     def _get_referenced_segments(self):
         segments = self.env["gobysend.segment"]

@@ -109,6 +109,7 @@ class GobysendSubscription(models.Model):
                     if vals.get(f"{channel}_state", "subscribed") == "subscribed":
                         vals[f"{channel}_state"] = "pending"
         subscriptions = super().create(vals_list)
+        subscriptions.partner_id._gobysend_flag_subscribed()
         self.env["gobysend.consent.log"].sudo().create(
             [
                 {

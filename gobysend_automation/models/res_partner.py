@@ -1,4 +1,6 @@
 from odoo import _, fields, models
+from odoo.tools import SQL
+from odoo.tools.sql import column_exists, create_column, table_exists
 
 from ..tools import count_related, related_list_action
 
@@ -9,6 +11,11 @@ class ResPartner(models.Model):
     _inherit = "res.partner"
 
     gobysend_birthday = fields.Date(string="Birthday")
+    # Lets a write of a contact that no workspace has ever had skip the segment change queue
+    # without asking the database: the flag is read with the contact's other columns, so it is
+    # usually in the ORM cache already. Set when a subscription is created and never cleared, so
+    # False always means "in no workspace"; a stale True only costs the queue's own check.
+    gobysend_ever_subscribed = fields.Boolean(string="Ever Subscribed to a Workspace", readonly=True, copy=False)
     # The profile is for Gobysend users only: other users reading a partner (exports, RPC reads
     # of all fields) must not trip over models they have no access to.
     gobysend_subscription_ids = fields.One2many(
@@ -38,6 +45,22 @@ class ResPartner(models.Model):
         "gobysend.segment.membership", "partner_id", string="Segment History", groups=GOBYSEND_USER
     )
 
+    def _auto_init(self):
+        if not column_exists(self.env.cr, "res_partner", "gobysend_ever_subscribed"):
+            # Created and filled here rather than by the ORM: contacts subscribed before the
+            # flag existed must have it, and one UPDATE per table does it on any number of them.
+            create_column(self.env.cr, "res_partner", "gobysend_ever_subscribed", "boolean")
+            for table in ("gobysend_subscription", "gobysend_segment_membership"):
+                if table_exists(self.env.cr, table):
+                    self.env.cr.execute(
+                        SQL(
+                            "UPDATE res_partner SET gobysend_ever_subscribed = true "
+                            "WHERE id IN (SELECT partner_id FROM %s)",
+                            SQL.identifier(table),
+                        )
+                    )
+        return super()._auto_init()
+
     def _compute_gobysend_counts(self):
         # Counted under the current user's record rules: a user sees the activity of their
         # own workspaces only.
@@ -52,9 +75,31 @@ class ResPartner(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        # Contact filters of segments may use any field: re-evaluate in the background.
-        self.env["gobysend.segment"]._mark_dirty(self.ids, "contact")
+        # Every app writes contacts: only a change that can move a contact into or out of a
+        # segment queues it for re-evaluation, so that other apps' writes cost no query.
+        Segment = self.env["gobysend.segment"]
+        if not Segment._get_watched_partner_fields().isdisjoint(vals):
+            Segment._mark_dirty(self._gobysend_maybe_subscribed().ids, "contact")
         return result
+
+    def _gobysend_maybe_subscribed(self):
+        """These contacts less those the ORM cache already knows no workspace ever had; the
+        others are left to the queue's own check, which costs the same query a read would."""
+        field = self._fields["gobysend_ever_subscribed"]
+        return self.filtered(lambda partner: self.env.cache.get(partner, field, None) is not False)
+
+    def _gobysend_flag_subscribed(self):
+        """Remember that these contacts were subscribed to a workspace. In SQL rather than
+        through ``write``: subscribing someone is no edit of the contact, and must neither
+        change its last-modified date nor run other apps' automations on contact changes."""
+        self.env.cr.execute(
+            """
+            UPDATE res_partner SET gobysend_ever_subscribed = true
+             WHERE id = ANY(%s) AND gobysend_ever_subscribed IS NOT TRUE
+            """,
+            (self.ids,),
+        )
+        self.invalidate_recordset(["gobysend_ever_subscribed"])
 
     def _gobysend_action(self, model, name):
         self.ensure_one()

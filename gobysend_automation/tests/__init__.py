@@ -6,4 +6,5 @@ from . import test_ui
 from . import test_outbox
 from . import test_segment
 from . import test_segment_incremental
+from . import test_partner_write_cost
 from . import test_transport

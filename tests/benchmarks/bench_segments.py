@@ -85,6 +85,8 @@ def load_data(dbname, partners, events, now, seed=42):
                     vn if rng.random() < 0.7 else th,
                     rng.choice(CITIES),
                     f"contact{number}@example.com",
+                    # Every contact is subscribed below, past the ORM that sets this flag.
+                    "t",
                     stamp,
                     stamp,
                 )
@@ -92,7 +94,7 @@ def load_data(dbname, partners, events, now, seed=42):
         copy_rows(
             cr,
             "COPY res_partner (id, name, complete_name, active, type, is_company, commercial_partner_id,"
-            " country_id, city, email, create_date, write_date) FROM STDIN",
+            " country_id, city, email, gobysend_ever_subscribed, create_date, write_date) FROM STDIN",
             partner_rows(),
         )
         cr.execute("SELECT setval('res_partner_id_seq', %s)", (first_id + partners,))
