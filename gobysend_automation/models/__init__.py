@@ -20,3 +20,4 @@ from . import gobysend_message
 from . import gobysend_token_transaction
 from . import mail_mail
 from . import mail_thread
+from . import ir_config_parameter
