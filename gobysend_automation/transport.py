@@ -336,7 +336,8 @@ def _decode(body, encoding):
 def _read_body(answer):
     """The body of an ``http.client`` answer, at most ``MAX_ANSWER_BYTES``; ``AnswerTooLarge`` past it."""
     length = answer.getheader("Content-Length") or ""
-    if length.strip().isdigit() and int(length) > MAX_ANSWER_BYTES:
+    length = int(length) if length.strip().isdigit() else None
+    if length is not None and length > MAX_ANSWER_BYTES:
         raise AnswerTooLarge()
     chunks = []
     size = 0
@@ -348,7 +349,10 @@ def _read_body(answer):
         size += len(chunk)
     if size > MAX_ANSWER_BYTES:
         raise AnswerTooLarge()
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    if length is not None and size < length:  # cut short: as an unbounded read() would say
+        raise http.client.IncompleteRead(body, length - size)
+    return body
 
 
 def send(method, url, kwargs, settings, allowed_networks=()):
