@@ -18,11 +18,18 @@ class UnknownContact(InvalidInput):
     """The request names a contact that does not exist in the workspace."""
 
 
+# The most of a provider's answer kept on a message: enough for a human to read, never a whole
+# document a provider (or whoever a URL points at) chose to send back.
+PROVIDER_ANSWER_MAX_LENGTH = 4000
+
+
 class SendError(Exception):
     """A provider refused or failed to take a message."""
 
     def __init__(self, reason, provider_answer=None):
         self.reason = reason
+        if provider_answer and len(provider_answer) > PROVIDER_ANSWER_MAX_LENGTH:
+            provider_answer = provider_answer[:PROVIDER_ANSWER_MAX_LENGTH] + "…"
         self.provider_answer = provider_answer
         super().__init__(reason)
 

@@ -24,7 +24,6 @@ from .exceptions import SendError
 # The most requests one server process has in flight at once, whatever the channels ask for.
 MAX_PARALLEL_REQUESTS = 64
 
-_local = threading.local()
 _ENVIRONMENT = {}
 _pool_lock = threading.Lock()
 _pool = None
@@ -43,17 +42,6 @@ class OutgoingRequest:
         self.kwargs = kwargs
 
 
-def _session():
-    # One session per pool thread: it keeps connections to the provider alive between requests.
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-        # Reading the proxy settings and CA bundle from the environment on every request costs
-        # as much as the rest of the request; they are read once per host instead (_environment).
-        session.trust_env = False
-    return session
-
-
 def _environment(url):
     """The proxies and CA bundle the process environment sets for ``url``, read once per host."""
     key = urlsplit(url)[:2]
@@ -66,21 +54,21 @@ def _environment(url):
     return settings
 
 
-def perform(request):
+def perform(request, allowed_networks=()):
     """Make one request; return ``(response, None)`` or ``(None, exception)``. Runs in a pool
-    thread, so it touches nothing but the network."""
+    thread, so it touches nothing but the network. Only public addresses and ``allowed_networks``
+    (the administrator's, see ``transport.ALLOWED_NETWORKS_PARAMETER``) are reached."""
     try:
         settings = _environment(request.url)
-        if transport.can_send(request.url, request.kwargs, settings):
-            return transport.send(request.method, request.url, request.kwargs, settings), None
-        return _session().request(request.method, request.url, **dict(settings, **request.kwargs)), None
+        return transport.request(request.method, request.url, request.kwargs, settings, allowed_networks), None
     except Exception as error:  # handed to the provider's generator, whatever it is
         return None, error
 
 
 class _Pool:
-    """The threads of one process that make requests: each takes ``(request, answers, token)``
-    from the inbox, makes the request and puts ``(token, response, error)`` into ``answers``.
+    """The threads of one process that make requests: each takes ``(request, answers, token,
+    allowed_networks)`` from the inbox, makes the request and puts ``(token, response, error)``
+    into ``answers``.
     (A queue of answers per flight costs one put and one get per request, where waiting on
     futures costs a lock per request in flight at every wait.)"""
 
@@ -92,8 +80,8 @@ class _Pool:
 
     def _work(self):
         while True:
-            request, answers, token = self.inbox.get()
-            response, error = perform(request)
+            request, answers, token, allowed_networks = self.inbox.get()
+            response, error = perform(request, allowed_networks)
             answers.put((token, response, error))
             del request, response, error  # keep no answer alive while waiting for the next request
 
@@ -107,9 +95,9 @@ def _get_pool():
         return _pool
 
 
-def submit(request, answers, token):
+def submit(request, answers, token, allowed_networks=()):
     """Start one request in the pool; ``(token, response, exception)`` arrives in ``answers``."""
-    _get_pool().inbox.put((request, answers, token))
+    _get_pool().inbox.put((request, answers, token, allowed_networks))
 
 
 class SendFlight:
@@ -123,11 +111,13 @@ class SendFlight:
 
     ``send`` and ``send_batch`` are the provider's hooks; ``failure``, when given, is the
     ``SendError`` of a provider that could not start, given to every message; ``on_unexpected(key,
-    error)`` turns an error that is not a ``SendError`` into one (see the channel).
+    error)`` turns an error that is not a ``SendError`` into one (see the channel);
+    ``allowed_networks`` are the networks besides public addresses that the requests may reach.
     """
 
-    def __init__(self, send, limit, on_unexpected, send_batch=None, failure=None):
+    def __init__(self, send, limit, on_unexpected, send_batch=None, failure=None, allowed_networks=()):
         self.send = send
+        self.allowed_networks = allowed_networks
         self.send_batch = send_batch
         self.limit = max(1, min(limit, MAX_PARALLEL_REQUESTS))
         self.on_unexpected = on_unexpected
@@ -184,7 +174,7 @@ class SendFlight:
             key, steps, request = self.waiting.popleft()
             token = next(self.tokens)
             self.in_flight[token] = (key, steps)
-            submit(request, self.answers, token)
+            submit(request, self.answers, token, self.allowed_networks)
 
     def _collect(self, block):
         """Advance the messages whose requests were answered; with ``block``, wait for one."""

@@ -24,6 +24,10 @@ ADMIN_PASSWORD = "admin"  # the database is created without demo data: admin kee
 API_ROOT = "/gobysend/api/v1"
 REQUEST_TIMEOUT = 30
 STARTUP_TIMEOUT = 120
+# The tests' stand-ins for providers listen on this machine, which outgoing requests may reach
+# only where an administrator allows it (the system parameter below).
+ALLOWED_NETWORKS_PARAMETER = "gobysend.outbound_allowed_networks"
+LOCAL_TEST_NETWORKS = "127.0.0.0/8, ::1/128"
 
 # ``python3 -m odoo`` leaves ``sys.argv[0]`` pointing at ``odoo/__main__.py``, which the prefork
 # server re-runs as a script to spawn its gevent (websocket) process; that fails on a relative
@@ -232,6 +236,9 @@ def odoo_server(request):
     except RuntimeError:
         server.cleanup()
         raise
+    Rpc(server.base_url, database, ADMIN_LOGIN, ADMIN_PASSWORD).call(
+        "ir.config_parameter", "set_param", ALLOWED_NETWORKS_PARAMETER, LOCAL_TEST_NETWORKS
+    )
     yield server
     server.stop()
     if request.session.testsfailed:

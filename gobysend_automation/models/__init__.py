@@ -20,4 +20,5 @@ from . import gobysend_message
 from . import gobysend_token_transaction
 from . import mail_mail
 from . import mail_thread
+from . import ir_config_parameter
 from . import gobysend_demo

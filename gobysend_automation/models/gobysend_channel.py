@@ -6,7 +6,7 @@ from odoo.exceptions import UserError, ValidationError
 
 from odoo.addons.queue_job.job import identity_exact
 
-from .. import sending
+from .. import sending, transport
 from ..exceptions import PermanentSendError, SendError, TransientSendError
 
 _logger = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ class GobysendChannel(models.Model):
             self._unexpected_send_error,
             send_batch=send_batch,
             failure=failure,
+            allowed_networks=self._get_outbound_allowed_networks(),
         )
 
     def _send_batch(self, messages):
@@ -163,7 +164,17 @@ class GobysendChannel(models.Model):
                 request = steps.throw(error) if error is not None else steps.send(response)
             except StopIteration as stop:
                 return stop.value
-            response, error = sending.perform(request)
+            response, error = sending.perform(request, self._get_outbound_allowed_networks())
+
+    @api.model
+    def _get_outbound_allowed_networks(self):
+        """The networks besides public addresses that providers' requests may reach, as an Odoo
+        administrator listed them (``transport.ALLOWED_NETWORKS_PARAMETER``); none by default, so
+        that a URL a manager sets cannot reach the server's own network. Read from the cached
+        system parameters, parsed once per value."""
+        # sudo: one value that only administrators write; nothing of the caller's input reaches it.
+        value = self.env["ir.config_parameter"].sudo().get_param(transport.ALLOWED_NETWORKS_PARAMETER) or ""
+        return transport.parse_allowed_networks(value)
 
     def _unexpected_send_error(self, message, error):
         # A bug or an unforeseen answer while the provider may already have the message: it is

@@ -4,6 +4,11 @@ from contextlib import contextmanager
 from odoo.tests import HttpCase, TransactionCase, new_test_user
 
 from ..exceptions import InvalidInput
+from ..transport import ALLOWED_NETWORKS_PARAMETER
+
+# The tests' stand-ins for providers listen on this machine's loopback addresses, which outgoing
+# requests may reach only where an administrator allows it.
+LOCAL_TEST_NETWORKS = "127.0.0.0/8, ::1/128"
 
 
 class GobysendCase(TransactionCase):
@@ -13,6 +18,7 @@ class GobysendCase(TransactionCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+        cls.env["ir.config_parameter"].set_param(ALLOWED_NETWORKS_PARAMETER, LOCAL_TEST_NETWORKS)
         cls.manager_a = new_test_user(
             cls.env, login="gbs_manager_a", groups="base.group_user,gobysend_automation.group_gobysend_manager"
         )

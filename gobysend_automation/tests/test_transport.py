@@ -10,6 +10,9 @@ from odoo.tests import BaseCase, tagged
 
 from odoo.addons.gobysend_automation import sending, transport
 
+# The test server's loopback network, as an administrator would allow it.
+LOCAL = transport.parse_allowed_networks("127.0.0.0/8")
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -74,7 +77,7 @@ class TestTransport(BaseCase):
         self.url = "http://127.0.0.1:%s" % self.server.server_address[1]
 
     def perform(self, method, path, **kwargs):
-        response, error = sending.perform(sending.OutgoingRequest(method, self.url + path, **kwargs))
+        response, error = sending.perform(sending.OutgoingRequest(method, self.url + path, **kwargs), LOCAL)
         if error is not None:
             raise error
         return response
@@ -124,7 +127,8 @@ class TestTransport(BaseCase):
             self.perform("POST", "/slow", json={}, timeout=0.1, allow_redirects=False)
         # Nothing listens on port 9.
         _response, error = sending.perform(
-            sending.OutgoingRequest("POST", "http://127.0.0.1:9/refused", json={}, timeout=1, allow_redirects=False)
+            sending.OutgoingRequest("POST", "http://127.0.0.1:9/refused", json={}, timeout=1, allow_redirects=False),
+            LOCAL,
         )
         self.assertIsInstance(error, requests.ConnectionError)
         self.assertIn("Failed to establish a new connection", str(error))

@@ -8,7 +8,7 @@ import requests
 
 from odoo import _, api, fields, models
 
-from odoo.addons.gobysend_automation import sending
+from odoo.addons.gobysend_automation import sending, transport
 from odoo.addons.gobysend_automation.exceptions import InvalidInput, PermanentSendError, TransientSendError
 from odoo.addons.gobysend_automation.tools import find_nul_character, parse_timestamp
 
@@ -119,6 +119,19 @@ class GobysendChannel(models.Model):
     def _request_error(self, error, url, timeout, hidden):
         """The SendError for a request that got no answer."""
         provider = self._get_provider_name()
+        if isinstance(error, transport.DestinationRefused):
+            return PermanentSendError(self._destination_refused_reason(error))
+        if isinstance(error, transport.AnswerTooLarge):
+            # The request went out: the provider may have taken the message. Retrying could send
+            # it twice, so it fails with the reason and a manager checks with the provider.
+            return PermanentSendError(
+                _(
+                    "%(provider)s answered with more than %(size)s KiB; the answer was not read. "
+                    "Check with the provider whether the message went out before sending it again.",
+                    provider=provider,
+                    size=error.limit // 1024,
+                )
+            )
         if isinstance(error, requests.Timeout):
             return TransientSendError(
                 _("%(provider)s did not answer within %(seconds)s seconds.", provider=provider, seconds=timeout)
@@ -136,6 +149,35 @@ class GobysendChannel(models.Model):
         # Drop the Python object's representation ("<urllib3.connection... at 0x…>: ").
         detail = self._redact(re.sub(r"<[^<>]*>:\s*", "", detail), [*hidden, url])
         return TransientSendError(_("Could not reach %(provider)s: %(error)s", provider=provider, error=detail))
+
+    def _destination_refused_reason(self, error):
+        """Why a request to the server's own network was refused, and who can allow it."""
+        kinds = {
+            "loopback": _("a loopback address (this server itself)"),
+            "private": _("a private network address"),
+            "link-local": _("a link-local address (such as a cloud metadata service)"),
+            "multicast": _("a multicast address"),
+            "unspecified": _("an unspecified address"),
+            "reserved": _("a reserved address"),
+        }
+        values = {
+            "channel": self.name,
+            "host": error.host,
+            "address": error.address,
+            "kind": kinds.get(error.kind, error.kind),
+            "parameter": transport.ALLOWED_NETWORKS_PARAMETER,
+        }
+        if error.host == error.address:
+            return _(
+                "Channel %(channel)s may not call %(host)s, %(kind)s. Requests reach public addresses only, unless "
+                "an Odoo administrator lists the network in the system parameter %(parameter)s.",
+                **values,
+            )
+        return _(
+            "Channel %(channel)s may not call %(host)s: it resolves to %(address)s, %(kind)s. Requests reach public "
+            "addresses only, unless an Odoo administrator lists the network in the system parameter %(parameter)s.",
+            **values,
+        )
 
     def _raise_for_http_status(self, response, reason=None, hidden=()):
         """Map an unsuccessful HTTP status: 429 and 5xx are transient, other 4xx permanent."""

@@ -7,3 +7,4 @@ from . import test_team_channels
 from . import test_twilio
 from . import test_webhook
 from . import test_zalo
+from . import test_outbound_destinations

@@ -9,7 +9,9 @@ from .provider_server import ProviderServer
 
 class ChannelCaseMixin:
     """A subscribed Vietnamese contact, a funded workspace without quiet hours, and a local
-    server standing in for the provider's API."""
+    server standing in for the provider's API. The server listens on 127.0.0.1, which requests
+    reach because the base class lists the loopback networks in the system parameter an Odoo
+    administrator would set (``LOCAL_TEST_NETWORKS``); a test that removes it sees them refused."""
 
     @classmethod
     def _setup_contact(cls):
