@@ -7,3 +7,4 @@ from . import test_outbox
 from . import test_segment
 from . import test_segment_incremental
 from . import test_transport
+from . import test_tenant_boundary
