@@ -1,7 +1,7 @@
 """A workspace manager stays inside their workspace: what their segment filters can read, which
 outbox records they can rewrite, and who can add tokens."""
 
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import Form, new_test_user, tagged
 
 from .common import GobysendCase
@@ -188,3 +188,46 @@ class TestSegmentFilterReach(TenantBoundaryCase):
         segment.sudo().filter_user_id = False
         self.rebuild_as_scheduler(segment)
         self.assertFalse(segment.current_membership_ids)
+
+
+class TestOutboxRecordsStayInTheirWorkspace(TenantBoundaryCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        Channel = cls.env["gobysend.channel"]
+        common = {"channel_type": "sms", "state": "enabled"}
+        cls.sms_a = Channel.create(dict(common, name="SMS A", workspace_id=cls.workspace_a.id, token_cost=2))
+        cls.free_sms_a = Channel.create(dict(common, name="Free SMS A", workspace_id=cls.workspace_a.id, token_cost=0))
+        cls.sms_b = Channel.create(dict(common, name="SMS B", workspace_id=cls.workspace_b.id, token_cost=1))
+        cls.message = cls.env["gobysend.message"]._enqueue(cls.lan, cls.sms_a, "Hello")
+
+    def test_a_manager_cannot_rewrite_what_a_message_is(self):
+        message = self.message.with_user(self.manager_a)
+        for values in (
+            {"channel_id": self.free_sms_a.id},
+            {"channel_id": self.sms_b.id},
+            {"channel_type": "email"},
+            {"token_cost": 0},
+            {"partner_id": self.hoa.id},
+            {"workspace_id": self.workspace_b.id},
+        ):
+            with self.subTest(values=values), self.assertRaises(UserError):
+                message.write(values)
+        self.assertEqual(
+            (self.message.channel_id, self.message.token_cost, self.message.partner_id, self.message.workspace_id),
+            (self.sms_a, 2, self.lan, self.workspace_a),
+        )
+        # What managers do with messages still works.
+        message.action_cancel()
+        self.assertEqual(self.message.state, "cancelled")
+
+    def test_a_message_cannot_use_another_workspaces_channel(self):
+        with self.assertRaises(ValidationError):
+            self.env["gobysend.message"].create(
+                {
+                    "workspace_id": self.workspace_a.id,
+                    "partner_id": self.lan.id,
+                    "channel_id": self.sms_b.id,
+                    "channel_type": "sms",
+                }
+            )
