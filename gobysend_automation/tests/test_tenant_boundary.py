@@ -231,3 +231,77 @@ class TestOutboxRecordsStayInTheirWorkspace(TenantBoundaryCase):
                     "channel_type": "sms",
                 }
             )
+
+    def test_ledger_memberships_and_consent_records_are_read_only_to_managers(self):
+        # Already so before: a guard that they stay so.
+        self.workspace_a.with_user(self.admin).top_up(5)
+        everyone = self.env["gobysend.segment"].create(
+            {"name": "Everyone", "workspace_id": self.workspace_a.id, "condition_ids": [(0, 0, {"kind": "domain"})]}
+        )
+        everyone._rebuild()
+        subscription = self.env["gobysend.subscription"].search(
+            [("workspace_id", "=", self.workspace_a.id), ("partner_id", "=", self.lan.id)]
+        )
+        consent = self.env["gobysend.consent.log"].create(
+            {"subscription_id": subscription.id, "channel": "email", "state": "unsubscribed", "source": "manual"}
+        )
+        ledger = self.env["gobysend.token.transaction"].search([("workspace_id", "=", self.workspace_a.id)])
+        for records, values in (
+            (ledger, {"workspace_id": self.workspace_b.id, "amount": 1000}),
+            (everyone.current_membership_ids, {"segment_id": self.segment_b.id}),
+            (consent, {"subscription_id": self.subscription_of(self.workspace_b, self.lan).id}),
+        ):
+            self.assertTrue(records)
+            with self.subTest(model=records._name), self.assertRaises(UserError):
+                records.with_user(self.manager_a).write(values)
+            with self.subTest(model=records._name), self.assertRaises(AccessError):
+                records.with_user(self.manager_a).copy()
+
+
+class TestTokenBalance(TenantBoundaryCase):
+    def ledger(self, workspace):
+        return self.env["gobysend.token.transaction"].search([("workspace_id", "=", workspace.id)], order="id")
+
+    def test_a_manager_cannot_mint_tokens(self):
+        with self.assertRaises(AccessError):
+            self.workspace_a.with_user(self.manager_a).write({"token_balance": 1_000_000})
+        with self.assertRaises(AccessError):
+            self.env["gobysend.workspace"].with_user(self.manager_a).create({"name": "Rich", "token_balance": 1000})
+        with self.assertRaises(AccessError):
+            self.workspace_a.with_user(self.manager_a).top_up(1000)
+        with self.assertRaises(AccessError):
+            self.env["gobysend.token.top.up.wizard"].with_user(self.manager_a).create(
+                {"workspace_id": self.workspace_a.id, "amount": 1000}
+            )
+        self.assertEqual(self.workspace_a.token_balance, 0)
+        self.assertFalse(self.ledger(self.workspace_a))
+
+    def test_an_administrator_tops_up_through_the_ledger(self):
+        action = self.workspace_a.with_user(self.admin).action_open_top_up_wizard()
+        wizard = Form(self.env[action["res_model"]].with_user(self.admin).with_context(**action["context"]))
+        wizard.amount = 250
+        wizard.note = "Invoice INV/2026/0042"
+        wizard.save().action_top_up()
+        self.assertEqual(self.workspace_a.token_balance, 250)
+        (entry,) = self.ledger(self.workspace_a)
+        self.assertEqual((entry.amount, entry.balance_after, entry.note), (250, 250, "Invoice INV/2026/0042"))
+        self.assertEqual(entry.create_uid, self.admin)
+        self.workspace_a.with_user(self.admin).top_up(50)
+        self.assertEqual(self.workspace_a.token_balance, 300)
+        self.assertEqual(sum(self.ledger(self.workspace_a).mapped("amount")), 300)
+        with self.assertRaises(ValidationError):
+            self.workspace_a.with_user(self.admin).top_up(-10)
+
+    def test_the_ledger_adds_up_to_the_balance_whatever_sets_it(self):
+        # Code running as superuser (data files, scripts) may still set a balance outright.
+        workspace = self.env["gobysend.workspace"].create({"name": "Seeded", "token_balance": 40})
+        workspace.token_balance = 25
+        workspace.with_user(self.admin).top_up(5)
+        self.assertEqual(workspace.token_balance, 30)
+        self.assertEqual(self.ledger(workspace).mapped("amount"), [40, -15, 5])
+        self.assertEqual(self.ledger(workspace).mapped("balance_after"), [40, 25, 30])
+
+    def test_duplicating_a_workspace_copies_no_tokens(self):
+        self.workspace_a.with_user(self.admin).top_up(100)
+        copy = self.workspace_a.with_user(self.manager_a).copy()
+        self.assertEqual(copy.token_balance, 0)
