@@ -4,7 +4,7 @@ import re
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
 from odoo.tools import safe_eval as safe_eval_tools
@@ -303,9 +303,22 @@ class GobysendSegmentCondition(models.Model):
         return conditions
 
     def write(self, vals):
+        self._check_stays_in_workspace(vals)
         result = super().write(vals)
         self._get_root_segments()._set_filter_user()
         return result
+
+    def _check_stays_in_workspace(self, vals):
+        """Record rules check a write against the condition as it was: moving it under another
+        workspace's segment would change an audience its author cannot see."""
+        targets = self.env["gobysend.workspace"]
+        # sudo: only the workspaces are read, to compare them with the conditions' own.
+        if vals.get("segment_id"):
+            targets |= self.env["gobysend.segment"].sudo().browse(vals["segment_id"]).workspace_id
+        if vals.get("parent_id"):
+            targets |= self.sudo().browse(vals["parent_id"]).workspace_id
+        if targets and any(condition.workspace_id != targets for condition in self.sudo()):
+            raise UserError(_("A condition cannot move to a segment of another workspace."))
 
     def unlink(self):
         segments = self._get_root_segments()

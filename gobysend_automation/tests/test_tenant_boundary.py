@@ -181,6 +181,18 @@ class TestSegmentFilterReach(TenantBoundaryCase):
             segment.with_user(self.manager_a).write({"filter_user_id": self.admin.id})
         self.assertEqual(segment.filter_user_id, self.manager_a)
 
+    def test_a_condition_cannot_move_into_another_workspaces_segment(self):
+        segment = self.manager_segment("[('id', '=', 0)]")
+        for values in (
+            {"segment_id": self.segment_b.id},
+            {"segment_id": False, "parent_id": self.segment_b.condition_ids.id},
+        ):
+            with self.subTest(values=values), self.assertRaises(UserError):
+                segment.condition_ids.with_user(self.manager_a).write(values)
+        self.assertEqual(len(self.segment_b.condition_ids), 1)
+        self.assertFalse(self.segment_b.condition_ids.child_ids)
+        self.assertEqual(segment.condition_ids.segment_id, segment)
+
     def test_a_deleted_author_leaves_the_filter_matching_no_one(self):
         segment = self.manager_segment("[('city', '=', 'Hà Nội')]")
         self.rebuild_as_scheduler(segment)
