@@ -208,6 +208,7 @@ class GobysendWorkspace(models.Model):
 
     def top_up(self, amount, note=None):
         """Add ``amount`` tokens to the balance, recorded on the ledger; for Odoo administrators.
+        Return the id of the ledger entry.
 
         Public so that billing scripts can top up over XML-RPC as well as from the form.
         """
@@ -249,7 +250,7 @@ class GobysendWorkspace(models.Model):
                 balance=balance_after,
             )
         )
-        return entry
+        return entry.id
 
     def action_open_top_up_wizard(self):
         self.ensure_one()
