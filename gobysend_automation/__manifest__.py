@@ -22,6 +22,7 @@
         "data/queue_job_data.xml",
         "wizards/gobysend_api_key_wizard_views.xml",
         "wizards/gobysend_send_message_wizard_views.xml",
+        "wizards/gobysend_token_top_up_wizard_views.xml",
         "views/gobysend_workspace_views.xml",
         "views/gobysend_subscription_views.xml",
         "views/gobysend_attribute_views.xml",

@@ -10,6 +10,7 @@ import pytz
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 
 from odoo import _, api, fields, models, tools
+from odoo.exceptions import UserError, ValidationError
 
 from .. import templating
 from ..exceptions import PermanentSendError, SendError, TransientSendError
@@ -55,6 +56,9 @@ DISPATCH_BATCH_SIZE = 500
 DISPATCH_LOOKUPS = "gobysend_dispatch_lookups"
 # First key of the advisory lock that serialises the claims of a rate-limited channel.
 RATE_LOCK_CLASS = 7_301_001
+# What a message is, set once when it is queued: rewriting one would send it to someone else,
+# over another workspace's channel, or at another price (the ledger debits ``token_cost``).
+IMMUTABLE_MESSAGE_FIELDS = ("partner_id", "channel_id", "channel_type", "token_cost")
 
 
 class DispatchSteps:
@@ -202,6 +206,33 @@ class GobysendMessage(models.Model):
                 ON gobysend_message (channel_id, handed_over_at) WHERE handed_over_at IS NOT NULL
             """
         )
+
+    @api.constrains("channel_id", "workspace_id")
+    def _check_channel_workspace(self):
+        for message in self:
+            if message.channel_id.workspace_id != message.workspace_id:
+                raise ValidationError(
+                    _(
+                        "Channel “%(channel)s” belongs to another workspace than the message.",
+                        channel=message.channel_id.display_name,
+                    )
+                )
+
+    def write(self, vals):
+        # Refused to everyone, superuser included: nothing in the outbox rewrites them, and record
+        # rules would not stop a manager from pointing a message at another workspace's records.
+        for name in set(IMMUTABLE_MESSAGE_FIELDS) & set(vals):
+            field = self._fields[name]
+            new_value = field.convert_to_cache(vals[name], self)
+            if any(field.convert_to_cache(message[name], self) != new_value for message in self.sudo()):
+                raise UserError(
+                    _(
+                        "The %(field)s of a message cannot change once it is queued: cancel the message and "
+                        "send a new one instead.",
+                        field=field.string,
+                    )
+                )
+        return super().write(vals)
 
     # ------------------------------------------------------------------
     # Enqueue

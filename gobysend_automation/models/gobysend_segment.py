@@ -1,12 +1,12 @@
 import datetime
 import logging
 
-from odoo import _, api, fields, models, tools
-from odoo.exceptions import ValidationError
+from odoo import SUPERUSER_ID, _, api, fields, models, tools
+from odoo.exceptions import AccessError, ValidationError
 from odoo.osv import expression
-from odoo.tools import SQL
+from odoo.tools import SQL, sql
 
-from .gobysend_segment_condition import GROUP_OPERATORS
+from .gobysend_segment_condition import FILTER_UID_KEY, GROUP_OPERATORS
 
 _logger = logging.getLogger(__name__)
 
@@ -68,6 +68,15 @@ class GobysendSegment(models.Model):
     preview_count = fields.Integer(string="Matching Contacts", compute="_compute_preview")
     preview_partner_ids = fields.Many2many("res.partner", string="Sample Members", compute="_compute_preview")
     preview_error = fields.Char(compute="_compute_preview")
+    filter_user_id = fields.Many2one(
+        "res.users",
+        string="Conditions Set By",
+        readonly=True,
+        copy=False,
+        ondelete="set null",
+        help="Contact filters are evaluated with this user's access rights, also in the background: "
+        "the user who last changed the conditions.",
+    )
 
     _sql_constraints = [
         (
@@ -93,6 +102,27 @@ class GobysendSegment(models.Model):
         self.env.cr.execute(
             "ALTER TABLE gobysend_segment_dirty ADD COLUMN IF NOT EXISTS changes integer NOT NULL DEFAULT %s",
             (ALL_CHANGES,),
+        )
+        # Segments saved before contact filters were evaluated with their author's rights: the
+        # user who last wrote one of their contact filters is taken as that author (the segment's
+        # own write_uid is the scheduler's, which rebuilds it). In SQL: conditions nest, and the
+        # ORM has no recursive query.
+        if not sql.table_exists(self.env.cr, "gobysend_segment_condition"):
+            return
+        self.env.cr.execute(
+            """
+            WITH RECURSIVE tree (id, segment_id) AS (
+                SELECT id, segment_id FROM gobysend_segment_condition WHERE segment_id IS NOT NULL
+                 UNION ALL
+                SELECT c.id, tree.segment_id FROM gobysend_segment_condition c JOIN tree ON c.parent_id = tree.id
+            )
+            UPDATE gobysend_segment s SET filter_user_id = latest.write_uid
+              FROM (SELECT DISTINCT ON (tree.segment_id) tree.segment_id, c.write_uid
+                      FROM tree JOIN gobysend_segment_condition c ON c.id = tree.id
+                     WHERE c.kind = 'domain' AND c.write_uid IS NOT NULL
+                     ORDER BY tree.segment_id, c.write_date DESC) AS latest
+             WHERE latest.segment_id = s.id AND s.filter_user_id IS NULL
+            """
         )
 
     @api.depends(
@@ -133,8 +163,10 @@ class GobysendSegment(models.Model):
             if not segment.workspace_id:
                 continue
             try:
-                query = segment._get_members_query()
-            except ValidationError as error:
+                # With the rights of the user reading the form, who would set the conditions
+                # by saving them: the count tells them nothing they could not read themselves.
+                query = segment.with_context(**{FILTER_UID_KEY: self.env.uid})._get_members_query()
+            except (ValidationError, AccessError) as error:
                 segment.preview_error = error.args[0]
                 continue
             self.env.cr.execute(query.select(SQL("count(*)")))
@@ -163,12 +195,18 @@ class GobysendSegment(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            vals["filter_user_id"] = self.env.uid
         segments = super().create(vals_list)
         segments._request_rebuild()
         self._forget_watched_partner_fields()
         return segments
 
     def write(self, vals):
+        if "filter_user_id" in vals and not self.env.su:
+            raise AccessError(_("Whose rights evaluate a segment's contact filters is set by changing its conditions."))
+        if {"condition_ids", "match"} & set(vals):
+            vals = dict(vals, filter_user_id=self.env.uid)
         result = super().write(vals)
         if {"condition_ids", "match", "active"} & set(vals):
             self._request_rebuild()
@@ -180,6 +218,12 @@ class GobysendSegment(models.Model):
         result = super().unlink()
         self._forget_watched_partner_fields()
         return result
+
+    def _set_filter_user(self):
+        """Make the current user the one whose rights evaluate these segments' contact filters."""
+        changed = self.filtered(lambda segment: segment.filter_user_id.id != self.env.uid)
+        # sudo: the field is refused to direct writes; the user is the one changing the conditions.
+        changed.sudo().write({"filter_user_id": self.env.uid})
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_in_use(self):
@@ -241,11 +285,36 @@ class GobysendSegment(models.Model):
     # ------------------------------------------------------------------
 
     def _get_partner_domain(self, now=None, scope=None):
-        """The whole condition tree as one domain on ``res.partner`` (without the workspace scope)."""
+        """The whole condition tree as one domain on ``res.partner`` (without the workspace scope),
+        to be searched with ``_contacts_model``."""
         self.ensure_one()
         now = now or fields.Datetime.now()
+        self = self.with_context(**{FILTER_UID_KEY: self._get_filter_uid()})
         roots = self.condition_ids.filtered(lambda condition: not condition.parent_id)
         return self.env["gobysend.segment.condition"]._combine(roots, self.match, self.workspace_id, now, scope)
+
+    def _get_filter_uid(self):
+        """Whose access rights evaluate this segment's contact filters: the user who last set
+        the conditions (or the reader of the form, see ``_compute_preview``); 0 when that user
+        no longer exists. Without contact filters, nothing a user wrote is evaluated as a search
+        of contacts: every other kind of condition names its workspace itself, so the evaluation
+        needs no record rules (they would only slow it down)."""
+        self.ensure_one()
+        if not self.condition_ids._has_contact_filter():
+            return SUPERUSER_ID
+        if FILTER_UID_KEY in self.env.context:
+            return self.env.context[FILTER_UID_KEY]
+        return self.filter_user_id.id or 0
+
+    def _contacts_model(self):
+        """``res.partner`` as this segment's members are searched: with the access rights of
+        ``_get_filter_uid``, so that record rules apply to the contacts and to every record a
+        contact filter reaches (another company's, another workspace's)."""
+        uid = self._get_filter_uid()
+        Partner = self.env["res.partner"].with_context(active_test=True)
+        # Superuser only without contact filters (see _get_filter_uid), or for a filter set by the
+        # superuser; a deleted author's filters match no one (gobysend.segment.condition).
+        return Partner.with_user(uid) if uid else Partner.sudo()
 
     def _get_members_query(self, partner_ids=None, now=None):
         """The ORM ``Query`` of the contacts that meet this segment's conditions now.
@@ -267,7 +336,7 @@ class GobysendSegment(models.Model):
         )
         # No "id in scope" on the contacts themselves: the scoped subscription subquery already
         # restricts them, and PostgreSQL would compare every index probe with the whole list.
-        return self.env["res.partner"].sudo().with_context(active_test=True)._search(domain)
+        return self._contacts_model()._search(domain)
 
     def _get_matching_partner_ids(self, partner_ids=None, now=None):
         return set(self._get_members_query(partner_ids, now).get_result_ids())
@@ -321,7 +390,7 @@ class GobysendSegment(models.Model):
             # subscription was archived or deleted (see gobysend.subscription), which
             # closes its memberships; asking it of every member again would cost a rebuild
             # with nothing to change more than Odoo's own search of the same conditions.
-            query = self.env["res.partner"].sudo().with_context(active_test=True)._search(self._get_partner_domain(now))
+            query = self._contacts_model()._search(self._get_partner_domain(now))
             scope = SQL()
             # Asked in the statement that writes, of the candidates alone: in the statement that
             # reads, a subquery per contact would make PostgreSQL plan (and compile) for a

@@ -4,7 +4,7 @@ import re
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
 from odoo.tools import safe_eval as safe_eval_tools
@@ -101,6 +101,19 @@ WATCHED_CHANGES = {
 WATCHED_FIELDS_INPUTS = {"kind", "partner_domain", "segment_id", "parent_id", "child_ids", "other_segment_id"}
 # Names a contact filter may use, as in Odoo's own saved filters.
 DOMAIN_EVAL_NAMES = ("datetime", "relativedelta", "context_today", "time", "uid")
+# Models a contact filter may not reach (names, or prefixes ending with a dot). Gobysend's own
+# records belong to workspaces: the segment's other kinds of condition read them, scoped to the
+# segment's workspace. User accounts and mail internals (messages, followers, activities,
+# discussions) are no contact data, and some of their fields join without access rules.
+FILTER_FORBIDDEN_MODELS = ("gobysend.", "mail.", "discuss.", "bus.", "ir.", "res.users", "res.groups")
+# Mixins whose fields on contacts are mail internals (followers, messages, activities).
+FILTER_FORBIDDEN_MIXINS = ("mail.thread", "mail.activity.mixin")
+# Operators that compare a many2one with record ids: they name records without reading them
+# (the salesperson is the current user: ``[("user_id", "=", uid)]``).
+ID_OPERATORS = ("=", "!=", "in", "not in")
+# The context key that carries whose access rights contact filters are evaluated with (a
+# user id; 0 when the user who set them no longer exists). Set by ``gobysend.segment``.
+FILTER_UID_KEY = "gobysend_filter_uid"
 
 
 class GobysendSegmentCondition(models.Model):
@@ -281,20 +294,42 @@ class GobysendSegmentCondition(models.Model):
             condition._validate()
         self._get_root_segments()._check_no_cycle()
 
+    # ------------------------------------------------------------------
+    # CRUD: whoever changes the conditions becomes the user whose rights evaluate them, and the
+    # contact fields that segments watch are looked up again
+    # ------------------------------------------------------------------
+
     @api.model_create_multi
     def create(self, vals_list):
         conditions = super().create(vals_list)
+        conditions._get_root_segments()._set_filter_user()
         self.env["gobysend.segment"]._forget_watched_partner_fields()
         return conditions
 
     def write(self, vals):
+        self._check_stays_in_workspace(vals)
         result = super().write(vals)
+        self._get_root_segments()._set_filter_user()
         if WATCHED_FIELDS_INPUTS & set(vals):
             self.env["gobysend.segment"]._forget_watched_partner_fields()
         return result
 
+    def _check_stays_in_workspace(self, vals):
+        """Record rules check a write against the condition as it was: moving it under another
+        workspace's segment would change an audience its author cannot see."""
+        targets = self.env["gobysend.workspace"]
+        # sudo: only the workspaces are read, to compare them with the conditions' own.
+        if vals.get("segment_id"):
+            targets |= self.env["gobysend.segment"].sudo().browse(vals["segment_id"]).workspace_id
+        if vals.get("parent_id"):
+            targets |= self.sudo().browse(vals["parent_id"]).workspace_id
+        if targets and any(condition.workspace_id != targets for condition in self.sudo()):
+            raise UserError(_("A condition cannot move to a segment of another workspace."))
+
     def unlink(self):
+        segments = self._get_root_segments()
         result = super().unlink()
+        segments.exists()._set_filter_user()
         self.env["gobysend.segment"]._forget_watched_partner_fields()
         return result
 
@@ -404,53 +439,158 @@ class GobysendSegmentCondition(models.Model):
         return (self._parse_value(self.value),)
 
     def _get_contact_filter(self):
-        """The contact filter as a domain, checked against the fields contacts really have."""
+        """The contact filter as a domain, checked against the fields contacts really have and
+        against what the user whose rights evaluate it may read (``_contacts_model``)."""
+        Partner = self._contacts_model()
         try:
-            domain = safe_eval(self.partner_domain or "[]", self._domain_eval_context())
+            domain = safe_eval(self.partner_domain or "[]", self._domain_eval_context(Partner.env))
         except Exception as error:
             raise ValidationError(
                 _("The contact filter cannot be read: %(error)s", error=getattr(error, "args", [error])[0])
             ) from None
         if not isinstance(domain, list | tuple):
             raise ValidationError(_("The contact filter must be a list of conditions."))
-        Partner = self.env["res.partner"]
-        for leaf in domain:
-            if expression.is_operator(leaf) or leaf in (expression.TRUE_LEAF, expression.FALSE_LEAF):
-                continue
-            if not isinstance(leaf, list | tuple) or len(leaf) != 3 or not isinstance(leaf[0], str):
-                raise ValidationError(_("The contact filter has an unreadable condition: %(leaf)s", leaf=leaf))
-            model = Partner
-            for name in leaf[0].split("."):
-                if model is None:
-                    break
-                field = model._fields.get(name)
-                if field is None:
-                    if name in models.READ_GROUP_NUMBER_GRANULARITY:
-                        break
-                    raise ValidationError(
-                        _(
-                            "The contact filter uses “%(path)s”, but %(model)s has no field “%(field)s”.",
-                            path=leaf[0],
-                            model=model._description,
-                            field=name,
-                        )
-                    )
-                model = self.env[field.comodel_name] if field.relational else None
+        self._check_filter_paths(domain, Partner, "")
         try:
-            expression.expression(domain, Partner.sudo())
+            expression.expression(domain, Partner)
+        except AccessError as error:
+            raise ValidationError(_("The contact filter cannot be used: %(error)s", error=error.args[0])) from None
         except (ValueError, TypeError, AssertionError) as error:
             raise ValidationError(
                 _("The contact filter cannot be used: %(error)s", error=getattr(error, "args", [error])[0])
             ) from None
         return list(domain)
 
-    def _domain_eval_context(self):
+    def _check_filter_paths(self, domain, model, prefix):
+        """Refuse a filter whose field paths leave contact data (``FILTER_FORBIDDEN_MODELS``,
+        ``FILTER_FORBIDDEN_MIXINS``), use fields or models that ``model``'s user cannot read,
+        or cross fields that join without access rules; ``any`` sub-filters are checked on
+        their own model. ``prefix`` is the path that led to ``model``, for the messages."""
+        for leaf in domain:
+            if expression.is_operator(leaf) or leaf in (expression.TRUE_LEAF, expression.FALSE_LEAF):
+                continue
+            if not isinstance(leaf, list | tuple) or len(leaf) != 3 or not isinstance(leaf[0], str):
+                raise ValidationError(_("The contact filter has an unreadable condition: %(leaf)s", leaf=leaf))
+            path, operator, value = leaf
+            names = path.split(".")
+            current = model
+            for position, name in enumerate(names):
+                full_path = ".".join(filter(None, [prefix, *names[: position + 1]]))
+                field = current._fields.get(name)
+                if field is None:
+                    if position and name in models.READ_GROUP_NUMBER_GRANULARITY:
+                        break
+                    raise ValidationError(
+                        _(
+                            "The contact filter uses “%(path)s”, but %(model)s has no field “%(field)s”.",
+                            path=full_path,
+                            model=current._description,
+                            field=name,
+                        )
+                    )
+                self._check_filter_field(current, field, full_path)
+                if not field.relational:
+                    break
+                comodel = current.env[field.comodel_name]
+                last = position == len(names) - 1
+                if last and field.type == "many2one" and operator in ID_OPERATORS and self._names_ids_only(value):
+                    # A column of the record itself: nothing of the other model is read. (Not so
+                    # for x2many fields, whose ids Odoo looks up without access rules.)
+                    break
+                if self._is_forbidden_filter_model(comodel._name):
+                    raise self._forbidden_path_error(full_path, comodel)
+                if getattr(field, "auto_join", False):
+                    raise ValidationError(
+                        _(
+                            "The contact filter cannot use “%(path)s”: field “%(field)s” of %(model)s is read "
+                            "without access rules.",
+                            path=full_path,
+                            field=field.string,
+                            model=current._description,
+                        )
+                    )
+                if not comodel.has_access("read"):
+                    raise ValidationError(
+                        _(
+                            "The contact filter cannot use “%(path)s”: you have no access to %(model)s.",
+                            path=full_path,
+                            model=comodel._description,
+                        )
+                    )
+                if last and operator in ("any", "not any") and isinstance(value, list | tuple):
+                    self._check_filter_paths(value, comodel, full_path)
+                current = comodel
+
+    def _check_filter_field(self, model, field, path):
+        if not field.is_accessible(model.env):
+            raise ValidationError(
+                _(
+                    "The contact filter cannot use “%(path)s”: you have no access to field “%(field)s” of %(model)s.",
+                    path=path,
+                    field=field.string,
+                    model=model._description,
+                )
+            )
+        magic = {*models.MAGIC_COLUMNS, "display_name"}
+        if field.name not in magic and any(
+            field.name in model.env[mixin]._fields for mixin in FILTER_FORBIDDEN_MIXINS if mixin in model.env
+        ):
+            raise ValidationError(
+                _(
+                    "The contact filter cannot use “%(path)s”: followers, messages and activities are out of a "
+                    "contact filter's reach.",
+                    path=path,
+                )
+            )
+
+    @staticmethod
+    def _names_ids_only(value):
+        values = value if isinstance(value, list | tuple) else [value]
+        return all(item is False or (isinstance(item, int) and not isinstance(item, bool)) for item in values)
+
+    @staticmethod
+    def _is_forbidden_filter_model(model_name):
+        return any(
+            model_name.startswith(forbidden) if forbidden.endswith(".") else model_name == forbidden
+            for forbidden in FILTER_FORBIDDEN_MODELS
+        )
+
+    def _forbidden_path_error(self, path, model):
+        if model._name.startswith("gobysend."):
+            return ValidationError(
+                _(
+                    "The contact filter cannot use “%(path)s”: %(model)s belongs to workspaces. Use a condition "
+                    "of the segment instead (attribute, event, message engagement, subscription state or segment "
+                    "membership), which stays within this segment's workspace.",
+                    path=path,
+                    model=model._description,
+                )
+            )
+        return ValidationError(
+            _(
+                "The contact filter cannot use “%(path)s”: %(model)s records (user accounts, messages and other "
+                "internal records) are out of a contact filter's reach.",
+                path=path,
+                model=model._description,
+            )
+        )
+
+    def _contacts_model(self):
+        """``res.partner`` with the access rights contact filters are evaluated with: those of
+        the user the segment names (``FILTER_UID_KEY``), else the current user's. Record rules
+        thus apply to the contacts and to every record a filter's path reaches."""
+        Partner = self.env["res.partner"]
+        uid = self.env.context.get(FILTER_UID_KEY)
+        return Partner.with_user(uid) if uid else Partner
+
+    def _domain_eval_context(self, env=None):
+        env = env or self.env
         return {
             "datetime": safe_eval_tools.datetime,
             "relativedelta": relativedelta,
-            "context_today": lambda: fields.Date.context_today(self),
+            "context_today": lambda: fields.Date.context_today(self.with_env(env)),
             "time": safe_eval_tools.time,
-            "uid": self.env.uid,
+            "uid": env.uid,
         }
 
     def _property_filter_sql(self, alias):
@@ -537,6 +677,10 @@ class GobysendSegmentCondition(models.Model):
         return self._combine(self.child_ids, self.group_operator, workspace, now, scope)
 
     def _domain_domain(self, workspace, now, scope):
+        if self.env.context.get(FILTER_UID_KEY) == 0:
+            # Nobody's rights to evaluate it with (the user who set it was deleted): it matches
+            # no one until someone saves the conditions again.
+            return expression.FALSE_DOMAIN
         return self._get_contact_filter()
 
     def _since(self, now):
@@ -557,7 +701,8 @@ class GobysendSegmentCondition(models.Model):
         if len(domain) == 1 and domain[0][:2] == ("id", "in") and isinstance(domain[0][2], SQL):
             matching = SQL("SELECT x.* FROM %s AS x", domain[0][2])
         else:
-            query = self.env["res.partner"].sudo().with_context(active_test=False)._search(domain)
+            # The domain may hold contact filters: evaluated with their author's rights.
+            query = self._contacts_model().with_context(active_test=False)._search(domain)
             matching = query.select(SQL.identifier(query.table, "id"))
         return [
             (
@@ -806,6 +951,12 @@ class GobysendSegmentCondition(models.Model):
                         # Hierarchy operators follow the parent links, whatever field they name.
                         names.add(self.env["res.partner"]._parent_name)
         return names
+
+    def _has_contact_filter(self):
+        return any(
+            condition.kind == "domain" or (condition.kind == "group" and condition.child_ids._has_contact_filter())
+            for condition in self
+        )
 
     def _get_referenced_segments(self):
         segments = self.env["gobysend.segment"]

@@ -1,7 +1,7 @@
 import secrets
 
 from odoo import _, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 
 from odoo.addons.base.models.res_partner import _tz_get
 
@@ -59,8 +59,12 @@ class GobysendWorkspace(models.Model):
     )
     token_balance = fields.Float(
         digits=(16, 2),
+        default=0.0,
+        readonly=True,
+        copy=False,
         tracking=True,
-        help="Tokens available to pay for messages sent from this workspace.",
+        help="Tokens available to pay for messages sent from this workspace. It changes only through the "
+        "token ledger: top-ups by an administrator, and the sends it pays for.",
     )
     double_opt_in = fields.Boolean(
         string="Require Double Opt-in",
@@ -119,9 +123,46 @@ class GobysendWorkspace(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        if not self.env.su and any(vals.get("token_balance") for vals in vals_list):
+            raise AccessError(self._balance_refusal())
         workspaces = super().create(vals_list)
         self.env["gobysend.segment"]._create_predefined(workspaces)
+        workspaces.filtered("token_balance")._record_balance_change(
+            dict.fromkeys(workspaces, 0.0), _("Opening balance")
+        )
         return workspaces
+
+    def write(self, vals):
+        if "token_balance" not in vals:
+            return super().write(vals)
+        # Only code running as superuser (data files, scripts, tests) sets a balance outright,
+        # and even then the ledger records the difference: it always adds up to the balance.
+        if not self.env.su:
+            raise AccessError(self._balance_refusal())
+        before = {workspace: workspace.token_balance for workspace in self}
+        result = super().write(vals)
+        self._record_balance_change(before, _("Balance set directly"))
+        return result
+
+    def _balance_refusal(self):
+        return _(
+            "A workspace's token balance changes only through its token ledger: an administrator tops it up "
+            "(Top Up on the workspace), and each send debits it."
+        )
+
+    def _record_balance_change(self, before, note):
+        entries = [
+            {
+                "workspace_id": workspace.id,
+                "amount": workspace.token_balance - before[workspace],
+                "balance_after": workspace.token_balance,
+                "note": note,
+            }
+            for workspace in self
+            if workspace.token_balance != before[workspace]
+        ]
+        # sudo: the ledger is written by the code that moves a balance, never by users.
+        self.env["gobysend.token.transaction"].sudo().create(entries)
 
     @api.model
     def _create_missing_predefined_segments(self):
@@ -164,6 +205,68 @@ class GobysendWorkspace(models.Model):
             }
         )
         return plaintext
+
+    def top_up(self, amount, note=None):
+        """Add ``amount`` tokens to the balance, recorded on the ledger; for Odoo administrators.
+        Return the id of the ledger entry.
+
+        Public so that billing scripts can top up over XML-RPC as well as from the form.
+        """
+        self.ensure_one()
+        if not self.env.user.has_group("base.group_system"):
+            raise AccessError(_("Only Odoo administrators can top up a workspace's tokens."))
+        self.check_access("write")
+        if not amount or amount <= 0:
+            raise ValidationError(_("A top-up adds a positive number of tokens."))
+        # One UPDATE relative to the stored balance: dispatchers debit it the same way at any
+        # moment (see gobysend.message), and a read-then-write through the ORM would undo a
+        # debit made in between.
+        self.flush_recordset(["token_balance"])
+        self.env.cr.execute(
+            "UPDATE gobysend_workspace SET token_balance = COALESCE(token_balance, 0) + %s WHERE id = %s "
+            "RETURNING token_balance",
+            (amount, self.id),
+        )
+        balance_after = self.env.cr.fetchone()[0]
+        self.invalidate_recordset(["token_balance"])
+        # sudo: the ledger is read-only to users; the caller is an administrator (checked above).
+        entry = (
+            self.env["gobysend.token.transaction"]
+            .sudo()
+            .create(
+                {
+                    "workspace_id": self.id,
+                    "amount": amount,
+                    "balance_after": balance_after,
+                    "note": (note or "").strip() or _("Top-up"),
+                }
+            )
+        )
+        self.message_post(
+            body=_(
+                "%(amount)s tokens added by %(user)s; the balance is now %(balance)s.",
+                amount=amount,
+                user=self.env.user.name,
+                balance=balance_after,
+            )
+        )
+        return entry.id
+
+    def action_open_top_up_wizard(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Top Up Tokens"),
+            "res_model": "gobysend.token.top.up.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_workspace_id": self.id},
+        }
+
+    def action_view_token_ledger(self):
+        action = self._action_open_related("gobysend.token.transaction", _("Token Ledger"))
+        action["context"] = {"create": False}
+        return action
 
     def action_open_api_key_wizard(self):
         self.ensure_one()

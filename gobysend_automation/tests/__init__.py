@@ -9,3 +9,4 @@ from . import test_segment_incremental
 from . import test_partner_write_cost
 from . import test_transport
 from . import test_outbound_destinations
+from . import test_tenant_boundary

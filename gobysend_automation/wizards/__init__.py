@@ -1,2 +1,3 @@
 from . import gobysend_api_key_wizard
 from . import gobysend_send_message_wizard
+from . import gobysend_token_top_up_wizard
