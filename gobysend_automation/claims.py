@@ -21,6 +21,9 @@ them (``FOR NO KEY UPDATE``): rows that other transactions are inserting and tha
 
 A claimed table needs an ``id`` column, a ``state`` column and a ``claim_token`` varchar column
 (indexed where not null); ``ClaimedTable`` names the table and its claimed state.
+
+Everything here is SQL: row locks (``SKIP LOCKED``, ``FOR NO KEY UPDATE``) and conditional
+``UPDATE ... RETURNING`` are what the protocol is made of, and the ORM has neither.
 """
 
 import datetime
