@@ -44,3 +44,9 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Retrying cannot help: an invalid number, a refused request (HTTP 4xx)."""
+
+
+class UncertainSendError(PermanentSendError):
+    """The request reached the provider but its answer did not come back (a read time-out): the
+    message may or may not have arrived. Sending it again could send it twice, so it is not
+    retried automatically; a manager checks with the provider."""

@@ -16,6 +16,7 @@ from . import res_partner
 from . import fastapi_endpoint
 from . import gobysend_channel
 from . import gobysend_message_template
+from . import gobysend_claim
 from . import gobysend_message
 from . import gobysend_token_transaction
 from . import mail_mail

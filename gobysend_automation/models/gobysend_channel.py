@@ -155,6 +155,13 @@ class GobysendChannel(models.Model):
         flight.add(messages)
         return {key: result for _part, results in flight.finish() for key, result in results.items()}
 
+    def _has_idempotent_sends(self):
+        """Whether the provider recognises a repeated request for a message and sends it once
+        (e.g. by a request id of the message's own): only then is a message whose fate is
+        unknown sent again automatically. Providers override this."""
+        self.ensure_one()
+        return False
+
     def _run_provider_request_steps(self, steps):
         """Run one provider generator to its end now (a button, a token refresh) and return its
         value; raise what stopped it."""
@@ -288,7 +295,10 @@ class GobysendChannel(models.Model):
             subject=_("Test message"),
             is_test=True,
         )
-        message._dispatch()
+        # Sent once this request has committed, before its answer leaves: the form opened below
+        # shows the provider's answer or error, as a manager testing a channel expects, and a
+        # retried request cannot send the test twice.
+        message._send_after_commit(message.ids)
         return {
             "type": "ir.actions.act_window",
             "res_model": "gobysend.message",

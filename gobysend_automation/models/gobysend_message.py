@@ -11,8 +11,9 @@ from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import SQL
 
-from .. import templating
+from .. import claims, templating
 from ..exceptions import PermanentSendError, SendError, TransientSendError
 from .gobysend_channel import CHANNEL_TYPES, CONSENT_CHANNEL_TYPES, DISPATCH_JOB_BATCH_SIZE
 from .gobysend_workspace import WEEKDAY_FIELDS
@@ -48,8 +49,8 @@ RECEIPT_TRANSITIONS = {
     "failed": ("sent",),
 }
 MAX_ATTEMPTS = 5
-# A claimed message still "sending" after this long belongs to a dispatcher that died.
-SENDING_TIMEOUT = datetime.timedelta(minutes=10)
+# Dispatchers claim messages by moving them to "sending" (see ``claims``).
+MESSAGE_CLAIMS = claims.ClaimedTable("gobysend_message", "sending")
 BASE_RETRY_DELAY = datetime.timedelta(minutes=1)
 DISPATCH_BATCH_SIZE = 500
 # Where a dispatch batch keeps what it read about its contacts (on the cursor, for the batch).
@@ -59,6 +60,16 @@ RATE_LOCK_CLASS = 7_301_001
 # What a message is, set once when it is queued: rewriting one would send it to someone else,
 # over another workspace's channel, or at another price (the ledger debits ``token_cost``).
 IMMUTABLE_MESSAGE_FIELDS = ("partner_id", "channel_id", "channel_type", "token_cost")
+# First key of the advisory locks that serialise the frequency-cap checks of one contact.
+CAP_LOCK_CLASS = 7_301_002
+# How often a batch applies its rules again when another dispatcher created one of its tracked
+# links at the same moment.
+LINK_RACE_ATTEMPTS = 3
+
+
+class TrackedLinkRace(Exception):
+    """Another transaction created a tracked link this one was creating (link.tracker checks
+    that links are unique by a search, not by an index)."""
 
 
 class DispatchSteps:
@@ -83,8 +94,10 @@ class DispatchSteps:
         """The rules are applied and the tokens of ``ready`` debited; nothing has left yet."""
 
     def hand_over(self, part):
-        """``part`` is about to go to the provider."""
+        """``part`` is about to go to the provider; return the messages that may go (all of it,
+        unless the batch's claim lost some of them)."""
         part.write({"handed_over_at": self.now})
+        return part
 
     def record(self, part, results):
         """What the provider answered for ``part``."""
@@ -104,9 +117,10 @@ class CommittedDispatchSteps(DispatchSteps):
     read its messages, channel and workspace again.
     """
 
-    def __init__(self, now, journal):
+    def __init__(self, now, journal, claim):
         super().__init__(now)
         self.journal = journal
+        self.claim = claim
         self.rendered = {}
 
     def batch_env(self, env):
@@ -123,21 +137,32 @@ class CommittedDispatchSteps(DispatchSteps):
 
     def prepared(self, ready):
         ready.env.flush_all()
+        # Raises ClaimLost, and the rule outcomes and debits are rolled back, when recovery took
+        # the batch meanwhile.
+        self.claim.beat(ready.env.cr, fields.Datetime.now())
         ready.env.cr.commit()  # commit-ok: rule outcomes and debits, before anything is handed over
 
     def hand_over(self, part):
         # With the previous slices' outcomes: from this commit on the provider may have these
         # messages. The providers read the rendering from here (this transaction has not read
-        # these messages since the rules were applied).
-        part.with_env(self.journal)._store_rendered(self.rendered, handed_over_at=self.now)
+        # these messages since the rules were applied). The beat comes first: past it, recovery
+        # cannot take the claim before this commit, and the hand-over takes only the messages
+        # the claim still holds.
+        self.journal.flush_all()
+        self.claim.beat(self.journal.cr, fields.Datetime.now())
+        handed = part.with_env(self.journal)._store_rendered(self.rendered, handed_over_at=self.now, claim=self.claim)
         self.journal.flush_all()
         self.journal.cr.commit()  # commit-ok: see above
+        return part.browse(handed)
 
     def record(self, part, results):
-        part.with_env(self.journal)._record_send_results(results, self.now)
+        # Only what the claim still holds: an outcome never overwrites what recovery decided.
+        held = self.claim.lock_held(self.journal.cr, part.ids)
+        part.browse(held).with_env(self.journal)._record_send_results(results, self.now)
 
     def done(self):
         self.journal.flush_all()
+        self.claim.beat(self.journal.cr, fields.Datetime.now())
         self.journal.cr.commit()  # commit-ok: the last slices' outcomes
 
 
@@ -176,6 +201,9 @@ class GobysendMessage(models.Model):
     sending_started_at = fields.Datetime(readonly=True, help="When a dispatcher claimed the message.")
     handed_over_at = fields.Datetime(
         readonly=True, help="When the message was handed to the provider; unset while it surely has not reached it."
+    )
+    claim_token = fields.Char(
+        readonly=True, copy=False, index="btree_not_null", help="The claim of the dispatcher sending it (see claims)."
     )
     token_cost = fields.Float(digits=(16, 2), readonly=True)
     idempotency_key = fields.Char(readonly=True)
@@ -423,19 +451,36 @@ class GobysendMessage(models.Model):
             .search_count([("workspace_id", "=", key[0]), ("partner_id", "=", key[1])], limit=1)
         )
 
-    def _sent_counts(self, now):
-        """How many messages the contacts of these messages were sent on each channel type
-        within the last day and week: ``{(workspace id, partner id, channel type): [day, week]}``."""
-        counts = collections.defaultdict(lambda: [0, 0])
-        capped = self.filtered(
+    def _capped(self):
+        """The messages a frequency cap applies to."""
+        return self.filtered(
             lambda m: not m.is_test and (m.workspace_id.frequency_cap_daily or m.workspace_id.frequency_cap_weekly)
         )
+
+    def _lock_capped_contacts(self):
+        """Serialise the frequency-cap checks of these messages' contacts with those of other
+        dispatchers until this transaction commits: each then counts what the other let through."""
+        partner_ids = sorted(set(self._capped().partner_id.ids))
+        if partner_ids:
+            # Taken in one order by everyone, so that two batches cannot wait for each other.
+            self.env.cr.execute(
+                "SELECT pg_advisory_xact_lock(%s, partner_id) FROM unnest(%s::int[]) AS partner_id ORDER BY partner_id",
+                (CAP_LOCK_CLASS, partner_ids),
+            )
+
+    def _sent_counts(self, now):
+        """How many messages the contacts of these messages were sent on each channel type
+        within the last day and week: ``{(workspace id, partner id, channel type): [day, week]}``.
+        Messages that other dispatchers let through and are still sending count too: they carry
+        the time their rules passed as ``sent_at``."""
+        counts = collections.defaultdict(lambda: [0, 0])
+        capped = self._capped()
         if not capped:
             return counts
         base = [
             ("workspace_id", "in", capped.workspace_id.ids),
             ("partner_id", "in", capped.partner_id.ids),
-            ("state", "in", SENT_STATES),
+            ("state", "in", (*SENT_STATES, "sending")),
             ("is_test", "=", False),
         ]
         for position, days in ((0, 1), (1, 7)):
@@ -685,7 +730,7 @@ class GobysendMessage(models.Model):
         if not messages:
             return
         with messages._dispatch_lookups_for_batch():
-            ready = messages._apply_send_rules(now, steps)
+            ready = messages._apply_send_rules_once_links_exist(now, steps)
             if not ready:
                 steps.prepared(ready)
                 return
@@ -704,18 +749,35 @@ class GobysendMessage(models.Model):
                 # left. The next slice is prepared while the previous one is in flight.
                 for part in tools.split_every(steps.slice_size(channel, group), group.ids, group.browse):
                     flight.drain_waiting()
-                    steps.hand_over(part)
-                    flight.add(part)
+                    handed = steps.hand_over(part)
+                    if handed:
+                        flight.add(handed)
                     for done, results in flight.completed():
                         steps.record(done, results)
                 for done, results in flight.finish():
                     steps.record(done, results)
             steps.done()
 
+    def _apply_send_rules_once_links_exist(self, now, steps):
+        """``_apply_send_rules``, again from the start when another dispatcher created one of
+        the batch's tracked links meanwhile: the next attempt finds that link and uses it."""
+        for attempt in range(1, LINK_RACE_ATTEMPTS + 1):
+            try:
+                # One savepoint per batch, not per link: the race is rare, the links are many.
+                with self.env.cr.savepoint():
+                    return self._apply_send_rules(now, steps)
+            except TrackedLinkRace as race:
+                self.env.invalidate_all()
+                if attempt == LINK_RACE_ATTEMPTS:
+                    raise race.__cause__ from None
+                _logger.info("A tracked link was created by another dispatcher; applying the rules again.")
+        return self.browse()
+
     def _apply_send_rules(self, now, steps):
         """Render each message and check it against the send-time rules; give the messages that
         may not go out now their outcome, debit the others' tokens and return those, their
         rendering kept with ``steps``."""
+        self._lock_capped_contacts()
         counts = self._sent_counts(now)
         rendered = {}
         for message in self:
@@ -757,6 +819,9 @@ class GobysendMessage(models.Model):
             rendered[message.id] = (subject, body)
         checked = self.browse(list(rendered))
         uncovered = checked._debit_tokens()
+        # Counted by the frequency caps of other dispatchers from the commit of these rules on,
+        # until the message has its outcome (see _sent_counts).
+        (checked - uncovered)._capped().write({"sent_at": now})
         for message in uncovered:
             subject, body = rendered.pop(message.id)
             message.write(
@@ -775,26 +840,37 @@ class GobysendMessage(models.Model):
         steps.store_rendered(ready, rendered)
         return ready
 
-    def _store_rendered(self, rendered, handed_over_at=None):
+    def _store_rendered(self, rendered, handed_over_at=None, claim=None):
         """Store each message's rendering ``{id: (subject, body)}`` and count the attempt; with
-        ``handed_over_at``, mark them handed over to the provider at that time too."""
+        ``handed_over_at``, mark them handed over to the provider at that time too. With
+        ``claim``, only the messages it still holds; returns the ids of those stored."""
         if not self:
-            return
+            return []
         self.flush_recordset()
         ids = self.ids
         # One UPDATE for the batch where the ORM would send one per message: each has its own text.
         self.env.cr.execute(
-            """
-            UPDATE gobysend_message message
-               SET subject = rendered.subject, body = rendered.body, attempts = message.attempts + 1,
-                   handed_over_at = COALESCE(%s, message.handed_over_at),
-                   write_date = now() at time zone 'UTC', write_uid = %s
-              FROM unnest(%s::int[], %s::varchar[], %s::text[]) AS rendered(id, subject, body)
-             WHERE message.id = rendered.id
-            """,
-            (handed_over_at, self.env.uid, ids, [rendered[i][0] for i in ids], [rendered[i][1] for i in ids]),
+            SQL(
+                """
+                UPDATE gobysend_message message
+                   SET subject = rendered.subject, body = rendered.body, attempts = message.attempts + 1,
+                       handed_over_at = COALESCE(%s, message.handed_over_at),
+                       write_date = now() at time zone 'UTC', write_uid = %s
+                  FROM unnest(%s::int[], %s::varchar[], %s::text[]) AS rendered(id, subject, body)
+                 WHERE message.id = rendered.id AND %s
+                RETURNING message.id
+                """,
+                handed_over_at,
+                self.env.uid,
+                ids,
+                [rendered[i][0] for i in ids],
+                [rendered[i][1] for i in ids],
+                claim.held_condition("message") if claim else SQL("TRUE"),
+            )
         )
+        stored = [row[0] for row in self.env.cr.fetchall()]
         self.invalidate_recordset(["subject", "body", "attempts", "handed_over_at", "write_date", "write_uid"])
+        return stored
 
     def _store_sent(self, provider_message_ids, now):
         """Mark these messages sent, each with its provider message id ``{id: provider id}``."""
@@ -841,12 +917,20 @@ class GobysendMessage(models.Model):
                     {
                         "state": "queued",
                         "next_attempt_at": now + delay + jitter,
+                        "sent_at": False,
                         "reason": result.reason,
                         "provider_answer": result.provider_answer,
                     }
                 )
             else:
-                message.write({"state": "failed", "reason": result.reason, "provider_answer": result.provider_answer})
+                message.write(
+                    {
+                        "state": "failed",
+                        "sent_at": False,
+                        "reason": result.reason,
+                        "provider_answer": result.provider_answer,
+                    }
+                )
         self.browse(list(sent))._store_sent(sent, now)
         not_sent._refund_tokens()
 
@@ -854,21 +938,25 @@ class GobysendMessage(models.Model):
     # Dispatch at scale: claim, hand over, record — each step its own transaction
     # ------------------------------------------------------------------
     #
-    # A dispatcher claims a batch of due messages (queued -> sending) in a short committed
-    # transaction, so that no other dispatcher, on this server or another, can take them. It
-    # then checks the batch and hands it to the provider a slice at a time, committing right
-    # before each slice goes out ("handed over", with the previous slice's outcomes), and once
-    # more at the end. A dispatcher killed at any point leaves each of its messages in one of
-    # three states, all safe:
+    # A dispatcher claims a batch of due messages (queued -> sending, see ``claims``) in a short
+    # committed transaction, so that no other dispatcher, on this server or another, can take
+    # them. It then checks the batch and hands it to the provider a slice at a time, committing
+    # right before each slice goes out ("handed over", with the previous slice's outcomes), and
+    # once more at the end. Each of these commits beats the claim's heartbeat first, and every
+    # write to the messages is conditional on the claim still holding them: a dispatcher whose
+    # claim recovery took (it stopped beating for ``claims.STALE_AFTER``, e.g. paused or hung)
+    # stops without sending. A dispatcher stopped at any point leaves each of its messages in one
+    # of three states, all safe:
     #   - outcome committed: done, never touched again;
     #   - claimed, not handed over: it surely never reached the provider; recovery queues it again;
     #   - handed over, no outcome: it may have reached the provider; recovery marks it failed
-    #     with that reason instead of sending it a second time, and a manager decides.
+    #     with that reason instead of sending it a second time, and a manager decides (unless
+    #     the provider deduplicates retries: then it is queued again).
 
     @api.model
     def _claim_due(self, channel, limit, now=None):
-        """Claim up to ``limit`` due messages of ``channel`` and return their ids (committed).
-        With a rate limit, no more than the channel may still send in this minute."""
+        """Claim up to ``limit`` due messages of ``channel`` and return the ``claims.Claim``
+        (committed). With a rate limit, no more than the channel may still send in this minute."""
         now = now or fields.Datetime.now()
         with self.env.registry.cursor() as cr:
             # READ COMMITTED for this one statement's transaction: FOR UPDATE then re-reads a row
@@ -891,74 +979,78 @@ class GobysendMessage(models.Model):
                 )
                 limit = min(limit, max(0, channel.rate_limit - cr.fetchone()[0]))
                 if not limit:
-                    return []
-            # A materialized CTE: the LIMIT must be applied once; inside "IN (subquery)" the
-            # planner may run the subquery more than once and claim more rows than asked.
-            cr.execute(
-                """
-                WITH due AS MATERIALIZED (
-                    SELECT id FROM gobysend_message
-                     WHERE channel_id = %(channel)s AND state = 'queued' AND next_attempt_at <= %(now)s
-                     ORDER BY next_attempt_at, id
-                     LIMIT %(limit)s
-                       FOR UPDATE SKIP LOCKED
-                )
-                UPDATE gobysend_message message
-                   SET state = 'sending', sending_started_at = %(now)s, handed_over_at = NULL, write_date = %(now)s
-                  FROM due
-                 WHERE message.id = due.id AND message.state = 'queued'
-                RETURNING message.id
-                """,
-                {"now": now, "channel": channel.id, "limit": limit},
+                    return claims.Claim(MESSAGE_CLAIMS, None, [])
+            return self._claim(
+                cr, SQL("channel_id = %s AND state = 'queued' AND next_attempt_at <= %s", channel.id, now), limit, now
             )
-            return sorted(row[0] for row in cr.fetchall())
 
     @api.model
-    def _dispatch_claimed(self, message_ids, now=None):
-        """Take claimed messages to their outcomes in transactions of their own."""
+    def _claim(self, cr, condition, limit, now):
+        return MESSAGE_CLAIMS.claim(
+            cr,
+            condition,
+            SQL("next_attempt_at, id"),
+            limit,
+            # sent_at marks the messages that passed the frequency caps (see _sent_counts).
+            SQL("sending_started_at = %s, handed_over_at = NULL, sent_at = NULL, write_date = %s", now, now),
+            now=now,
+        )
+
+    @api.model
+    def _dispatch_claimed(self, claim, now=None):
+        """Take the messages of ``claim`` to their outcomes in transactions of their own."""
         now = now or fields.Datetime.now()
         try:
             with self.env.registry.cursor() as cr:
                 if not self.env.registry.in_test_mode():
                     # Dispatchers of one workspace all debit its token balance: under READ
                     # COMMITTED the conditional UPDATE waits for the other one and re-checks the
-                    # balance, where repeatable read would fail the whole batch. The messages
-                    # themselves are this dispatcher's alone: it claimed them.
+                    # balance, where repeatable read would fail the whole batch.
                     cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
-                messages = self.with_env(self.env(cr=cr)).sudo().browse(message_ids)
-                messages = messages.filtered(lambda m: m.state == "sending")
+                # Locked until the rules' outcomes commit: recovery waits for them.
+                held = claim.lock_held(cr)
+                messages = self.with_env(self.env(cr=cr)).sudo().browse(held)
                 with self.env.registry.cursor() as journal_cr:
                     if not self.env.registry.in_test_mode():
                         journal_cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
                     journal = messages.env(cr=journal_cr)
                     # The messages stay "sending" until their outcome is known: were they "queued"
                     # when the hand-over commits, another dispatcher could claim them and send them again.
-                    messages._dispatch_batch(now, CommittedDispatchSteps(now, journal))
+                    messages._dispatch_batch(now, CommittedDispatchSteps(now, journal, claim))
                 # The journal changed what this transaction had read.
                 messages.invalidate_recordset()
-                # The channel was disabled meanwhile: nothing happened to these. (A search rather
-                # than a filter: reading the whole batch again to find these would cost more.)
-                messages.search(
-                    [("id", "in", messages.ids), ("state", "=", "sending"), ("handed_over_at", "=", False)]
-                ).write({"state": "queued", "reason": _("Waiting: the channel is disabled.")})
+                # The channel was disabled meanwhile: nothing happened to these.
+                claim.release(
+                    cr,
+                    messages.ids,
+                    SQL("state = 'queued', reason = %s", _("Waiting: the channel is disabled.")),
+                    SQL("target.handed_over_at IS NULL"),
+                )
+                claim.end(cr)
+                messages.invalidate_recordset()
                 return messages
+        except claims.ClaimLost:
+            # Recovery settled the batch while this dispatcher was stopped: it owns nothing any more.
+            _logger.warning("A dispatch batch stopped: its claim %s went stale and was recovered.", claim.token)
+            return self.browse()
         except Exception:
             # What surely never reached the provider goes back to the queue now rather than
             # when recovery finds it; what may have reached it is left to recovery.
-            self._release_unhanded(message_ids)
+            self._release_unhanded(claim)
             raise
 
     @api.model
-    def _release_unhanded(self, message_ids):
+    def _release_unhanded(self, claim):
         with self.env.registry.cursor() as cr:
-            env = self.env(cr=cr)
-            env["gobysend.message"].sudo().search(
-                [("id", "in", list(message_ids)), ("state", "=", "sending"), ("handed_over_at", "=", False)]
-            )._requeue_unhanded()
+            held = claim.lock_held(cr)
+            messages = self.env(cr=cr)["gobysend.message"].sudo().browse(held)
+            messages.filtered(lambda message: not message.handed_over_at)._requeue_unhanded()
+            # The handed over ones, fate unknown, are settled by the next recovery.
+            claim.end(cr)
 
-    def _requeue_unhanded(self, now=None):
-        """Queue again claimed messages that surely never reached the provider, giving back
-        the tokens their batch debited for them."""
+    def _requeue_unhanded(self, now=None, reason=None):
+        """Queue again claimed messages that surely never reached the provider (or whose
+        provider deduplicates a retry), giving back the tokens their batch debited for them."""
         debited = (
             self.env["gobysend.token.transaction"]
             .sudo()
@@ -968,33 +1060,67 @@ class GobysendMessage(models.Model):
         self.write(
             {
                 "state": "queued",
+                "claim_token": False,
+                "sent_at": False,
                 "next_attempt_at": now or fields.Datetime.now(),
-                "reason": _("Requeued: its dispatcher stopped before sending it."),
+                "reason": reason or _("Requeued: its dispatcher stopped before sending it."),
             }
         )
 
     @api.model
     def _recover_interrupted(self, now=None):
-        """Settle the messages of dispatchers that died (see the protocol above)."""
+        """Settle the messages of dispatchers that stopped beating (see the protocol above)."""
         now = now or fields.Datetime.now()
-        stale = now - SENDING_TIMEOUT
-        never_handed = self.sudo().search(
-            [("state", "=", "sending"), ("handed_over_at", "=", False), ("sending_started_at", "<", stale)]
-        )
+        self.env.flush_all()
+        orphans = self.sudo().browse(MESSAGE_CLAIMS.revoke_stale(self.env.cr, now))
+        orphans.invalidate_recordset()
+        never_handed = orphans.filtered(lambda message: not message.handed_over_at)
         never_handed._requeue_unhanded(now)
-        maybe_sent = self.sudo().search(
-            [("state", "=", "sending"), ("handed_over_at", "!=", False), ("handed_over_at", "<", stale)]
+        handed = orphans - never_handed
+        retry_safe = handed.filtered(lambda message: message.channel_id._has_idempotent_sends())
+        retry_safe._requeue_unhanded(
+            now, _("Requeued: its dispatcher stopped; the provider ignores a repeated request for it.")
         )
+        maybe_sent = handed - retry_safe
         maybe_sent.write(
             {
                 "state": "failed",
+                "claim_token": False,
+                "sent_at": False,
                 "reason": _(
                     "Interrupted while the provider had it: it may or may not have arrived, so it is not sent again "
                     "automatically. Check with the provider, then retry it if needed."
                 ),
             }
         )
-        return len(never_handed), len(maybe_sent)
+        return len(never_handed | retry_safe), len(maybe_sent)
+
+    @api.model
+    def _send_after_commit(self, message_ids):
+        """Send these queued messages once the current transaction has committed, through the
+        claimed dispatch. Sending inside an HTTP request's transaction would send again when
+        Odoo retries the request after a serialization failure; after the commit, the request
+        can no longer be retried, and a rolled back request forgets these callbacks."""
+        registry, uid, context = self.env.registry, self.env.uid, dict(self.env.context)
+
+        def send():
+            with registry.cursor() as cr:
+                env = api.Environment(cr, uid, context)
+                try:
+                    env["gobysend.message"]._send_now(message_ids)
+                except Exception:  # the request has committed: report on the messages, not to the client
+                    _logger.exception("Could not send messages %s after the request", message_ids)
+
+        self.env.cr.postcommit.add(send)
+
+    @api.model
+    def _send_now(self, message_ids):
+        """Claim these messages (the queued ones) and take them to their outcomes."""
+        now = fields.Datetime.now()
+        with self.env.registry.cursor() as cr:
+            claim = self._claim(cr, SQL("id = ANY(%s) AND state = 'queued'", list(message_ids)), len(message_ids), now)
+        if claim:
+            self._dispatch_claimed(claim, now)
 
     @api.model
     def _cron_dispatch(self):
@@ -1103,10 +1229,14 @@ class GobysendMessage(models.Model):
         render = self.env["mail.render.mixin"].sudo()
         base_url = self.get_base_url()
         blacklist = ["/gobysend/unsubscribe/", "/gobysend/preferences/", "/gobysend/confirm/"]
-        if self.channel_type == "email":
-            body = render._shorten_links(body, {}, blacklist=blacklist, base_url=base_url)
-        else:
-            body = render._shorten_links_text(body, {}, blacklist=blacklist, base_url=base_url)
+        try:
+            if self.channel_type == "email":
+                body = render._shorten_links(body, {}, blacklist=blacklist, base_url=base_url)
+            else:
+                body = render._shorten_links_text(body, {}, blacklist=blacklist, base_url=base_url)
+        except UserError as error:
+            # Mostly "must be unique": another dispatcher created the same link meanwhile.
+            raise TrackedLinkRace(str(error)) from error
         body = re.sub(
             re.escape(base_url) + r"/r/([A-Za-z0-9]+)(?![A-Za-z0-9/])",
             lambda match: f"{base_url}/r/{match.group(1)}/g/{self.id}",

@@ -8,7 +8,7 @@ from odoo.tests import HttpCase, tagged
 
 from odoo.addons.queue_job.job import Job
 
-from .. import sending, templating
+from .. import claims, sending, templating
 from ..exceptions import PermanentSendError
 from .common import GobysendCase
 from .smtp_sink import SmtpSink
@@ -195,14 +195,6 @@ class TestQuietHours(OutboxCase):
         # Monday 00:00 local is in quiet hours: the next open moment is Monday 08:00 local.
         self.assertEqual(message.next_attempt_at, datetime.datetime(2026, 11, 30, 1, 0))
 
-    def test_test_sends_ignore_quiet_hours(self):
-        self.sms.test_partner_id = self.contact
-        with freeze_time("2026-11-23 16:30:00"):
-            action = self.sms.action_send_test()
-        message = self.env["gobysend.message"].browse(action["res_id"])
-        self.assertEqual(message.state, "sent", message.reason)
-        self.assertTrue(message.is_test)
-
 
 class TestTemplates(OutboxCase):
     def render(self, source, html=False, **variables):
@@ -266,6 +258,31 @@ class TestTemplates(OutboxCase):
 
 @freeze_time(MONDAY_MORNING_UTC)
 class TestSendActions(OutboxCase):
+    """Buttons send after their request commits, through the claimed dispatch: the registry's
+    test mode hands its cursors out as savepoints of the test's transaction."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.registry.enter_test_mode(cls.cr)
+        cls.addClassCleanup(cls.registry.leave_test_mode)
+
+    def commit_request(self):
+        """What happens when the request's transaction commits: its post-commit callbacks run."""
+        self.env.flush_all()
+        self.env.cr.postcommit.run()
+
+    def test_test_sends_ignore_quiet_hours(self):
+        self.sms.test_partner_id = self.contact
+        with freeze_time("2026-11-23 16:30:00"):
+            action = self.sms.action_send_test()
+            message = self.env["gobysend.message"].browse(action["res_id"])
+            self.assertEqual(message.state, "queued", "nothing is sent before the request commits")
+            self.commit_request()
+        message.invalidate_recordset()
+        self.assertEqual(message.state, "sent", message.reason)
+        self.assertTrue(message.is_test)
+
     def test_email_channel_sends_through_odoo_mail_with_unsubscribe_headers(self):
         email = self.email_channel(sender="shop@example.com", token_cost=0)
         with SmtpSink() as sink:
@@ -316,8 +333,11 @@ class TestSendActions(OutboxCase):
             .create({"channel_id": self.sms.id, "body": "Xin chào {{ contact.first_name }}"})
         )
         result = wizard.action_send()
-        self.assertEqual(result["params"]["type"], "success", result)
         message = self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)])
+        self.assertEqual(result["domain"], [("id", "in", message.ids)], "the user is shown the messages")
+        self.assertEqual(message.state, "queued", "nothing is sent before the request commits")
+        self.commit_request()
+        message.invalidate_recordset()
         self.assertEqual((message.state, message.body), ("sent", "Xin chào Lan"))
 
     def test_wizard_respects_consent(self):
@@ -328,8 +348,11 @@ class TestSendActions(OutboxCase):
             .with_context(active_model="res.partner", active_ids=self.contact.ids)
             .create({"channel_id": self.sms.id, "body": "Hi"})
         )
-        self.assertEqual(wizard.action_send()["params"]["type"], "warning")
-        self.assertEqual(self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)]).state, "skipped")
+        wizard.action_send()
+        self.commit_request()
+        message = self.env["gobysend.message"].search([("partner_id", "=", self.contact.id)])
+        self.assertEqual(message.state, "skipped")
+        self.assertIn("consented", message.reason)
 
     def test_user_of_another_workspace_cannot_use_the_channel(self):
         wizard = (
@@ -386,8 +409,10 @@ class TestBackgroundDispatch(OutboxCase):
         first = messages._claim_due(self.sms, 3)
         second = messages._claim_due(self.sms, 10)
         self.assertEqual(len(first), 3)
-        self.assertEqual(sorted(first + second), sorted(messages.ids))
+        self.assertEqual(sorted(first.ids + second.ids), sorted(messages.ids))
         self.assertEqual(set(messages.mapped("state")), {"sending"})
+        self.assertNotEqual(first.token, second.token)
+        self.assertEqual(set(messages.browse(first.ids).mapped("claim_token")), {first.token})
 
     def test_job_respects_the_channel_rate_limit(self):
         self.sms.rate_limit = 2
@@ -401,17 +426,25 @@ class TestBackgroundDispatch(OutboxCase):
         self.assertEqual(sorted(states), ["queued", "queued", "queued", "sent", "sent"])
 
     def test_recovery_requeues_unsent_and_fails_possibly_sent_messages(self):
-        never_handed, maybe_sent, fresh = (self.enqueue(idempotency_key=key) for key in ("a", "b", "c"))
-        claimed = self.env["gobysend.message"]._claim_due(self.sms, 10)
-        self.assertEqual(len(claimed), 3)
+        Message = self.env["gobysend.message"]
+        never_handed, maybe_sent = (self.enqueue(idempotency_key=key) for key in ("a", "b"))
+        stopped = Message._claim_due(self.sms, 10)
+        self.assertEqual(len(stopped), 2)
         maybe_sent.handed_over_at = MONDAY_MORNING_UTC
-        fresh.sending_started_at = MONDAY_MORNING_UTC + datetime.timedelta(minutes=9)
+        # Claimed as long ago as the other batch, but its dispatcher still beats.
+        fresh = self.enqueue(idempotency_key="c")
+        beating = Message._claim_due(self.sms, 10)
         later = MONDAY_MORNING_UTC + datetime.timedelta(minutes=11)
-        self.assertEqual(self.env["gobysend.message"]._recover_interrupted(later), (1, 1))
+        beating.beat(self.env.cr, MONDAY_MORNING_UTC + datetime.timedelta(minutes=9))
+        self.assertEqual(Message._recover_interrupted(later), (1, 1))
         self.assertEqual(never_handed.state, "queued")
+        self.assertFalse(never_handed.claim_token)
         self.assertEqual(maybe_sent.state, "failed")
         self.assertIn("may or may not have arrived", maybe_sent.reason)
-        self.assertEqual(fresh.state, "sending", "a dispatcher still within its time is left alone")
+        self.assertEqual(fresh.state, "sending", "a dispatcher that still beats is left alone")
+        with self.assertRaises(claims.ClaimLost):
+            stopped.beat(self.env.cr, later)
+        beating.beat(self.env.cr, later)
 
 
 @tagged("post_install", "-at_install")

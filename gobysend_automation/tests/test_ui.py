@@ -1,6 +1,8 @@
 """The web client, driven in a browser as people use it (tours in static/tests/tours/)."""
 
+from odoo.sql_db import TestCursor
 from odoo.tests import tagged
+from odoo.tools.misc import Callbacks
 
 from .common import GobysendHttpCase
 
@@ -67,7 +69,21 @@ class TestUi(GobysendHttpCase):
         self.env["gobysend.subscription"].create({"workspace_id": self.workspace_a.id, "partner_id": self.partner.id})
         self.start_tour("/odoo", "gobysend_restricted_user_tour", login=self.user_a.login)
 
+    def run_post_commit_hooks(self):
+        """Run the requests' post-commit hooks when they commit, as a real cursor does (Odoo's
+        test cursor drops them): "Send test" sends after its request commits."""
+        commit = TestCursor.commit
+
+        def commit_then_run_hooks(cursor):
+            hooks, cursor.postcommit = cursor.postcommit, Callbacks()
+            commit(cursor)
+            cursor.postcommit = hooks  # the hooks find their data on the cursor
+            hooks.run()
+
+        self.patch(TestCursor, "commit", commit_then_run_hooks)
+
     def test_manager_configures_a_channel_and_sends_a_test(self):
+        self.run_post_commit_hooks()
         self.start_tour(
             "/odoo/action-gobysend_automation.gobysend_channel_action", "gobysend_channel_send_test_tour", login="admin"
         )

@@ -52,27 +52,15 @@ class GobysendSendMessageWizard(models.TransientModel):
         messages = self.env["gobysend.message"]
         for partner in self.partner_ids:
             messages |= messages._enqueue(partner, channel.sudo(), self.body, subject=self.subject, origin=partner)
-        messages._dispatch()
-        sent = messages.filtered(lambda m: m.state == "sent")
-        not_sent = messages - sent
-        if not_sent:
-            notice = _(
-                "%(sent)s sent, %(other)s not sent now: %(reason)s",
-                sent=len(sent),
-                other=len(not_sent),
-                reason=not_sent[0].reason or not_sent[0].state,
-            )
-            notice_type = "warning"
-        else:
-            notice = _("%(count)s message(s) sent.", count=len(sent))
-            notice_type = "success"
+        # Sent once this request has committed, before its answer leaves (a retried request
+        # cannot send them twice): the list opened below shows each message's outcome.
+        messages._send_after_commit(messages.ids)
         return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "message": notice,
-                "type": notice_type,
-                "sticky": False,
-                "next": {"type": "ir.actions.act_window_close"},
-            },
+            "type": "ir.actions.act_window",
+            "name": _("Messages sent"),
+            "res_model": "gobysend.message",
+            "view_mode": "list,form",
+            "views": [(False, "list"), (False, "form")],
+            "domain": [("id", "in", messages.ids)],
+            "target": "current",
         }

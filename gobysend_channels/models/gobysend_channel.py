@@ -9,7 +9,12 @@ import requests
 from odoo import _, api, fields, models
 
 from odoo.addons.gobysend_automation import sending, transport
-from odoo.addons.gobysend_automation.exceptions import InvalidInput, PermanentSendError, TransientSendError
+from odoo.addons.gobysend_automation.exceptions import (
+    InvalidInput,
+    PermanentSendError,
+    TransientSendError,
+    UncertainSendError,
+)
 from odoo.addons.gobysend_automation.tools import find_nul_character, parse_timestamp
 
 from .. import utils
@@ -94,7 +99,7 @@ class GobysendChannel(models.Model):
         text = "HTTP %s: %s" % (response.status_code, response.text[:ANSWER_MAX_LENGTH])
         return self._redact(text, hidden)
 
-    def _provider_request(self, method, url, hidden=(), **kwargs):
+    def _provider_request(self, method, url, hidden=(), retry_safe=None, **kwargs):
         """Call the provider with this channel's timeout; return the response, whatever its status.
 
         A generator step (``response = yield from self._provider_request(...)``): the request is
@@ -102,7 +107,9 @@ class GobysendChannel(models.Model):
         ``gobysend_automation.sending``). Timeouts and connection errors raise
         ``TransientSendError``; a URL that cannot be called at all raises ``PermanentSendError``.
         ``hidden`` lists secrets (tokens in URLs...) that must not appear in the reason kept on
-        the message.
+        the message. A request whose answer timed out may have reached the provider: unless
+        ``retry_safe`` (by default: the provider deduplicates a message's requests), it raises
+        ``UncertainSendError``, and the message is not sent again automatically.
         """
         self.ensure_one()
         headers = {"User-Agent": USER_AGENT}
@@ -114,9 +121,9 @@ class GobysendChannel(models.Model):
         try:
             return (yield sending.OutgoingRequest(method, url, headers=headers, timeout=timeout, **kwargs))
         except requests.RequestException as error:
-            raise self._request_error(error, url, timeout, hidden) from None
+            raise self._request_error(error, url, timeout, hidden, retry_safe) from None
 
-    def _request_error(self, error, url, timeout, hidden):
+    def _request_error(self, error, url, timeout, hidden, retry_safe=None):
         """The SendError for a request that got no answer."""
         provider = self._get_provider_name()
         if isinstance(error, transport.DestinationRefused):
@@ -132,6 +139,19 @@ class GobysendChannel(models.Model):
                     size=error.limit // 1024,
                 )
             )
+        if isinstance(error, requests.exceptions.ReadTimeout):
+            if retry_safe is None:
+                retry_safe = self._has_idempotent_sends()
+            if not retry_safe:
+                return UncertainSendError(
+                    _(
+                        "%(provider)s took the request but did not answer within %(seconds)s seconds: the message may "
+                        "or may not have arrived, so it is not sent again automatically. Check with the provider, "
+                        "then retry it if needed.",
+                        provider=provider,
+                        seconds=timeout,
+                    )
+                )
         if isinstance(error, requests.Timeout):
             return TransientSendError(
                 _("%(provider)s did not answer within %(seconds)s seconds.", provider=provider, seconds=timeout)

@@ -34,6 +34,11 @@ class GobysendChannel(models.Model):
             return ("sms",)
         return super()._get_supported_channel_types()
 
+    def _has_idempotent_sends(self):
+        if self.provider == "esms":
+            return True  # see _esms_request_id
+        return super()._has_idempotent_sends()
+
     def _esms_request_id(self, message):
         """eSMS refuses a RequestId seen before: retries of one message can never send it twice."""
         database_uuid = self.env["ir.config_parameter"].sudo().get_param("database.uuid", "")

@@ -121,8 +121,12 @@ class GobysendChannel(models.Model):
             raise PermanentSendError(
                 _("The private key of the service account of channel %(channel)s cannot be read.", channel=self.name)
             ) from None
+        # A token request sends nothing: repeating it after a time-out is safe.
         response = yield from self._provider_request(
-            "POST", account["token_uri"], data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion}
+            "POST",
+            account["token_uri"],
+            retry_safe=True,
+            data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
         )
         result = utils.response_json(response) or {}
         if response.status_code >= 300 or not result.get("access_token"):

@@ -125,10 +125,12 @@ class GobysendChannel(models.Model):
         except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure):
             raise TransientSendError(_("The Zalo access token is being refreshed by another process.")) from None
         hidden = (self.zalo_app_secret, self.zalo_refresh_token)
+        # A token request sends no message: after a time-out the message may be tried again.
         response = yield from self._provider_request(
             "POST",
             (self.zalo_oauth_url or ZALO_OAUTH_URL).rstrip("/") + "/v4/oa/access_token",
             hidden=hidden,
+            retry_safe=True,
             headers={"secret_key": self.zalo_app_secret},
             data={"app_id": self.zalo_app_id, "refresh_token": self.zalo_refresh_token, "grant_type": "refresh_token"},
         )

@@ -1,3 +1,7 @@
+import datetime
+
+from odoo import fields
+
 from .common import ChannelCase
 
 SEND_PATH = "/MainService.svc/json/SendMultipleMessage_V4_post_json/"
@@ -75,6 +79,31 @@ class TestEsms(ChannelCase):
         )
         message = self.send(self.channel)
         self.assertSent(message, self.request_id(message))
+
+    def test_answer_too_late_is_retried_with_the_same_request_id(self):
+        # Odoo's test harness raises every timeout below 10 seconds to 10 seconds.
+        self.channel.request_timeout = 1
+        self.server.expect(SEND_PATH, json={"CodeResult": "100", "SMSID": "late"}, delay=11)
+        message = self.send(self.channel)
+        # eSMS may have the SMS, but refuses its request id a second time: retrying is safe.
+        self.assertRetriedLater(message)
+        self.server.expect(SEND_PATH, json={"CodeResult": "124", "CountRegenerate": 0, "ErrorMessage": "Request exist"})
+        message._dispatch()
+        self.assertSent(message, self.request_id(message))
+        request_ids = [request.json()["RequestId"] for request in self.server.requests]
+        self.assertEqual(request_ids, [self.request_id(message)] * 2)
+
+    def test_interrupted_hand_over_is_queued_again(self):
+        self.registry.enter_test_mode(self.env.cr)
+        self.addCleanup(self.registry.leave_test_mode)
+        Message = self.env["gobysend.message"]
+        message = Message._enqueue(self.contact, self.channel, "Xin chào")
+        Message._claim_due(self.channel, 10)
+        message.handed_over_at = fields.Datetime.now()
+        # Its dispatcher stopped beating while eSMS might have had it.
+        later = fields.Datetime.now() + datetime.timedelta(minutes=11)
+        self.assertEqual(Message._recover_interrupted(later), (1, 0))
+        self.assertEqual(message.state, "queued", "its request id makes another attempt safe")
 
     def test_gateway_error_retries_with_backoff(self):
         self.server.expect(SEND_PATH, 502, text="Bad Gateway")

@@ -155,12 +155,13 @@ class TestWebhook(ChannelCase):
                 return channel.max_parallel_requests
 
             def hand_over(self, part):
-                DispatchSteps.hand_over(self, part)
+                handed = DispatchSteps.hand_over(self, part)
                 sent_ids = {request.headers["X-Gobysend-Message-Id"] for request in test.server.requests}
                 left_early = sent_ids & {str(message.id) for message in part}
                 test.assertFalse(left_early, "a request left before its hand-over")
                 test.assertTrue(all(part.mapped("handed_over_at")))
                 handed_over.append(part)
+                return handed
 
         now = fields.Datetime.now()
         messages.sudo()._dispatch_batch(now, Steps(now))
