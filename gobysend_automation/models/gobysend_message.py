@@ -228,7 +228,7 @@ class GobysendMessage(models.Model):
         channel.ensure_one()
         partner.ensure_one()
         templating.check_syntax(subject, "subject")
-        templating.check_syntax(body, "body", html=channel.channel_type == "email")
+        templating.check_syntax(body, "body", html=channel.channel_type == "email", channel_type=channel.channel_type)
         now = fields.Datetime.now()
         # ON CONFLICT DO NOTHING makes a repeated key a no-op even when two callers race;
         # under Odoo's repeatable-read isolation a concurrent insert surfaces as a
@@ -328,7 +328,9 @@ class GobysendMessage(models.Model):
         return words[-1] if country.code == "VN" else words[0]
 
     @api.model
-    def _render_for(self, workspace, partner, channel_type, subject, body, context=None):
+    def _render_for(self, workspace, partner, channel_type, subject, body, context=None, name=None):
+        """``(subject, body)`` filled in for ``partner``; ``name`` (a template's) is named in
+        the errors. Zalo bodies are JSON templates, written with a serializer (see ``templating``)."""
         variables = dict(context or {})
         variables.update(
             {
@@ -340,10 +342,17 @@ class GobysendMessage(models.Model):
         )
         tz = partner.tz or workspace.tz
         lang = partner.lang or self.env.lang
-        return (
-            templating.render(self.env, subject, variables, tz=tz, lang=lang),
-            templating.render(self.env, body, variables, html=channel_type == "email", tz=tz, lang=lang),
+        output = templating.output_for(channel_type)
+        if channel_type == "zalo":
+            rendered_body = templating.render_json(self.env, body, variables, tz=tz, lang=lang, name=name)
+        else:
+            rendered_body = templating.render(self.env, body, variables, tz=tz, lang=lang, output=output, name=name)
+        # An email's subject is a header, not HTML; a Slack subject is Slack text like its body.
+        subject_output = output if output == templating.OUTPUT_SLACK else templating.OUTPUT_TEXT
+        rendered_subject = templating.render(
+            self.env, subject, variables, tz=tz, lang=lang, output=subject_output, name=name
         )
+        return rendered_subject, rendered_body
 
     # ------------------------------------------------------------------
     # Send-time rules
