@@ -55,6 +55,8 @@ DISPATCH_BATCH_SIZE = 500
 DISPATCH_LOOKUPS = "gobysend_dispatch_lookups"
 # First key of the advisory lock that serialises the claims of a rate-limited channel.
 RATE_LOCK_CLASS = 7_301_001
+# Hex digits of the signature in a tracked link (see _get_click_token).
+CLICK_TOKEN_LENGTH = 16
 
 
 class DispatchSteps:
@@ -1071,6 +1073,13 @@ class GobysendMessage(models.Model):
         self.ensure_one()
         return tools.hmac(self.env(su=True), "gobysend-message-open", self.id)
 
+    def _get_click_token(self, code):
+        """The signature of this message's tracked link ``code``: without it, anyone could
+        record clicks on any message by guessing ids. Shortened to keep SMS links short; 64 bits
+        are plenty against guessing one link's signature online."""
+        self.ensure_one()
+        return tools.hmac(self.env(su=True), "gobysend-message-click", f"{self.id}:{code}")[:CLICK_TOKEN_LENGTH]
+
     def _track_links(self, body):
         """Shorten the links of a rendered body with Odoo's link tracker, each short link
         naming this message, so that a click on any channel is counted on the message too.
@@ -1087,7 +1096,7 @@ class GobysendMessage(models.Model):
             body = render._shorten_links_text(body, {}, blacklist=blacklist, base_url=base_url)
         body = re.sub(
             re.escape(base_url) + r"/r/([A-Za-z0-9]+)(?![A-Za-z0-9/])",
-            lambda match: f"{base_url}/r/{match.group(1)}/g/{self.id}",
+            lambda match: f"{base_url}/r/{match.group(1)}/g/{self.id}/{self._get_click_token(match.group(1))}",
             body,
         )
         if self.channel_type == "email":

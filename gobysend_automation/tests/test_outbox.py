@@ -499,7 +499,7 @@ class TestEngagement(HttpCase, OutboxCase):
         self.assertEqual(message.state, "sent", message.reason)
         self.assertNotIn("https://shop.example.com/sale", message.body)
         self.assertIn(unsubscribe_url, message.body, "the unsubscribe link is not shortened")
-        (short_url,) = re.findall(r"\S+/r/\w+/g/%s" % message.id, message.body)
+        (short_url,) = re.findall(r"\S+/r/\w+/g/%s/\w+" % message.id, message.body)
         for _click in range(2):
             response = self.url_open(short_url, allow_redirects=False)
             self.assertEqual(response.status_code, 302)
@@ -510,6 +510,26 @@ class TestEngagement(HttpCase, OutboxCase):
         self.assertEqual(self.events("message_clicked").properties["message_id"], message.id)
         link = self.env["link.tracker"].search([("url", "=", "https://shop.example.com/sale?x=1")])
         self.assertEqual(link.count, 2)
+
+    def test_click_without_a_valid_signature_redirects_and_records_nothing(self):
+        first = self.enqueue(body="Sale! https://shop.example.com/sale", idempotency_key="first")._dispatch()
+        second = self.enqueue(body="Sale! https://shop.example.com/sale", idempotency_key="second")._dispatch()
+        (code, token) = re.findall(r"/r/(\w+)/g/%s/(\w+)" % first.id, first.body)[0]
+        for path in (
+            # Another message's id with this one's signature, a forged signature, and a link
+            # as messages carried it before links were signed.
+            "/r/%s/g/%s/%s" % (code, second.id, token),
+            "/r/%s/g/%s/%s" % (code, first.id, "0" * len(token)),
+            "/r/%s/g/%s" % (code, first.id),
+        ):
+            with self.subTest(path=path):
+                response = self.url_open(path, allow_redirects=False)
+                self.assertEqual(response.status_code, 302)
+                self.assertEqual(response.headers["Location"], "https://shop.example.com/sale")
+        self.env.invalidate_all()
+        self.assertEqual((first.state, second.state), ("sent", "sent"))
+        self.assertFalse(self.events("message_clicked"))
+        self.assertEqual(self.env["link.tracker"].search([("url", "=", "https://shop.example.com/sale")]).count, 0)
 
     def test_email_open_pixel_needs_its_token(self):
         message = self.send_test_mode_email()
