@@ -346,6 +346,8 @@ def _make_environment(output):
         {"date": _filter_date, "datetime": _filter_datetime, "money": _filter_money, "phone": _filter_phone}
     )
     environment.filters = {name: _budgeted_filter(function, name) for name, function in environment.filters.items()}
+    # lipsum(n=100000) writes megabytes of filler at once; a message has no use for it.
+    environment.globals.pop("lipsum", None)
     environment.filters[LOOP_BUDGET_FILTER] = _loop_budget
     environment.filters[TEXT_BUDGET_FILTER] = _check_text_size
     return environment

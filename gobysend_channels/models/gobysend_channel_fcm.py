@@ -241,7 +241,7 @@ class GobysendChannel(models.Model):
             # Try the devices that may still take it later; those that have it are remembered.
             raise PartialPushError(
                 _(
-                    "%(delivered)s devices have the message; %(waiting)s will be tried again: %(reason)s",
+                    "Delivered to %(delivered)s device(s); %(waiting)s will be tried again: %(reason)s",
                     delivered=len(names),
                     waiting=len(transient),
                     reason=transient[0].reason,

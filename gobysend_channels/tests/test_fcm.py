@@ -214,7 +214,7 @@ class TestFcm(ChannelCase):
         )
         message = self.send(self.channel)
         self.assertRetriedLater(message)
-        self.assertIn("1 devices have the message", message.reason)
+        self.assertIn("Delivered to 1 device(s); 1 will be tried again", message.reason)
         self.assertEqual(self.sent_tokens(), ["token-phone", "token-browser"])
 
         self.server.expect(SEND_PATH, json={"name": f"projects/{PROJECT}/messages/browser-2"})
