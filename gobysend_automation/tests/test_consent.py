@@ -448,6 +448,26 @@ class TestConsentPages(ConsentMixin, GobysendHttpCase):
         self.assertEqual(set(self._states(subscription).values()), {"pending"})
         self.assertFalse(subscription.confirmed_at)
 
+    def test_a_person_confirms_with_the_button_in_a_browser(self):
+        subscription = self._new_pending()
+        # The page's own form, posted by the browser with the page's cookies (the CSRF token's session).
+        code = """
+            (async () => {
+                const form = document.querySelector("form");
+                if (!form.querySelector("button.o_gobysend_confirm")) {
+                    throw new Error("no confirmation button");
+                }
+                const response = await fetch(form.action, { method: "POST", body: new FormData(form) });
+                const text = await response.text();
+                if (!text.includes("is confirmed")) {
+                    throw new Error(`not confirmed: HTTP ${response.status}`);
+                }
+                console.log("test successful");
+            })().catch((error) => console.error(error.message));
+        """
+        self.browser_js(self._path(subscription._get_confirm_url()), code)
+        self.assertEqual(set(self._states(subscription).values()), {"subscribed"})
+
     def test_link_in_the_queued_email_is_the_one_that_works(self):
         subscription = self._new_pending()
         body = self._confirmation_mails(subscription).body_html
