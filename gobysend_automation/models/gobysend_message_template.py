@@ -53,7 +53,7 @@ class GobysendMessageTemplate(models.Model):
         except templating.TemplateTooCostly as error:
             raise ValidationError(str(error)) from None
         except templating.TemplateRenderError:
-            pass
+            return  # the preview shows it, for the contact it depends on
 
     @api.depends("subject", "body", "preview_partner_id", "channel_type")
     def _compute_preview(self):

@@ -196,12 +196,13 @@ class GobysendChannel(models.Model):
             raise TransientSendError(_("The Zalo access token is being refreshed by another process."))
         refreshing.add(self.id)
         try:
+            # Committed when the block ends: the old refresh token is spent, the new one must
+            # outlive any rollback of the caller's transaction.
             with self.env.registry.cursor() as cr:
                 # sudo: the tokens are read and written by the dispatcher (or a manager's button,
                 # who may write them anyway); the channel is the one this call was made on.
                 channel = self.with_env(self.env(cr=cr)).sudo()
                 tokens = yield from channel._zalo_refresh_access_token_locked()
-                cr.commit()  # commit-ok: the old refresh token is spent; the new one must outlive any rollback
         finally:
             refreshing.discard(self.id)
         # This transaction may not see the other one's commit yet (repeatable read): it is told.
