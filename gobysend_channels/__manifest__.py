@@ -2,7 +2,7 @@
 {
     "name": "Gobysend Channels",
     "summary": "SMS, Zalo OA, push, Slack, chat bot and webhook providers for Gobysend",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Marketing",
     "website": "https://github.com/gobysend/gobysend-odoo",
     "author": "Gobysend",

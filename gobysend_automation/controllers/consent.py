@@ -31,13 +31,34 @@ class GobysendConsentController(http.Controller):
     def _client_ip(self):
         return request.httprequest.remote_addr
 
-    @http.route("/gobysend/confirm/<int:subscription_id>", type="http", auth="public", website=False, sitemap=False)
+    @http.route(
+        "/gobysend/confirm/<int:subscription_id>",
+        type="http",
+        auth="public",
+        methods=["GET", "POST"],
+        website=False,
+        sitemap=False,
+    )
     def confirm(self, subscription_id, token=None, **kwargs):
+        """Double opt-in. A GET only shows a button: mail scanners and link previews open
+        every link of an email, and must not confirm anyone. The button POSTs the signed token
+        with Odoo's CSRF token (checked by Odoo for this route, as for mass_mailing's own
+        confirmation of an unsubscription), so that another site cannot confirm in a visitor's name."""
         subscription = self._get_subscription(subscription_id, token, "confirm")
         if not subscription:
             return self._invalid_link()
-        subscription.action_confirm(ip_address=self._client_ip())
-        return request.render("gobysend_automation.consent_confirmed", {"subscription": subscription})
+        if request.httprequest.method == "POST":
+            subscription.action_confirm(ip_address=self._client_ip())
+            return request.render("gobysend_automation.consent_confirmed", {"subscription": subscription})
+        return request.render(
+            "gobysend_automation.consent_confirm",
+            {
+                "subscription": subscription,
+                "token": token,
+                "action": f"/gobysend/confirm/{subscription.id}",
+                "csrf_token": request.csrf_token(),
+            },
+        )
 
     @http.route(
         "/gobysend/unsubscribe/<int:subscription_id>/<string:channel>",

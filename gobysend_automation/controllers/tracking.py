@@ -13,19 +13,31 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 
 
 class GobysendTrackingController(http.Controller):
-    @http.route("/r/<string:code>/g/<int:message_id>", type="http", auth="public", sitemap=False)
-    def tracked_click(self, code, message_id, **kwargs):
-        """A click on a shortened link of one message: counted on the link and on the message."""
+    @http.route(
+        ["/r/<string:code>/g/<int:message_id>", "/r/<string:code>/g/<int:message_id>/<string:token>"],
+        type="http",
+        auth="public",
+        sitemap=False,
+    )
+    def tracked_click(self, code, message_id, token=None, **kwargs):
+        """A click on a shortened link of one message: counted on the link and on the message.
+
+        The link is signed for its message (``_get_click_token``). A link without a valid
+        signature — forged, or sent before links were signed — still leads to its page, but
+        records nothing: the click cannot be told from anyone's guess.
+        """
         redirect_url = request.env["link.tracker"].sudo().get_url_from_code(code)
         if not redirect_url:
             raise NotFound()
-        if not request.env["ir.http"].is_a_bot():
+        # sudo: a public page; the message is only read to check the signature, then updated
+        # by the receipt logic, which is what the signature allows.
+        message = request.env["gobysend.message"].sudo().browse(message_id).exists()
+        signed = bool(message and token and consteq(message._get_click_token(code), token))
+        if signed and not request.env["ir.http"].is_a_bot():
             request.env["link.tracker.click"].sudo().add_click(
                 code, ip=request.httprequest.remote_addr, country_code=request.geoip.country_code
             )
-            message = request.env["gobysend.message"].sudo().browse(message_id).exists()
-            if message:
-                message._apply_receipt("clicked", f"click-{message.id}-{code}", url=redirect_url)
+            message._apply_receipt("clicked", f"click-{message.id}-{code}", url=redirect_url)
         return request.redirect(redirect_url, code=302, local=False)
 
     @http.route("/gobysend/track/open/<int:message_id>/<string:token>.gif", type="http", auth="public", sitemap=False)

@@ -72,6 +72,10 @@ class TrackedLinkRace(Exception):
     that links are unique by a search, not by an index)."""
 
 
+# Hex digits of the signature in a tracked link (see _get_click_token).
+CLICK_TOKEN_LENGTH = 16
+
+
 class DispatchSteps:
     """Where a dispatch batch records its progress: by default in the batch's own transaction."""
 
@@ -287,7 +291,7 @@ class GobysendMessage(models.Model):
         channel.ensure_one()
         partner.ensure_one()
         templating.check_syntax(subject, "subject")
-        templating.check_syntax(body, "body", html=channel.channel_type == "email")
+        templating.check_syntax(body, "body", html=channel.channel_type == "email", channel_type=channel.channel_type)
         now = fields.Datetime.now()
         # ON CONFLICT DO NOTHING makes a repeated key a no-op even when two callers race;
         # under Odoo's repeatable-read isolation a concurrent insert surfaces as a
@@ -387,7 +391,9 @@ class GobysendMessage(models.Model):
         return words[-1] if country.code == "VN" else words[0]
 
     @api.model
-    def _render_for(self, workspace, partner, channel_type, subject, body, context=None):
+    def _render_for(self, workspace, partner, channel_type, subject, body, context=None, name=None):
+        """``(subject, body)`` filled in for ``partner``; ``name`` (a template's) is named in
+        the errors. Zalo bodies are JSON templates, written with a serializer (see ``templating``)."""
         variables = dict(context or {})
         variables.update(
             {
@@ -399,10 +405,17 @@ class GobysendMessage(models.Model):
         )
         tz = partner.tz or workspace.tz
         lang = partner.lang or self.env.lang
-        return (
-            templating.render(self.env, subject, variables, tz=tz, lang=lang),
-            templating.render(self.env, body, variables, html=channel_type == "email", tz=tz, lang=lang),
+        output = templating.output_for(channel_type)
+        if channel_type == "zalo":
+            rendered_body = templating.render_json(self.env, body, variables, tz=tz, lang=lang, name=name)
+        else:
+            rendered_body = templating.render(self.env, body, variables, tz=tz, lang=lang, output=output, name=name)
+        # An email's subject is a header, not HTML; a Slack subject is Slack text like its body.
+        subject_output = output if output == templating.OUTPUT_SLACK else templating.OUTPUT_TEXT
+        rendered_subject = templating.render(
+            self.env, subject, variables, tz=tz, lang=lang, output=subject_output, name=name
         )
+        return rendered_subject, rendered_body
 
     # ------------------------------------------------------------------
     # Send-time rules
@@ -1219,6 +1232,13 @@ class GobysendMessage(models.Model):
         self.ensure_one()
         return tools.hmac(self.env(su=True), "gobysend-message-open", self.id)
 
+    def _get_click_token(self, code):
+        """The signature of this message's tracked link ``code``: without it, anyone could
+        record clicks on any message by guessing ids. Shortened to keep SMS links short; 64 bits
+        are plenty against guessing one link's signature online."""
+        self.ensure_one()
+        return tools.hmac(self.env(su=True), "gobysend-message-click", f"{self.id}:{code}")[:CLICK_TOKEN_LENGTH]
+
     def _track_links(self, body):
         """Shorten the links of a rendered body with Odoo's link tracker, each short link
         naming this message, so that a click on any channel is counted on the message too.
@@ -1239,7 +1259,7 @@ class GobysendMessage(models.Model):
             raise TrackedLinkRace(str(error)) from error
         body = re.sub(
             re.escape(base_url) + r"/r/([A-Za-z0-9]+)(?![A-Za-z0-9/])",
-            lambda match: f"{base_url}/r/{match.group(1)}/g/{self.id}",
+            lambda match: f"{base_url}/r/{match.group(1)}/g/{self.id}/{self._get_click_token(match.group(1))}",
             body,
         )
         if self.channel_type == "email":

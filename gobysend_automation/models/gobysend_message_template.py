@@ -31,11 +31,29 @@ class GobysendMessageTemplate(models.Model):
         for template in self:
             try:
                 templating.check_syntax(template.subject, "subject")
-                templating.check_syntax(template.body, "body", html=template.channel_type == "email")
+                templating.check_syntax(
+                    template.body, "body", html=template.channel_type == "email", channel_type=template.channel_type
+                )
             except InvalidInput as error:
                 raise ValidationError(
                     _("Template “%(name)s”: %(reason)s", name=template.name, reason=error.message)
                 ) from None
+            template._check_render_budget()
+
+    def _check_render_budget(self):
+        """Fill the template in once, for the preview contact or the author: one that takes too
+        long or grows too big would do so at every send, so it cannot be saved. (Other errors may
+        depend on the contact or the triggering record, and are left to the preview.)"""
+        self.ensure_one()
+        partner = self.preview_partner_id or self.env.user.partner_id
+        try:
+            self.env["gobysend.message"]._render_for(
+                self.workspace_id, partner, self.channel_type, self.subject, self.body, name=self.name
+            )
+        except templating.TemplateTooCostly as error:
+            raise ValidationError(str(error)) from None
+        except templating.TemplateRenderError:
+            return  # the preview shows it, for the contact it depends on
 
     @api.depends("subject", "body", "preview_partner_id", "channel_type")
     def _compute_preview(self):
@@ -51,6 +69,7 @@ class GobysendMessageTemplate(models.Model):
                     template.channel_type,
                     template.subject,
                     template.body,
+                    name=template.name,
                 )
             except templating.TemplateRenderError as error:
                 template.preview_body = _(

@@ -396,23 +396,85 @@ class TestConsentPages(ConsentMixin, GobysendHttpCase):
     # Confirmation
     # ------------------------------------------------------------------
 
-    def test_confirmation_link_subscribes(self):
+    def _confirm_form(self, path):
+        """Open a confirmation link as a person does; return the response and its form's fields."""
+        response = self.url_open(path)
+        fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', response.text))
+        return response, fields
+
+    def test_confirmation_link_only_asks(self):
+        # What a mail scanner or a link preview does: open the link, and nothing more.
         subscription = self._new_pending()
-        response = self.url_open(self._path(subscription._get_confirm_url()))
+        response, fields = self._confirm_form(self._path(subscription._get_confirm_url()))
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("Confirm your subscription", response.text)
+        self.assertIn("Newsletter", response.text)
+        self.assertEqual(set(fields), {"csrf_token", "token"})
+        self.assertEqual(set(self._states(subscription).values()), {"pending"})
+        self.assertFalse(self._logs(subscription, source="double_opt_in"))
+        self.assertFalse(subscription.confirmed_at)
+
+    def test_confirmation_button_subscribes(self):
+        subscription = self._new_pending()
+        response, fields = self._confirm_form(self._path(subscription._get_confirm_url()))
+        response = self.url_open("/gobysend/confirm/%s" % subscription.id, data=fields)
         self.assertEqual(response.status_code, 200)
         self.assertIn("is confirmed", response.text)
-        self.assertIn("Newsletter", response.text)
         self.assertEqual(set(self._states(subscription).values()), {"subscribed"})
         confirmed = self._logs(subscription, source="double_opt_in")
         self.assertEqual(len(confirmed), 4)
         self.assertEqual(set(confirmed.mapped("ip_address")), {"127.0.0.1"})
         self.assertTrue(subscription.confirmed_at)
 
+    def test_confirmation_post_needs_the_signed_token_and_the_csrf_token(self):
+        subscription = self._new_pending()
+        _response, fields = self._confirm_form(self._path(subscription._get_confirm_url()))
+        logs = len(self._logs(subscription))
+        token = fields["token"]
+        tampered = token[:-2] + ("00" if token[-2:] != "00" else "11")
+        for data in (
+            dict(fields, token=tampered),
+            dict(fields, token=subscription._get_token("preferences")),
+            {"csrf_token": fields["csrf_token"]},
+        ):
+            with self.subTest(data=data):
+                self._assert_refused(self.url_open("/gobysend/confirm/%s" % subscription.id, data=data))
+        # Another site posting the signed token in a visitor's name has no CSRF token of this session.
+        response = requests.post(
+            self.base_url() + "/gobysend/confirm/%s" % subscription.id, data={"token": token}, timeout=30
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(len(self._logs(subscription)), logs)
+        self.assertEqual(set(self._states(subscription).values()), {"pending"})
+        self.assertFalse(subscription.confirmed_at)
+
+    def test_a_person_confirms_with_the_button_in_a_browser(self):
+        subscription = self._new_pending()
+        # The page's own form, posted by the browser with the page's cookies (the CSRF token's session).
+        code = """
+            (async () => {
+                const form = document.querySelector("form");
+                if (!form.querySelector("button.o_gobysend_confirm")) {
+                    throw new Error("no confirmation button");
+                }
+                const response = await fetch(form.action, { method: "POST", body: new FormData(form) });
+                const text = await response.text();
+                if (!text.includes("is confirmed")) {
+                    throw new Error(`not confirmed: HTTP ${response.status}`);
+                }
+                console.log("test successful");
+            })().catch((error) => console.error(error.message));
+        """
+        self.browser_js(self._path(subscription._get_confirm_url()), code)
+        self.assertEqual(set(self._states(subscription).values()), {"subscribed"})
+
     def test_link_in_the_queued_email_is_the_one_that_works(self):
         subscription = self._new_pending()
         body = self._confirmation_mails(subscription).body_html
         url = re.search(r'href="([^"]*/gobysend/confirm/[^"]*)"', body).group(1)
-        self.assertEqual(self.url_open(self._path(url.replace("&amp;", "&"))).status_code, 200)
+        response, fields = self._confirm_form(self._path(url.replace("&amp;", "&")))
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(self.url_open("/gobysend/confirm/%s" % subscription.id, data=fields).status_code, 200)
         self.assertEqual(self._states(subscription)["email"], "subscribed")
 
     def test_confirmation_refuses_bad_tokens(self):

@@ -46,7 +46,9 @@ class GobysendSendMessageWizard(models.TransientModel):
         channel.check_access("read")
         try:
             templating.check_syntax(self.subject, "subject")
-            templating.check_syntax(self.body, "body", html=channel.channel_type == "email")
+            templating.check_syntax(
+                self.body, "body", html=channel.channel_type == "email", channel_type=channel.channel_type
+            )
         except Exception as error:
             raise UserError(str(error)) from None
         messages = self.env["gobysend.message"]

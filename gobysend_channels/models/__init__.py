@@ -7,4 +7,6 @@ from . import gobysend_channel_fcm
 from . import gobysend_channel_slack
 from . import gobysend_channel_telegram
 from . import gobysend_channel_webhook
+from . import gobysend_message
+from . import gobysend_provider_token
 from . import gobysend_receipt

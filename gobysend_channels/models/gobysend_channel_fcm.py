@@ -24,6 +24,15 @@ SERVICE_ACCOUNT_KEYS = ("project_id", "private_key", "client_email", "token_uri"
 FCM_DEAD_TOKEN_CODES = {"UNREGISTERED", "SENDER_ID_MISMATCH"}
 
 
+class PartialPushError(TransientSendError):
+    """Some devices have the push message, others are worth trying again later: ``delivered``
+    (``{device id: FCM message name}``) is kept on the message so that the next attempt skips them."""
+
+    def __init__(self, reason, provider_answer=None, retry_after=None, delivered=None):
+        super().__init__(reason, provider_answer, retry_after)
+        self.delivered = delivered or {}
+
+
 def _fcm_error(response):
     """(status, errorCode, message, field violations) of an FCM v1 error answer."""
     error = (utils.response_json(response) or {}).get("error") or {}
@@ -184,13 +193,18 @@ class GobysendChannel(models.Model):
                 order="last_seen desc, id desc",
             )
         )
+        # Devices that got the message at an earlier attempt do not get it twice.
+        already = {int(device_id): name for device_id, name in (message.push_deliveries or {}).items()}
+        devices = devices.filtered(lambda device: device.id not in already)
+        if not devices and already:
+            return next(iter(already.values()))
         if not devices:
             raise PermanentSendError(_("The contact has no active device for push messages."))
         url = "%s/v1/projects/%s/messages:send" % (
             (self.fcm_base_url or FCM_API_URL).rstrip("/"),
             quote(account["project_id"], safe=""),
         )
-        names, errors, dead = [], [], self.env["gobysend.device"]
+        delivered, errors, dead = {}, [], self.env["gobysend.device"]
         token = yield from self._fcm_get_access_token()
         for device in devices:
             payload = self._fcm_payload(message, device)
@@ -204,7 +218,8 @@ class GobysendChannel(models.Model):
                     "POST", url, hidden=(token,), headers={"Authorization": f"Bearer {token}"}, json=payload
                 )
             if response.status_code < 300:
-                names.append((utils.response_json(response) or {}).get("name") or f"fcm-{message.id}-{device.id}")
+                name = (utils.response_json(response) or {}).get("name") or f"fcm-{message.id}-{device.id}"
+                delivered[device.id] = name
                 continue
             status, error_code, error_message, violations = _fcm_error(response)
             if error_code in FCM_DEAD_TOKEN_CODES or (
@@ -224,10 +239,24 @@ class GobysendChannel(models.Model):
         if dead:
             _logger.info("Deactivating %s push devices that FCM no longer knows", len(dead))
             dead.write({"active": False})
+        transient = [error for error in errors if isinstance(error, TransientSendError)]
+        names = [*already.values(), *delivered.values()]
+        if transient and names:
+            # Try the devices that may still take it later; those that have it are remembered.
+            raise PartialPushError(
+                _(
+                    "Delivered to %(delivered)s device(s); %(waiting)s will be tried again: %(reason)s",
+                    delivered=len(names),
+                    waiting=len(transient),
+                    reason=transient[0].reason,
+                ),
+                transient[0].provider_answer,
+                transient[0].retry_after,
+                delivered=delivered,
+            )
         if names:
             return names[0]
         # Nothing went out: retry when any device may still take it later, else fail.
-        transient = [error for error in errors if isinstance(error, TransientSendError)]
         if transient or errors:
             raise (transient or errors)[0]
         raise PermanentSendError(

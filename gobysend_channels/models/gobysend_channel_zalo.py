@@ -21,12 +21,50 @@ ZALO_OAUTH_URL = "https://oauth.zaloapp.com"
 ZALO_REFRESH_MARGIN = datetime.timedelta(minutes=5)
 # Zalo issues access tokens for 25 hours; its answers give ``expires_in`` as a string.
 ZALO_DEFAULT_EXPIRES_IN = 90000
-# ZNS answers meaning the access token is not (or no longer) valid.
-ZALO_TOKEN_ERRORS = {-124, -216}
-ZALO_UNKNOWN_ERROR = -100
-# ZNS refuses to send at night (22:00-06:00, Vietnam time) and beyond the OA's daily quota.
-ZALO_NIGHT_ERROR = -133
-ZALO_DAILY_QUOTA_ERROR = -144
+# What ZNS answer codes mean, from Zalo's error-code table ("Cách xử lý mã lỗi",
+# https://zalo.cloud/zns/guidelines/handle-error-code). How each is handled:
+#   refresh         the access token is not (or no longer) valid: refresh it once and send again;
+#   retry           Zalo says to try again later;
+#   morning         ZNS sends nothing at night (22:00-06:00, Vietnam time): retry at 06:00;
+#   midnight        a daily quota is spent: retry after midnight, Vietnam time;
+#   contact         this contact cannot get the message (number, Zalo account, refusal): failed;
+#   setup           the channel's app, OA or template needs a manager's attention: failed.
+# Codes -100 to -111 are as Zalo's table lists them; -114, -118, -124, -133, -144 as Zalo's
+# answers and public integrations show them; -216 and -220 are the token errors of Zalo's
+# Official Account API, which the ZNS endpoint answers too. The others are from public
+# integrations and were not checked against Zalo's own table. Any code not listed fails the
+# message with Zalo's own text (retrying blindly could send twice).
+ZALO_ERRORS = {
+    -100: ("retry", "Unknown error"),
+    -101: ("setup", "Application invalid"),
+    -102: ("setup", "Application not existed"),
+    -103: ("setup", "Application not activated"),
+    -104: ("setup", "App secret key invalid"),
+    -105: ("setup", "Application not linked to any OA"),
+    -106: ("setup", "Method unsupported"),
+    -107: ("setup", "Message ID invalid"),
+    -108: ("contact", "Phone number invalid"),
+    -109: ("setup", "Template ID invalid"),
+    -110: ("contact", "Zalo version unsupported"),
+    -111: ("setup", "Template data empty"),
+    -112: ("setup", "Template data invalid"),
+    -113: ("setup", "Button invalid"),
+    -114: ("contact", "User is inactive, refuses the message or uses an outdated Zalo version"),
+    -115: ("setup", "Out of quota"),
+    -116: ("setup", "Text invalid"),
+    -117: ("setup", "OA or app has no permission for this template"),
+    -118: ("contact", "Zalo account not existed"),
+    -119: ("contact", "Account cannot receive ZNS messages"),
+    -124: ("refresh", "Access token invalid"),
+    -131: ("setup", "Template data does not match the template"),
+    -133: ("morning", "ZNS messages are not sent at night"),
+    -139: ("contact", "User refused this kind of ZNS message"),
+    -144: ("midnight", "OA has spent its daily quota"),
+    -147: ("midnight", "Template has spent its daily quota"),
+    -216: ("refresh", "Access token invalid"),
+    -220: ("refresh", "Access token expired or removed"),
+}
+ZALO_TOKEN_ERRORS = {code for code, (kind, _description) in ZALO_ERRORS.items() if kind == "refresh"}
 VIETNAM = pytz.timezone("Asia/Ho_Chi_Minh")
 # Where a transaction notes the channels whose Zalo token it is refreshing right now.
 ZALO_REFRESHING = "gobysend_zalo_refreshing"
@@ -45,10 +83,11 @@ def _seconds_until_vietnam_hour(hour):
 class GobysendChannel(models.Model):
     """Zalo Notification Service (ZNS) template messages of a Zalo Official Account.
 
-    ZNS sends only templates approved by Zalo. The message body, once rendered, is a JSON object:
-    either the template's parameters, sent with the channel's template id, e.g.
-    ``{"customer_name": {{ contact.name | tojson }}, "order_code": "{{ record.name }}"}``, or
-    ``{"template_id": "…", "template_data": {…}}`` to choose the template per message.
+    ZNS sends only templates approved by Zalo. The message body is a JSON object whose texts are
+    templates, filled in one by one and written back as JSON by Gobysend (a contact's data can
+    never change its structure): either the template's parameters, sent with the channel's
+    template id, e.g. ``{"customer_name": "{{ contact.name }}", "order_code": "{{ record.name }}"}``,
+    or ``{"template_id": "…", "template_data": {…}}`` to choose the template per message.
     """
 
     _inherit = "gobysend.channel"
@@ -58,13 +97,24 @@ class GobysendChannel(models.Model):
     zalo_oauth_url = fields.Char(string="Zalo OAuth URL", default=ZALO_OAUTH_URL, groups=MANAGER)
     zalo_app_id = fields.Char(string="Zalo App ID", groups=MANAGER)
     zalo_app_secret = fields.Char(string="Zalo App Secret Key", groups=MANAGER)
-    zalo_access_token = fields.Char(groups=MANAGER, copy=False)
+    # Stored in gobysend.provider.token: renewed in a transaction of their own (see there).
+    zalo_access_token = fields.Char(
+        groups=MANAGER, copy=False, compute="_compute_zalo_tokens", inverse="_inverse_zalo_tokens"
+    )
     zalo_refresh_token = fields.Char(
         groups=MANAGER,
         copy=False,
+        compute="_compute_zalo_tokens",
+        inverse="_inverse_zalo_tokens",
         help="Single use: each refresh returns a new one, stored here.",
     )
-    zalo_token_expires_at = fields.Datetime(string="Zalo Access Token Expiry", groups=MANAGER, copy=False)
+    zalo_token_expires_at = fields.Datetime(
+        string="Zalo Access Token Expiry",
+        groups=MANAGER,
+        copy=False,
+        compute="_compute_zalo_tokens",
+        inverse="_inverse_zalo_tokens",
+    )
     zalo_template_id = fields.Char(
         string="ZNS Template ID", groups=MANAGER, help="Used when the message body does not name its template."
     )
@@ -73,6 +123,34 @@ class GobysendChannel(models.Model):
         groups=MANAGER,
         help="Send in development mode: only to the administrators of the Zalo app, free of charge.",
     )
+
+    def _zalo_token_record(self):
+        # sudo: the tokens are the channel's own, and these fields are for managers only.
+        return self.env["gobysend.provider.token"].sudo().search([("channel_id", "=", self.id)], limit=1)
+
+    def _compute_zalo_tokens(self):
+        tokens = {
+            token.channel_id.id: token
+            for token in self.env["gobysend.provider.token"].sudo().search([("channel_id", "in", self.ids)])
+        }
+        for channel in self:
+            token = tokens.get(channel.id)
+            channel.zalo_access_token = token.access_token if token else False
+            channel.zalo_refresh_token = token.refresh_token if token else False
+            channel.zalo_token_expires_at = token.expires_at if token else False
+
+    def _inverse_zalo_tokens(self):
+        for channel in self:
+            values = {
+                "access_token": channel.zalo_access_token,
+                "refresh_token": channel.zalo_refresh_token,
+                "expires_at": channel.zalo_token_expires_at,
+            }
+            token = channel._zalo_token_record()
+            if token:
+                token.write(values)
+            elif any(values.values()):
+                token.create(dict(values, channel_id=channel.id))
 
     def _get_supported_channel_types(self):
         if self.provider == "zalo":
@@ -101,10 +179,14 @@ class GobysendChannel(models.Model):
         yield from self._zalo_get_access_token()
 
     def _zalo_refresh_access_token(self):
-        """Trade the refresh token for new tokens and store them on the channel.
+        """Trade the refresh token for new tokens and store them on the channel at once.
 
-        A refresh token is single use: the channel's row is locked first, so that two dispatchers
-        never spend it both; the one that finds the row locked retries later, with the new tokens.
+        A refresh token is single use: Zalo forgets the old one as soon as it answers. The new
+        tokens are therefore committed in a transaction of their own, before anything else of
+        the batch (or of the request) happens: were they only written in the batch's transaction,
+        a later failure of the batch would roll them back and leave the channel with a spent
+        token. The channel's row is locked in that transaction, so that two dispatchers never
+        spend the token both; the one that finds the row locked retries later, with the new tokens.
         """
         self.ensure_one()
         self._check_credentials("zalo_app_id", "zalo_app_secret", "zalo_refresh_token")
@@ -114,16 +196,33 @@ class GobysendChannel(models.Model):
             raise TransientSendError(_("The Zalo access token is being refreshed by another process."))
         refreshing.add(self.id)
         try:
-            return (yield from self._zalo_refresh_access_token_locked())
+            # Committed when the block ends: the old refresh token is spent, the new one must
+            # outlive any rollback of the caller's transaction.
+            with self.env.registry.cursor() as cr:
+                # sudo: the tokens are read and written by the dispatcher (or a manager's button,
+                # who may write them anyway); the channel is the one this call was made on.
+                channel = self.with_env(self.env(cr=cr)).sudo()
+                tokens = yield from channel._zalo_refresh_access_token_locked()
         finally:
             refreshing.discard(self.id)
+        # This transaction may not see the other one's commit yet (repeatable read): it is told.
+        self.env.cache.update(self, self._fields["zalo_access_token"], [tokens["zalo_access_token"]])
+        self.env.cache.update(self, self._fields["zalo_refresh_token"], [tokens["zalo_refresh_token"]])
+        self.env.cache.update(self, self._fields["zalo_token_expires_at"], [tokens["zalo_token_expires_at"]])
+        return tokens["zalo_access_token"]
 
     def _zalo_refresh_access_token_locked(self):
+        """In the refreshing transaction: lock the tokens, refresh, write; return the new tokens."""
         try:
             with self.env.cr.savepoint():
-                self.env.cr.execute("SELECT id FROM gobysend_channel WHERE id = %s FOR UPDATE NOWAIT", (self.id,))
+                self.env.cr.execute(
+                    "SELECT id FROM gobysend_provider_token WHERE channel_id = %s FOR UPDATE NOWAIT", (self.id,)
+                )
         except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure):
             raise TransientSendError(_("The Zalo access token is being refreshed by another process.")) from None
+        # The token as this transaction reads it now: another dispatcher may have rotated it
+        # since the batch read the channel.
+        self._check_credentials("zalo_refresh_token")
         hidden = (self.zalo_app_secret, self.zalo_refresh_token)
         # A token request sends no message: after a time-out the message may be tried again.
         response = yield from self._provider_request(
@@ -152,15 +251,21 @@ class GobysendChannel(models.Model):
             expires_in = int(result.get("expires_in") or ZALO_DEFAULT_EXPIRES_IN)
         except (TypeError, ValueError):
             expires_in = ZALO_DEFAULT_EXPIRES_IN
-        self.write(
+        tokens = {
+            "zalo_access_token": result["access_token"],
+            "zalo_refresh_token": result.get("refresh_token") or self.zalo_refresh_token,
+            "zalo_token_expires_at": fields.Datetime.now() + datetime.timedelta(seconds=expires_in),
+        }
+        self._zalo_token_record().write(
             {
-                "zalo_access_token": result["access_token"],
-                "zalo_refresh_token": result.get("refresh_token") or self.zalo_refresh_token,
-                "zalo_token_expires_at": fields.Datetime.now() + datetime.timedelta(seconds=expires_in),
+                "access_token": tokens["zalo_access_token"],
+                "refresh_token": tokens["zalo_refresh_token"],
+                "expires_at": tokens["zalo_token_expires_at"],
             }
         )
+        self.env.flush_all()
         _logger.info("Refreshed the Zalo access token of channel %s", self.id)
-        return result["access_token"]
+        return tokens
 
     def action_zalo_refresh_token(self):
         """Refresh now (managers: the tokens are theirs to read and write)."""
@@ -227,18 +332,30 @@ class GobysendChannel(models.Model):
         error = result.get("error")
         if error == 0 and (result.get("data") or {}).get("msg_id"):
             return str(result["data"]["msg_id"])
+        raise self._zalo_error(error, result.get("message"), answer)
+
+    def _zalo_error(self, code, message, answer):
+        """The SendError for a ZNS answer with error ``code`` (see ``ZALO_ERRORS``)."""
+        kind, description = ZALO_ERRORS.get(code, (None, None))
         reason = _(
             "Zalo refused the message: %(message)s (error %(code)s).",
-            message=result.get("message") or _("no message"),
-            code=error,
+            message=message or description or _("no message"),
+            code=code,
         )
-        if error == ZALO_NIGHT_ERROR:
-            raise TransientSendError(reason, answer, _seconds_until_vietnam_hour(6))
-        if error == ZALO_DAILY_QUOTA_ERROR:
-            raise TransientSendError(reason, answer, _seconds_until_vietnam_hour(0))
-        if error == ZALO_UNKNOWN_ERROR:
-            raise TransientSendError(reason, answer)
-        raise PermanentSendError(reason, answer)
+        if kind == "morning":
+            return TransientSendError(reason, answer, _seconds_until_vietnam_hour(6))
+        if kind == "midnight":
+            return TransientSendError(reason, answer, _seconds_until_vietnam_hour(0))
+        if kind in ("retry", "refresh"):
+            # A token refused again right after its refresh: Zalo's side, worth a later try.
+            return TransientSendError(reason, answer)
+        if kind == "setup":
+            reason = _(
+                "%(reason)s Check the Zalo app, Official Account and ZNS template of channel %(channel)s.",
+                reason=reason,
+                channel=self.name,
+            )
+        return PermanentSendError(reason, answer)
 
     def _zalo_post_template(self, payload, token):
         response = yield from self._provider_request(

@@ -205,6 +205,25 @@ class TestFcm(ChannelCase):
         self.assertRetriedLater(self.send(self.channel))
         self.assertTrue(self.phone.active and self.browser.active)
 
+    def test_a_retry_goes_only_to_the_devices_that_failed(self):
+        self.browser.last_seen = "2020-01-01 00:00:00"  # the phone is tried first
+        self.expect_token()
+        self.expect_sent(1)
+        self.server.expect(
+            SEND_PATH, 503, json=fcm_error(503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable.")
+        )
+        message = self.send(self.channel)
+        self.assertRetriedLater(message)
+        self.assertIn("Delivered to 1 device(s); 1 will be tried again", message.reason)
+        self.assertEqual(self.sent_tokens(), ["token-phone", "token-browser"])
+
+        self.server.expect(SEND_PATH, json={"name": f"projects/{PROJECT}/messages/browser-2"})
+        message._dispatch()
+        self.assertSent(message, f"projects/{PROJECT}/messages/0:1500415314455270%31bd1c96")
+        # The phone got the message once; the browser, which failed once, got it on the retry.
+        self.assertEqual(self.sent_tokens(), ["token-phone", "token-browser", "token-browser"])
+        self.assertFalse(self.server.unexpected)
+
     def test_revoked_access_token_is_renewed_once(self):
         self.expect_token("ya29.first")
         self.server.expect(

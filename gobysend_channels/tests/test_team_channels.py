@@ -20,6 +20,22 @@ class TestSlack(ChannelCase):
         self.assertEqual(request.headers["Content-Type"], "application/json")
         self.assertEqual(request.json(), {"text": "*Đơn mới*\nNguyễn Thị Lan vừa đặt hàng"})
 
+    def test_contact_data_cannot_ping_or_forge_links(self):
+        self.contact.name = "<!channel> Lan & <https://evil.example|click here>"
+        self.server.expect(SLACK_PATH, text="ok")
+        message = self.send(
+            self.channel,
+            body="<https://shop.example/orders|Order> from {{ contact.name }}",
+            subject="New order: {{ contact.name }}",
+        )
+        self.assertSent(message, f"slack-{message.id}")
+        contact = "&lt;!channel&gt; Lan &amp; &lt;https://evil.example|click here&gt;"
+        # The template's own markup stays a link; what the contact wrote is text.
+        self.assertEqual(
+            self.server.requests[0].json(),
+            {"text": f"*New order: {contact}*\n<https://shop.example/orders|Order> from {contact}"},
+        )
+
     def test_team_channels_need_no_consent_of_the_contact(self):
         self.subscription._set_consent("sms", "unsubscribed", "manual")
         self.subscription.unlink()

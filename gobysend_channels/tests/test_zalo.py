@@ -1,13 +1,13 @@
 import datetime
 
 from odoo import fields
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, ValidationError
 
 from .common import ChannelCase
 
 ZNS_PATH = "/message/template"
 TOKEN_PATH = "/v4/oa/access_token"
-BODY = '{"customer_name": {{ contact.name | tojson }}, "order_code": "{{ order }}"}'
+BODY = '{"customer_name": "{{ contact.name }}", "order_code": "{{ order }}"}'
 
 
 def zns_success(msg_id="a4a8bd6a1bb6bfe8e6f7"):
@@ -23,6 +23,14 @@ def zns_success(msg_id="a4a8bd6a1bb6bfe8e6f7"):
 
 
 class TestZalo(ChannelCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # A refreshed token is committed in a transaction of its own: in test mode that
+        # transaction is a savepoint of the test's, which sees (and rolls back) the test's data.
+        cls.registry.enter_test_mode(cls.cr)
+        cls.addClassCleanup(cls.registry.leave_test_mode)
+
     def setUp(self):
         super().setUp()
         self.channel = self.create_channel(
@@ -152,10 +160,61 @@ class TestZalo(ChannelCase):
         self.server.expect(ZNS_PATH, 500, text="Internal Server Error")
         self.assertRetriedLater(self.send_order())
 
-    def test_body_that_is_not_json_fails_without_calling_zalo(self):
-        message = self.send_order("Xin chào {{ contact.first_name }}")
-        self.assertFailed(message, "JSON object")
+    def test_body_that_is_not_a_json_template_is_refused(self):
+        for body in ("Xin chào {{ contact.first_name }}", '{"name": {{ contact.name | tojson }}}', '["{{ order }}"]'):
+            with self.subTest(body=body), self.assertRaises(ValidationError) as caught:
+                self.send_order(body)
+            self.assertIn("JSON object", str(caught.exception))
         self.assertFalse(self.server.requests)
+
+    def test_contact_data_cannot_change_the_template_data(self):
+        # A name written to break out of its JSON string and add a key of its own.
+        self.contact.name = 'Lan", "order_code": "FREE'
+        self.server.expect(ZNS_PATH, json=zns_success())
+        self.assertSent(self.send_order(), "a4a8bd6a1bb6bfe8e6f7")
+        self.assertEqual(
+            self.server.requests[0].json()["template_data"],
+            {"customer_name": 'Lan", "order_code": "FREE', "order_code": "SO042"},
+        )
+
+    def test_answers_are_classified_by_zalo_error_code(self):
+        for code, message, expected in (
+            (-118, "Zalo account not existed", "failed"),
+            (-108, "Phone number invalid", "failed"),
+            (-109, "Template ID invalid", "failed"),
+            (-100, "Unknown error", "queued"),
+            (-144, "OA has exceeded the daily quota", "queued"),
+            (-99999, "Something new", "failed"),
+        ):
+            with self.subTest(code=code):
+                self.server.expect(ZNS_PATH, json={"error": code, "message": message})
+                result = self.send_order()
+                self.assertEqual(result.state, expected, result.reason)
+                self.assertIn(f"error {code}", result.reason)
+                self.assertIn(message, result.reason)
+        failed_for_setup = self.env["gobysend.message"].search(
+            [("channel_id", "=", self.channel.id), ("reason", "like", "-109")]
+        )
+        self.assertIn("Check the Zalo app", failed_for_setup.reason)
+
+    def test_daily_quota_retries_after_midnight_in_vietnam(self):
+        self.server.expect(ZNS_PATH, json={"error": -144, "message": "OA has exceeded the daily quota"})
+        message = self.send_order()
+        self.assertEqual(message.state, "queued", message.reason)
+        # The next 00:00 in Vietnam (UTC+7, no daylight saving) is 17:00 UTC.
+        midnight = self.dispatched_at.replace(hour=17, minute=0, second=0)
+        if midnight <= self.dispatched_at:
+            midnight += datetime.timedelta(days=1)
+        self.assertGreaterEqual(message.next_attempt_at, midnight)
+
+    def test_token_refused_again_after_its_refresh_retries_later(self):
+        self.server.expect(ZNS_PATH, json={"error": -124, "message": "Access token is invalid"})
+        self.server.expect(
+            TOKEN_PATH, json={"access_token": "new-at", "refresh_token": "new-rt", "expires_in": "90000"}
+        )
+        self.server.expect(ZNS_PATH, json={"error": -124, "message": "Access token is invalid"})
+        self.assertRetriedLater(self.send_order())
+        self.assertEqual(len(self.server.requests_to(TOKEN_PATH)), 1)
 
     def test_tokens_are_not_copied_with_the_channel(self):
         copy = self.channel.copy()
