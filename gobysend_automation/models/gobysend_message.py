@@ -65,15 +65,13 @@ CAP_LOCK_CLASS = 7_301_002
 # How often a batch applies its rules again when another dispatcher created one of its tracked
 # links at the same moment.
 LINK_RACE_ATTEMPTS = 3
+# Hex digits of the signature in a tracked link (see _get_click_token).
+CLICK_TOKEN_LENGTH = 16
 
 
 class TrackedLinkRace(Exception):
     """Another transaction created a tracked link this one was creating (link.tracker checks
     that links are unique by a search, not by an index)."""
-
-
-# Hex digits of the signature in a tracked link (see _get_click_token).
-CLICK_TOKEN_LENGTH = 16
 
 
 class DispatchSteps:
