@@ -19,6 +19,8 @@ import xmlrpc.client
 import pytest
 import requests
 
+import odoo
+
 ADMIN_LOGIN = "admin"
 ADMIN_PASSWORD = "admin"  # the database is created without demo data: admin keeps Odoo's default
 API_ROOT = "/gobysend/api/v1"
@@ -245,6 +247,27 @@ def odoo_server(request):
         # Print the server's side of the story next to the failures.
         sys.stderr.write(f"\n----- Odoo server log ({server.log_path}) -----\n{server.log_tail()}\n")
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """The end-to-end database's registry, for tests that commit through the ORM themselves,
+    with the local sinks' networks allowed as an administrator would allow them."""
+    database = os.environ.get("GOBYSEND_E2E_DB")
+    if not database:
+        pytest.skip("end-to-end tests need a prepared database: run them through setup/run-tests")
+    # Loading a registry in test mode would run the addons' own tests on it.
+    test_enable = odoo.tools.config["test_enable"]
+    odoo.tools.config["test_enable"] = False
+    try:
+        registry = odoo.modules.registry.Registry(database)
+    finally:
+        odoo.tools.config["test_enable"] = test_enable
+    with registry.cursor() as cr:
+        odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})["ir.config_parameter"].set_param(
+            ALLOWED_NETWORKS_PARAMETER, LOCAL_TEST_NETWORKS
+        )
+    return registry
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import uuid
 
 import pytest
 
-import odoo
 from odoo import SUPERUSER_ID, api
 from odoo.service.model import retrying
 
@@ -22,23 +21,6 @@ from odoo.addons.gobysend_automation.tests.smtp_sink import SmtpSink
 
 E2E_DB = os.environ.get("GOBYSEND_E2E_DB")
 pytestmark = pytest.mark.skipif(not E2E_DB, reason="needs the end-to-end database prepared by setup/run-tests")
-
-
-@pytest.fixture(scope="module")
-def registry():
-    # Loading a registry in test mode would run the addons' own tests on it.
-    test_enable = odoo.tools.config["test_enable"]
-    odoo.tools.config["test_enable"] = False
-    try:
-        registry = odoo.modules.registry.Registry(E2E_DB)
-    finally:
-        odoo.tools.config["test_enable"] = test_enable
-    with registry.cursor() as cr:
-        # Sinks on this machine stand in for providers: allowed as an administrator would allow them.
-        api.Environment(cr, SUPERUSER_ID, {})["ir.config_parameter"].set_param(
-            "gobysend.outbound_allowed_networks", "127.0.0.0/8, ::1/128"
-        )
-    return registry
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 
-import odoo
 from odoo import SUPERUSER_ID, api, fields
 
 from odoo.addons.gobysend_channels.tests.provider_server import ProviderServer
@@ -21,17 +20,6 @@ pytestmark = pytest.mark.skipif(not E2E_DB, reason="needs the end-to-end databas
 
 ZNS_PATH = "/message/template"
 TOKEN_PATH = "/v4/oa/access_token"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    # Loading a registry in test mode would run the addons' own tests on it.
-    test_enable = odoo.tools.config["test_enable"]
-    odoo.tools.config["test_enable"] = False
-    try:
-        return odoo.modules.registry.Registry(E2E_DB)
-    finally:
-        odoo.tools.config["test_enable"] = test_enable
 
 
 @pytest.fixture
