@@ -5,13 +5,14 @@ import datetime
 from freezegun import freeze_time
 
 from odoo.exceptions import AccessError, ValidationError
-from odoo.tests import Form
+from odoo.tests import Form, tagged
 
 from .common import GobysendCase
 
 NOW = datetime.datetime(2026, 11, 23, 3, 0)  # a Monday, 10:00 in Ho Chi Minh City
 
 
+@tagged("time_sensitive")
 class SegmentCase(GobysendCase):
     @classmethod
     def setUpClass(cls):
@@ -25,11 +26,18 @@ class SegmentCase(GobysendCase):
             for value_type in ("string", "number", "boolean", "date", "datetime")
         }
 
-    def contact(self, name, workspace=None, **values):
+    def contact(self, name, workspace=None, joined_at=NOW, **values):
+        """A contact of ``workspace`` (A by default) that joined it at ``joined_at``."""
         partner = self.env["res.partner"].create(dict({"name": name}, **values))
-        self.env["gobysend.subscription"].create(
+        subscription = self.env["gobysend.subscription"].create(
             {"workspace_id": (workspace or self.workspace_a).id, "partner_id": partner.id}
         )
+        # "Joined within N days" reads the subscription's create_date, which PostgreSQL's clock
+        # wrote: put it on the test's clock, which freeze_time does not reach.
+        self.env.cr.execute(
+            "UPDATE gobysend_subscription SET create_date = %s WHERE id = %s", (joined_at, subscription.id)
+        )
+        subscription.invalidate_recordset(["create_date"])
         return partner
 
     def set_attribute(self, partner, value_type, value):
@@ -357,9 +365,14 @@ class TestSegmentConditions(SegmentCase):
         self.assertMembers(email)
         joined = self.segment({"kind": "joined", "days": 7})
         self.assertEqual(self.members(joined), subscribed | opted_out)
-        with freeze_time(NOW + datetime.timedelta(days=8)):
+        with freeze_time(NOW + datetime.timedelta(days=7, seconds=-1)):
+            joined._rebuild()
+        self.assertEqual(joined.current_membership_ids.partner_id, subscribed | opted_out)
+        with freeze_time(NOW + datetime.timedelta(days=7, seconds=1)):
             joined._rebuild()
         self.assertFalse(joined.current_membership_ids)
+        earlier = self.contact("Joined before", joined_at=NOW - datetime.timedelta(days=8))
+        self.assertNotIn(earlier, self.members(joined))
 
     def test_membership_of_another_segment_and_negation(self):
         vip, other = self.contact("VIP", country_id=self.vn.id), self.contact("Other")
