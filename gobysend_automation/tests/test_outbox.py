@@ -17,6 +17,7 @@ from .smtp_sink import SmtpSink
 MONDAY_MORNING_UTC = datetime.datetime(2026, 11, 23, 3, 0)
 
 
+@tagged("time_sensitive")
 class OutboxCase(GobysendCase):
     @classmethod
     def setUpClass(cls):
