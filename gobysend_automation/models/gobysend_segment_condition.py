@@ -384,10 +384,11 @@ class GobysendSegmentCondition(models.Model):
             return (self._parse_value(self.value), self._parse_value(self.value_to))
         return (self._parse_value(self.value),)
 
-    def _get_contact_filter(self):
-        """The contact filter as a domain, checked against the fields contacts really have."""
+    def _get_contact_filter(self, workspace=None, now=None):
+        """The contact filter as a domain, checked against the fields contacts really have;
+        ``now`` is the moment the segment is evaluated at (the current time by default)."""
         try:
-            domain = safe_eval(self.partner_domain or "[]", self._domain_eval_context())
+            domain = safe_eval(self.partner_domain or "[]", self._domain_eval_context(workspace, now))
         except Exception as error:
             raise ValidationError(
                 _("The contact filter cannot be read: %(error)s", error=getattr(error, "args", [error])[0])
@@ -425,11 +426,16 @@ class GobysendSegmentCondition(models.Model):
             ) from None
         return list(domain)
 
-    def _domain_eval_context(self):
+    def _domain_eval_context(self, workspace=None, now=None):
+        # The filter's "today" is the workspace's date at the moment evaluated, as for the date
+        # conditions: not the date in the zone of whoever runs the evaluation (the scheduled
+        # rebuild's user, a manager's preview), nor today's date when a past moment is rebuilt.
+        workspace = workspace or self._get_workspace()
+        today = fields.Date.context_today(self.with_context(tz=workspace.tz), now)
         return {
             "datetime": safe_eval_tools.datetime,
             "relativedelta": relativedelta,
-            "context_today": lambda: fields.Date.context_today(self),
+            "context_today": lambda: today,
             "time": safe_eval_tools.time,
             "uid": self.env.uid,
         }
@@ -518,7 +524,7 @@ class GobysendSegmentCondition(models.Model):
         return self._combine(self.child_ids, self.group_operator, workspace, now, scope)
 
     def _domain_domain(self, workspace, now, scope):
-        return self._get_contact_filter()
+        return self._get_contact_filter(workspace, now)
 
     def _since(self, now):
         return now - datetime.timedelta(days=self.days) if self.days else None

@@ -95,6 +95,16 @@ class TestSegmentConditions(SegmentCase):
         tagged = self.segment({"kind": "domain", "partner_domain": f"[('category_id', 'in', [{tag.id}])]"})
         self.assertMembers(tagged, hanoi)
 
+    def test_contact_filter_today_is_the_workspace_date_at_the_evaluated_moment(self):
+        # 2026-11-24 18:00 UTC is 25 November in Ho Chi Minh City; the frozen clock says 23.
+        evaluated_at = datetime.datetime(2026, 11, 24, 18, 0)
+        due, utc_day, frozen_day = (self.contact(name) for name in ("Due", "UTC day", "Frozen day"))
+        for partner, day in ((due, "2026-11-25"), (utc_day, "2026-11-24"), (frozen_day, "2026-11-23")):
+            partner.gobysend_birthday = day
+        segment = self.segment({"kind": "domain", "partner_domain": "[('gobysend_birthday', '=', context_today())]"})
+        segment._rebuild(now=evaluated_at)
+        self.assertEqual(segment.current_membership_ids.partner_id, due)
+
     def test_members_are_drawn_from_the_workspace_contacts_only(self):
         inside = self.contact("Inside", country_id=self.vn.id)
         self.contact("Elsewhere", workspace=self.workspace_b, country_id=self.vn.id)
