@@ -20,7 +20,11 @@ from odoo.service.model import retrying
 from odoo.addons.gobysend_automation.tests.smtp_sink import SmtpSink
 
 E2E_DB = os.environ.get("GOBYSEND_E2E_DB")
-pytestmark = pytest.mark.skipif(not E2E_DB, reason="needs the end-to-end database prepared by setup/run-tests")
+pytestmark = [
+    pytest.mark.skipif(not E2E_DB, reason="needs the end-to-end database prepared by setup/run-tests"),
+    # Recovery compares claim times with the clock: run again with it moved (see conftest.py).
+    pytest.mark.time_sensitive,
+]
 
 
 @pytest.fixture

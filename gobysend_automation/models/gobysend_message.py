@@ -74,6 +74,28 @@ class TrackedLinkRace(Exception):
     that links are unique by a search, not by an index)."""
 
 
+def _first_moment_at(tz, wall_time):
+    """The first moment (aware, in ``tz``) at which the clocks of ``tz`` read the naive
+    ``wall_time`` or later. A time read twice when the clocks go back is its first reading;
+    a time skipped when they go forward is reached at the jump itself."""
+    try:
+        return tz.localize(wall_time, is_dst=None)
+    except pytz.AmbiguousTimeError:
+        return min(tz.localize(wall_time, is_dst=True), tz.localize(wall_time, is_dst=False))
+    except pytz.NonExistentTimeError:
+        pass
+    # Skipped: the clocks read an earlier time at ``low`` and a later one at ``high``; the jump
+    # lies between them, on a whole second.
+    low, high = sorted(tz.localize(wall_time, is_dst=flag).astimezone(pytz.utc) for flag in (True, False))
+    while high - low > datetime.timedelta(seconds=1):
+        middle = low + datetime.timedelta(seconds=(high - low).total_seconds() // 2)
+        if tz.normalize(middle.astimezone(tz)).replace(tzinfo=None) < wall_time:
+            low = middle
+        else:
+            high = middle
+    return high.astimezone(tz)
+
+
 class DispatchSteps:
     """Where a dispatch batch records its progress: by default in the batch's own transaction."""
 
@@ -538,7 +560,12 @@ class GobysendMessage(models.Model):
 
     def _next_open_moment(self, now):
         """``now`` when sending is allowed, else the next moment (UTC) that quiet hours and
-        sending days allow, in the contact's time zone (the workspace's when unknown)."""
+        sending days allow, in the contact's time zone (the workspace's when unknown).
+
+        Quiet hours and days are wall-clock times: each next candidate is a local date and time
+        placed on the time line by the zone's rules of that day (``_first_moment_at``), never
+        an earlier moment's UTC offset carried over a daylight-saving change.
+        """
         self.ensure_one()
         workspace = self.workspace_id
         start, end, allowed_days = self._sending_window(workspace)
@@ -546,14 +573,12 @@ class GobysendMessage(models.Model):
             return now  # the workspace sends at any time
         tz = pytz.timezone(self.partner_id.tz or workspace.tz or "UTC")
         local = pytz.utc.localize(now).astimezone(tz)
-
-        def hour_of(moment):
-            return moment.hour + moment.minute / 60.0
+        end_time = datetime.time(*divmod(round(end * 60) % (24 * 60), 60))
 
         def in_quiet_hours(moment):
             if start == end:
                 return False
-            hour = hour_of(moment)
+            hour = moment.hour + moment.minute / 60.0
             return start <= hour < end if start < end else hour >= start or hour < end
 
         candidate = local
@@ -561,17 +586,13 @@ class GobysendMessage(models.Model):
             if allowed_days[candidate.weekday()] and not in_quiet_hours(candidate):
                 break
             if not allowed_days[candidate.weekday()]:
-                candidate = tz.localize(
-                    datetime.datetime.combine(candidate.date() + datetime.timedelta(days=1), datetime.time())
-                )
+                next_day = candidate.date() + datetime.timedelta(days=1)
+                candidate = _first_moment_at(tz, datetime.datetime.combine(next_day, datetime.time()))
                 continue
-            end_hours, end_minutes = divmod(round(end * 60), 60)
-            quiet_end = candidate.replace(hour=end_hours % 24, minute=end_minutes, second=0, microsecond=0)
-            if quiet_end <= candidate:
-                quiet_end = tz.localize(
-                    datetime.datetime.combine(candidate.date() + datetime.timedelta(days=1), quiet_end.time())
-                )
-            candidate = quiet_end
+            quiet_end = datetime.datetime.combine(candidate.date(), end_time)
+            if quiet_end <= candidate.replace(tzinfo=None):
+                quiet_end += datetime.timedelta(days=1)
+            candidate = _first_moment_at(tz, quiet_end)
         if candidate == local:
             return now
         return candidate.astimezone(pytz.utc).replace(tzinfo=None)

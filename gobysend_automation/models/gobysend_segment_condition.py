@@ -438,12 +438,13 @@ class GobysendSegmentCondition(models.Model):
             return (self._parse_value(self.value), self._parse_value(self.value_to))
         return (self._parse_value(self.value),)
 
-    def _get_contact_filter(self):
+    def _get_contact_filter(self, workspace=None, now=None):
         """The contact filter as a domain, checked against the fields contacts really have and
-        against what the user whose rights evaluate it may read (``_contacts_model``)."""
+        against what the user whose rights evaluate it may read (``_contacts_model``); ``now`` is
+        the moment the segment is evaluated at (the current time by default)."""
         Partner = self._contacts_model()
         try:
-            domain = safe_eval(self.partner_domain or "[]", self._domain_eval_context(Partner.env))
+            domain = safe_eval(self.partner_domain or "[]", self._domain_eval_context(Partner.env, workspace, now))
         except Exception as error:
             raise ValidationError(
                 _("The contact filter cannot be read: %(error)s", error=getattr(error, "args", [error])[0])
@@ -583,12 +584,17 @@ class GobysendSegmentCondition(models.Model):
         uid = self.env.context.get(FILTER_UID_KEY)
         return Partner.with_user(uid) if uid else Partner
 
-    def _domain_eval_context(self, env=None):
+    def _domain_eval_context(self, env=None, workspace=None, now=None):
         env = env or self.env
+        # The filter's "today" is the workspace's date at the moment evaluated, as for the date
+        # conditions: not the date in the zone of whoever runs the evaluation (the scheduled
+        # rebuild's user, a manager's preview), nor today's date when a past moment is rebuilt.
+        workspace = workspace or self._get_workspace()
+        today = fields.Date.context_today(self.with_context(tz=workspace.tz), now)
         return {
             "datetime": safe_eval_tools.datetime,
             "relativedelta": relativedelta,
-            "context_today": lambda: fields.Date.context_today(self.with_env(env)),
+            "context_today": lambda: today,
             "time": safe_eval_tools.time,
             "uid": env.uid,
         }
@@ -681,7 +687,7 @@ class GobysendSegmentCondition(models.Model):
             # Nobody's rights to evaluate it with (the user who set it was deleted): it matches
             # no one until someone saves the conditions again.
             return expression.FALSE_DOMAIN
-        return self._get_contact_filter()
+        return self._get_contact_filter(workspace, now)
 
     def _since(self, now):
         return now - datetime.timedelta(days=self.days) if self.days else None

@@ -29,7 +29,7 @@ class TestTrackingApi(GobysendHttpCase):
         self.assertEqual(response.status_code, 401)
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "time_sensitive")
 class TestApiAuthentication(GobysendHttpCase):
     def test_requests_without_a_valid_key_are_refused(self):
         for key, headers in (
@@ -198,7 +198,7 @@ class TestApiIdentify(GobysendHttpCase):
         self.assertFalse(self.env["gobysend.subscription"].search([("workspace_id", "=", self.workspace_a.id)]))
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "time_sensitive")
 class TestApiActivity(GobysendHttpCase):
     @classmethod
     def setUpClass(cls):

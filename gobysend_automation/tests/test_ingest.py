@@ -348,7 +348,7 @@ class TestIngestIdentify(GobysendCase):
         self.assertFalse(partner.country_id)
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "time_sensitive")
 class TestIngestEvents(GobysendCase):
     @classmethod
     def setUpClass(cls):
@@ -546,7 +546,7 @@ class TestIngestEvents(GobysendCase):
                 self.ingest.page(self.workspace_a, dict(payload, id="C-1"))
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "time_sensitive")
 class TestIngestDevicesAndConsent(GobysendCase):
     @classmethod
     def setUpClass(cls):
@@ -815,7 +815,7 @@ class TestIngestBatch(GobysendCase):
         self.assertEqual(self.batch([]), [])
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "time_sensitive")
 class TestInputTools(GobysendCase):
     def test_normalize_phone(self):
         self.assertEqual(normalize_phone("0912 345 678", "VN"), "+84912345678")

@@ -18,6 +18,7 @@ from .smtp_sink import SmtpSink
 MONDAY_MORNING_UTC = datetime.datetime(2026, 11, 23, 3, 0)
 
 
+@tagged("time_sensitive")
 class OutboxCase(GobysendCase):
     @classmethod
     def setUpClass(cls):
@@ -195,6 +196,58 @@ class TestQuietHours(OutboxCase):
         self.assertEqual(message.state, "queued")
         # Monday 00:00 local is in quiet hours: the next open moment is Monday 08:00 local.
         self.assertEqual(message.next_attempt_at, datetime.datetime(2026, 11, 30, 1, 0))
+
+    def test_quiet_hours_end_on_the_wall_clock_across_daylight_saving_changes(self):
+        # Paris moves its clocks from 02:00 CET to 03:00 CEST on 2026-03-29 and from 03:00 CEST
+        # back to 02:00 CET on 2026-10-25, both at 01:00 UTC. Quiet hours end at 08:00 local
+        # time on either side of the change.
+        self.contact.tz = "Europe/Paris"
+        message = self.enqueue()
+        cases = {
+            # dispatched at (UTC): first moment allowed (UTC)
+            (2026, 3, 28, 21, 0): (2026, 3, 29, 6, 0),  # Sat 22:00 CET: Sun 08:00 CEST
+            (2026, 3, 29, 0, 30): (2026, 3, 29, 6, 0),  # Sun 01:30 CET, before the change
+            (2026, 3, 29, 1, 30): (2026, 3, 29, 6, 0),  # Sun 03:30 CEST, after it
+            (2026, 10, 24, 20, 0): (2026, 10, 25, 7, 0),  # Sat 22:00 CEST: Sun 08:00 CET
+            (2026, 10, 24, 23, 30): (2026, 10, 25, 7, 0),  # Sun 01:30 CEST, before the change
+            (2026, 10, 25, 1, 30): (2026, 10, 25, 7, 0),  # Sun 02:30 CET, the second 02:30
+        }
+        for now, expected in cases.items():
+            with self.subTest(now=now):
+                self.assertEqual(message._next_open_moment(datetime.datetime(*now)), datetime.datetime(*expected))
+        # The dispatcher stores that moment on the message.
+        with freeze_time("2026-10-24 23:30:00"):
+            rescheduled = self.enqueue(idempotency_key="autumn")._dispatch()
+        self.assertEqual(rescheduled.state, "queued")
+        self.assertEqual(rescheduled.next_attempt_at, datetime.datetime(2026, 10, 25, 7, 0))
+
+    def test_quiet_hours_ending_in_a_skipped_or_repeated_local_time(self):
+        self.contact.tz = "Europe/Paris"
+        self.workspace_a.quiet_hours_end = 2.5
+        message = self.enqueue()
+        # 02:30 never comes on 2026-03-29: sending resumes as the clocks jump to 03:00 CEST.
+        self.assertEqual(
+            message._next_open_moment(datetime.datetime(2026, 3, 29, 0, 15)), datetime.datetime(2026, 3, 29, 1, 0)
+        )
+        # 02:30 comes twice on 2026-10-25: the first one (CEST) ends quiet hours.
+        self.assertEqual(
+            message._next_open_moment(datetime.datetime(2026, 10, 24, 23, 30)),
+            datetime.datetime(2026, 10, 25, 0, 30),
+        )
+
+    def test_next_sending_day_begins_on_its_own_utc_offset(self):
+        self.contact.tz = "Europe/Paris"
+        message = self.enqueue()
+        self.workspace_a.send_on_saturday = False
+        # Saturday 2026-10-24, 12:00 CEST: Sunday begins in quiet hours, which end at 08:00 CET.
+        self.assertEqual(
+            message._next_open_moment(datetime.datetime(2026, 10, 24, 10, 0)), datetime.datetime(2026, 10, 25, 7, 0)
+        )
+        self.workspace_a.write({"send_on_saturday": True, "send_on_sunday": False})
+        # Sunday 2026-03-29, 12:00 CEST: Monday 08:00 CEST.
+        self.assertEqual(
+            message._next_open_moment(datetime.datetime(2026, 3, 29, 10, 0)), datetime.datetime(2026, 3, 30, 6, 0)
+        )
 
 
 class TestTemplates(OutboxCase):

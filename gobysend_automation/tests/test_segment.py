@@ -5,13 +5,14 @@ import datetime
 from freezegun import freeze_time
 
 from odoo.exceptions import AccessError, ValidationError
-from odoo.tests import Form
+from odoo.tests import Form, tagged
 
 from .common import GobysendCase
 
 NOW = datetime.datetime(2026, 11, 23, 3, 0)  # a Monday, 10:00 in Ho Chi Minh City
 
 
+@tagged("time_sensitive")
 class SegmentCase(GobysendCase):
     @classmethod
     def setUpClass(cls):
@@ -25,11 +26,18 @@ class SegmentCase(GobysendCase):
             for value_type in ("string", "number", "boolean", "date", "datetime")
         }
 
-    def contact(self, name, workspace=None, **values):
+    def contact(self, name, workspace=None, joined_at=NOW, **values):
+        """A contact of ``workspace`` (A by default) that joined it at ``joined_at``."""
         partner = self.env["res.partner"].create(dict({"name": name}, **values))
-        self.env["gobysend.subscription"].create(
+        subscription = self.env["gobysend.subscription"].create(
             {"workspace_id": (workspace or self.workspace_a).id, "partner_id": partner.id}
         )
+        # "Joined within N days" reads the subscription's create_date, which PostgreSQL's clock
+        # wrote: put it on the test's clock, which freeze_time does not reach.
+        self.env.cr.execute(
+            "UPDATE gobysend_subscription SET create_date = %s WHERE id = %s", (joined_at, subscription.id)
+        )
+        subscription.invalidate_recordset(["create_date"])
         return partner
 
     def set_attribute(self, partner, value_type, value):
@@ -86,6 +94,16 @@ class TestSegmentConditions(SegmentCase):
         self.assertMembers(segment, hanoi)
         tagged = self.segment({"kind": "domain", "partner_domain": f"[('category_id', 'in', [{tag.id}])]"})
         self.assertMembers(tagged, hanoi)
+
+    def test_contact_filter_today_is_the_workspace_date_at_the_evaluated_moment(self):
+        # 2026-11-24 18:00 UTC is 25 November in Ho Chi Minh City; the frozen clock says 23.
+        evaluated_at = datetime.datetime(2026, 11, 24, 18, 0)
+        due, utc_day, frozen_day = (self.contact(name) for name in ("Due", "UTC day", "Frozen day"))
+        for partner, day in ((due, "2026-11-25"), (utc_day, "2026-11-24"), (frozen_day, "2026-11-23")):
+            partner.gobysend_birthday = day
+        segment = self.segment({"kind": "domain", "partner_domain": "[('gobysend_birthday', '=', context_today())]"})
+        segment._rebuild(now=evaluated_at)
+        self.assertEqual(segment.current_membership_ids.partner_id, due)
 
     def test_members_are_drawn_from_the_workspace_contacts_only(self):
         inside = self.contact("Inside", country_id=self.vn.id)
@@ -357,9 +375,14 @@ class TestSegmentConditions(SegmentCase):
         self.assertMembers(email)
         joined = self.segment({"kind": "joined", "days": 7})
         self.assertEqual(self.members(joined), subscribed | opted_out)
-        with freeze_time(NOW + datetime.timedelta(days=8)):
+        with freeze_time(NOW + datetime.timedelta(days=7, seconds=-1)):
+            joined._rebuild()
+        self.assertEqual(joined.current_membership_ids.partner_id, subscribed | opted_out)
+        with freeze_time(NOW + datetime.timedelta(days=7, seconds=1)):
             joined._rebuild()
         self.assertFalse(joined.current_membership_ids)
+        earlier = self.contact("Joined before", joined_at=NOW - datetime.timedelta(days=8))
+        self.assertNotIn(earlier, self.members(joined))
 
     def test_membership_of_another_segment_and_negation(self):
         vip, other = self.contact("VIP", country_id=self.vn.id), self.contact("Other")

@@ -376,7 +376,7 @@ class TestWorkspaceSettings(GobysendCase):
             self.workspace_a._normalize_phone("0912", field_name="attributes.phone")
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "time_sensitive")
 class TestApiKeyRateWindows(GobysendCase):
     def test_requests_are_counted_per_key_and_minute(self):
         key = self.env["gobysend.api.key"]._authenticate(self.api_key_a)

@@ -1,6 +1,7 @@
 import datetime
 
 from odoo import fields
+from odoo.tests import tagged
 
 from odoo.addons.gobysend_automation.tests.common import GobysendCase, GobysendHttpCase
 
@@ -77,6 +78,7 @@ class ChannelCaseMixin:
         self.assertEqual(self.workspace_a.token_balance, 100, "the failed attempt was refunded")
 
 
+@tagged("time_sensitive")
 class ChannelCase(ChannelCaseMixin, GobysendCase):
     @classmethod
     def setUpClass(cls):
@@ -88,6 +90,7 @@ class ChannelCase(ChannelCaseMixin, GobysendCase):
         self.server = self.start_server()
 
 
+@tagged("time_sensitive")
 class ChannelHttpCase(ChannelCaseMixin, GobysendHttpCase):
     @classmethod
     def setUpClass(cls):

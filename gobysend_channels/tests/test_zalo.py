@@ -2,6 +2,7 @@ import datetime
 
 from odoo import fields
 from odoo.exceptions import AccessError, ValidationError
+from odoo.tests import freeze_time
 
 from .common import ChannelCase
 
@@ -146,12 +147,12 @@ class TestZalo(ChannelCase):
 
     def test_night_time_refusal_retries_in_the_morning(self):
         self.server.expect(ZNS_PATH, json={"error": -133, "message": "ZNS is not sent at night (22h-6h)"})
-        message = self.send_order()
+        # 03:00 in Vietnam (UTC+7, no daylight saving): a fixed night, not the one the test runs in.
+        with freeze_time("2026-11-23 20:00:00"):
+            message = self.send_order()
         self.assertEqual(message.state, "queued", message.reason)
-        # The next 06:00 in Vietnam (UTC+7, no daylight saving), in naive UTC.
-        morning = self.dispatched_at.replace(hour=23, minute=0, second=0)
-        if morning <= self.dispatched_at:
-            morning += datetime.timedelta(days=1)
+        # The next 06:00 in Vietnam, in naive UTC.
+        morning = datetime.datetime(2026, 11, 23, 23, 0)
         delay = morning - self.dispatched_at
         self.assertGreaterEqual(message.next_attempt_at, morning)
         self.assertLessEqual(message.next_attempt_at, morning + delay * 0.2 + datetime.timedelta(minutes=2))
