@@ -231,7 +231,7 @@ ensure_postgres() {
 
 python_requirements() {
     # What requirements.txt brings, down to the test client that Odoo's test runner imports.
-    if ! "$PYTHON" -c 'import httpx2, fastapi.testclient, phonenumbers, pytest_odoo, hypothesis, odoo.addons.fastapi, odoo.addons.queue_job' >/dev/null 2>&1; then
+    if ! "$PYTHON" -c 'import httpx2, fastapi.testclient, phonenumbers, pytest_odoo, hypothesis, time_machine, odoo.addons.fastapi, odoo.addons.queue_job' >/dev/null 2>&1; then
         step "Installing requirements.txt"
         "$PYTHON" -m pip install --quiet -r "$REPO_ROOT/requirements.txt" || die "could not install requirements.txt."
         step_done

@@ -47,6 +47,20 @@ class GobysendCase(TransactionCase):
             yield caught
         self.assertEqual(caught.exception.field, field, caught.exception.message)
 
+    def commit_request(self):
+        """What happens when the request's transaction commits: its post-commit callbacks run
+        (the buttons that send do it then, through the claimed dispatch, whose cursors the
+        registry's test mode hands out as savepoints of the test's transaction)."""
+        self.env.flush_all()
+        if self.registry.test_cr is not None:
+            self.env.cr.postcommit.run()
+            return
+        self.registry.enter_test_mode(self.env.cr)
+        try:
+            self.env.cr.postcommit.run()
+        finally:
+            self.registry.leave_test_mode()
+
     def subscription_of(self, workspace, partner):
         """The subscription of a contact (partner record or id) in ``workspace``, archived ones included."""
         partner_id = partner if isinstance(partner, int) else partner.id

@@ -381,11 +381,6 @@ class TestSendActions(OutboxCase):
         cls.registry.enter_test_mode(cls.cr)
         cls.addClassCleanup(cls.registry.leave_test_mode)
 
-    def commit_request(self):
-        """What happens when the request's transaction commits: its post-commit callbacks run."""
-        self.env.flush_all()
-        self.env.cr.postcommit.run()
-
     def test_test_sends_ignore_quiet_hours(self):
         self.sms.test_partner_id = self.contact
         with freeze_time("2026-11-23 16:30:00"):
