@@ -18,6 +18,16 @@ class UnknownContact(InvalidInput):
     """The request names a contact that does not exist in the workspace."""
 
 
+class UnknownDevice(InvalidInput):
+    """The request names a push device that the workspace does not know."""
+
+
+class ContactNotWritable(InvalidInput):
+    """The request would change the own fields (name, email...) of a contact that the workspace
+    does not own: an Odoo user's or company's, an archived one, or one shared with the workspace
+    that created it."""
+
+
 class SendError(Exception):
     """A provider refused or failed to take a message."""
 

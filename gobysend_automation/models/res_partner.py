@@ -9,6 +9,18 @@ class ResPartner(models.Model):
     _inherit = "res.partner"
 
     gobysend_birthday = fields.Date(string="Birthday")
+    # The workspace whose tracking API created this contact: the only one whose API may change
+    # the contact's own fields once other workspaces share it. Empty for every other partner,
+    # so that the column costs nothing to contacts made elsewhere in Odoo.
+    gobysend_origin_workspace_id = fields.Many2one(
+        "gobysend.workspace",
+        string="Created by Workspace",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        ondelete="set null",
+        groups=GOBYSEND_USER,
+    )
     # The profile is for Gobysend users only: other users reading a partner (exports, RPC reads
     # of all fields) must not trip over models they have no access to.
     gobysend_subscription_ids = fields.One2many(

@@ -2,9 +2,10 @@ import datetime
 import json
 import time
 
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 
-from ..routers.tracking import MAX_BODY_BYTES, router
+from ..routers.dispatcher import MAX_BODY_BYTES
+from ..routers.tracking import router
 from .common import GobysendHttpCase
 
 
@@ -199,6 +200,40 @@ class TestApiIdentify(GobysendHttpCase):
 
 
 @tagged("post_install", "-at_install")
+class TestApiContactsOfOthers(GobysendHttpCase):
+    def test_an_api_key_cannot_rewrite_an_odoo_users_contact(self):
+        staff = new_test_user(self.env, login="gbs_staff", email="staff@example.com", groups="base.group_user")
+        partner = staff.partner_id
+        fields = ["name", "email", "phone", "city"]
+        before = partner.read(fields)[0]
+        hijack = {"name": "Hijacked", "email": "attacker@example.com", "city": "Nowhere"}
+
+        # Matched by email, the user's contact is not adopted: the workspace gets a contact of its own.
+        response = self.api("POST", "/identify", {"email": "staff@example.com", "attributes": hijack})
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertNotEqual(response.json()["contact_id"], partner.id)
+        self.assertEqual(partner.read(fields)[0], before)
+        self.assertFalse(self.subscription_of(self.workspace_a, partner))
+
+        # Subscribed to the workspace by a manager, the user's contact is found, yet never rewritten.
+        self.env["gobysend.subscription"].create(
+            {"workspace_id": self.workspace_a.id, "partner_id": partner.id, "external_id": "STAFF"}
+        )
+        detail = self.assertApiError(
+            self.api("POST", "/identify", {"id": "STAFF", "attributes": hijack}), 409, "attributes.name"
+        )
+        self.assertIn("Odoo user", detail[0]["msg"])
+        response = self.api("POST", "/batch", {"batch": [{"type": "identify", "id": "STAFF", "attributes": hijack}]})
+        self.assertEqual(response.status_code, 200, response.text)
+        (result,) = response.json()["results"]
+        self.assertEqual((result["status"], result["errors"][0]["loc"]), ("error", ["batch", 0, "attributes.name"]))
+        self.assertEqual(partner.read(fields)[0], before)
+        # Its events and attributes in the workspace are the workspace's own.
+        response = self.api("POST", "/identify", {"id": "STAFF", "attributes": {"tier": "gold"}})
+        self.assertEqual(response.json(), {"contact_id": partner.id, "created": False})
+
+
+@tagged("post_install", "-at_install")
 class TestApiActivity(GobysendHttpCase):
     @classmethod
     def setUpClass(cls):
@@ -346,7 +381,7 @@ class TestApiActivity(GobysendHttpCase):
         self.assertEqual(response.json(), {"device_id": device.id, "contact_id": None, "active": False})
         self.assertFalse(device.active)
         self.assertEqual(self.api("DELETE", f"/devices/{quoted}").status_code, 200, "a retried removal succeeds")
-        self.assertApiError(self.api("DELETE", "/devices/unknown-token"), 422, "token")
+        self.assertApiError(self.api("DELETE", "/devices/unknown-token"), 404, "token")
         self.assertApiError(
             self.api("POST", "/devices", {"id": "C-1", "token": "t", "platform": "blackberry"}), 422, "platform"
         )
