@@ -4,7 +4,7 @@ The ``fastapi`` addon's dispatcher passes the body on only as far as ``Content-L
 a chunked body (``Transfer-Encoding: chunked``, no ``Content-Length``) arrives empty; and it
 reads any body whole into memory before the app can refuse it. This one reads the body itself,
 chunked or not, counting the bytes as they come, and answers 413 as soon as the count passes
-the limit, keeping no more than the limit in memory.
+the limit, keeping no more than the limit in memory; a body that is not UTF-8 is a 400.
 """
 
 import logging
@@ -36,14 +36,21 @@ class GobysendApiDispatcher(FastApiDispatcher):
 
     def dispatch(self, endpoint, args):
         try:
-            self._read_body()
+            body = self._read_body()
         except BodyTooLarge:
-            self.request.params = {}  # read by other addons' ``_post_dispatch``, as after any dispatch
-            _logger.info("Tracking API answered 413 to %s", self.request.httprequest.path)
-            return self.request.make_json_response(
-                {"detail": too_large_message()}, status=413, headers=[("Connection", "close")]
-            )
+            return self._refuse(413, too_large_message(), headers=[("Connection", "close")])
+        try:
+            # JSON travels in UTF-8 (RFC 8259); Python's parser would also guess UTF-16 and 32.
+            body.decode()
+        except UnicodeDecodeError:
+            message = _("The request body must be JSON encoded in UTF-8.")
+            return self._refuse(400, [{"loc": ["body"], "msg": message, "type": "body_not_utf8"}])
         return super().dispatch(endpoint, args)
+
+    def _refuse(self, status, detail, headers=None):
+        self.request.params = {}  # read by other addons' ``_post_dispatch``, as after any dispatch
+        _logger.info("Tracking API answered %s to %s", status, self.request.httprequest.path)
+        return self.request.make_json_response({"detail": detail}, status=status, headers=headers)
 
     def _wrapped_httprequest(self):
         # The same unwrapping as the fastapi addon's ``_get_environ``.

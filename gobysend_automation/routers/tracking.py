@@ -178,17 +178,8 @@ class ApiErrorMiddleware:
         except RequestValidationError as error:
             await self._answer(scope, receive, send, 422, jsonable_encoder(error.errors()))
         except StarletteHTTPException as error:
-            detail = error.detail
-            if isinstance(error.__cause__, UnicodeDecodeError):
-                # FastAPI's own answer ("There was an error parsing the body") names nothing.
-                detail = [
-                    {
-                        "loc": ["body"],
-                        "msg": _("The request body must be JSON encoded in UTF-8."),
-                        "type": "body_not_utf8",
-                    }
-                ]
-            await self._answer(scope, receive, send, error.status_code, detail, error.headers)
+            # FastAPI raises Starlette's own class where it cannot parse a body.
+            await self._answer(scope, receive, send, error.status_code, error.detail, error.headers)
 
     async def _answer(self, scope, receive, send, status_code, detail, headers=None):
         env = odoo_env_ctx.get(None)
