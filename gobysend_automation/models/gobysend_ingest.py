@@ -34,7 +34,7 @@ CONTACT_KEYS = (("id", "external_id"), ("email", "email_normalized"), ("phone", 
 STANDARD_KEY_OF_FIELD = {field: key for key, field in STANDARD_KEYS.items()}
 # Push tokens as FCM, APNs and web push hand them out: printable ASCII without spaces (white
 # space around them is dropped).
-DEVICE_TOKEN_PATTERN = r"^\s*[!-~]+\s*$"
+DEVICE_TOKEN_PATTERN = r"^[ \t\r\n]*[!-~]+[ \t\r\n]*$"
 DEVICE_TOKEN_RE = re.compile(DEVICE_TOKEN_PATTERN)
 
 

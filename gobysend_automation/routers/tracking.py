@@ -34,7 +34,11 @@ router = APIRouter(
     tags=["tracking"],
     responses={
         401: {"model": schemas.ErrorResponse, "description": "Missing, invalid or revoked API key."},
-        413: {"model": schemas.ErrorResponse, "description": "The request body is larger than 5 MiB."},
+        400: {"model": schemas.ErrorResponse, "description": "The request body is not UTF-8."},
+        413: {
+            "model": schemas.ErrorResponse,
+            "description": "The request body is larger than 5 MiB (chunked bodies are counted as they arrive).",
+        },
         429: {
             "model": schemas.ErrorResponse,
             "description": "Too many requests for this API key; retry after the seconds in `Retry-After`.",
@@ -113,7 +117,19 @@ def _payload(model):
     return model.model_dump(exclude_unset=True)
 
 
-@router.post("/identify", response_model=schemas.IdentifyResponse, summary="Create or update a contact")
+@router.post(
+    "/identify",
+    response_model=schemas.IdentifyResponse,
+    summary="Create or update a contact",
+    responses={
+        409: {
+            "model": schemas.ErrorResponse,
+            "description": "The standard keys would change a contact that is not this workspace's own: an Odoo "
+            "user's or company's, an archived one, or one shared with the workspace that created it. `loc` names "
+            "the key; store the value in an attribute of another name instead.",
+        }
+    },
+)
 def identify(body: schemas.IdentifyRequest, workspace: Workspace, env: Env):
     return _call(env, "identify", workspace, _payload(body))
 
@@ -134,7 +150,12 @@ def add_device(body: schemas.DeviceRequest, workspace: Workspace, env: Env):
 
 
 # ``:path`` lets a token hold slashes, as web push endpoints do (sent URL-encoded).
-@router.delete("/devices/{token:path}", response_model=schemas.DeviceResponse, summary="Remove a push device")
+@router.delete(
+    "/devices/{token:path}",
+    response_model=schemas.DeviceResponse,
+    summary="Remove a push device",
+    responses={404: {"model": schemas.ErrorResponse, "description": "No device with this token in this workspace."}},
+)
 def remove_device(token: Annotated[schemas.DeviceToken, Path()], workspace: Workspace, env: Env):
     return _call(env, "remove_device", workspace, token, location="path")
 

@@ -2,6 +2,9 @@ import datetime
 import json
 import time
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from odoo.tests import new_test_user, tagged
 
 from ..routers.dispatcher import MAX_BODY_BYTES
@@ -461,6 +464,43 @@ class TestApiBatch(GobysendHttpCase):
 
 @tagged("post_install", "-at_install")
 class TestApiDocumentation(GobysendHttpCase):
+    def openapi(self):
+        response = self.opener.get(self.base_url() + self.api_root + "/openapi.json", timeout=30)
+        self.assertEqual(response.status_code, 200, response.text)
+        return response.json()
+
+    def test_the_device_schema_states_what_the_api_accepts(self):
+        schemas = self.openapi()["components"]["schemas"]
+        token = schemas["DeviceRequest"]["properties"]["token"]
+        self.assertEqual((token["minLength"], token["maxLength"]), (1, 2048))
+        self.assertIn("pattern", token)
+        platforms = schemas["DeviceRequest"]["properties"]["platform"]["enum"]
+        self.assertEqual(sorted(platforms), ["android", "ios", "web"])
+        self.assertEqual(schemas["BatchRequest"]["properties"]["batch"]["maxItems"], 1000)
+        self.ingest.identify(self.workspace_a, {"id": "C-1"})
+
+        # Whatever the document allows, the API accepts...
+        @settings(
+            max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(
+            token=st.from_regex(token["pattern"]).filter(lambda text: len(text) <= token["maxLength"]),
+            platform=st.sampled_from(platforms),
+        )
+        def accepted(token, platform):
+            response = self.api("POST", "/devices", {"id": "C-1", "token": token, "platform": platform})
+            self.assertEqual(response.status_code, 200, response.text)
+
+        accepted()
+        # ...and what it refuses, the API refuses, in the same words for a single call and a batch.
+        for bad in ("two words", "tab\tinside", "jeton-é", "x" * 2049, "", "   "):
+            with self.subTest(token=bad):
+                self.assertApiError(
+                    self.api("POST", "/devices", {"id": "C-1", "token": bad, "platform": "ios"}), 422, "token"
+                )
+                with self.assertInvalidInput("token"):
+                    self.ingest.register_device(self.workspace_a, {"id": "C-1", "token": bad, "platform": "ios"})
+
     def test_openapi_documents_every_path(self):
         response = self.opener.get(self.base_url() + self.api_root + "/openapi.json", timeout=30)
         self.assertEqual(response.status_code, 200, response.text)
