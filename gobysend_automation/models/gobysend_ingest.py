@@ -323,18 +323,22 @@ class GobysendIngest(models.AbstractModel):
         # sudo: reads the creator of a contact this workspace holds, a field for Gobysend users only.
         origin = partner.sudo().gobysend_origin_workspace_id
         if origin:
-            shared = origin != workspace
-        else:
-            shared = bool(
-                self.env["gobysend.subscription"]
-                .sudo()
-                .with_context(active_test=False)
-                .search_count([("partner_id", "=", partner.id), ("workspace_id", "!=", workspace.id)], limit=1)
-            )
+            if origin != workspace:
+                return _(
+                    "This contact was created through another workspace, which alone changes its own fields; "
+                    "store the value in an attribute of another name instead."
+                )
+            return None
+        shared = (
+            self.env["gobysend.subscription"]
+            .sudo()
+            .with_context(active_test=False)
+            .search_count([("partner_id", "=", partner.id), ("workspace_id", "!=", workspace.id)], limit=1)
+        )
         if shared:
             return _(
-                "This contact is shared with another workspace, which manages its own fields; "
-                "store the value in an attribute of another name instead."
+                "This contact comes from elsewhere in Odoo and is shared by several workspaces; its own fields "
+                "cannot be changed through the API. Store the value in an attribute of another name instead."
             )
         return None
 

@@ -454,14 +454,16 @@ class TestIngestContactsOfOthers(GobysendCase):
         # Once a second workspace shares it, neither rewrites it.
         self.subscribe(self.workspace_b, self.crm)
         for workspace in (self.workspace_a, self.workspace_b):
-            with self.subTest(workspace=workspace.name), self.assertInvalidInput("attributes.city"):
+            with self.subTest(workspace=workspace.name), self.assertInvalidInput("attributes.city") as caught:
                 self.ingest.identify(workspace, {"email": "crm@example.com", "attributes": {"city": "Vinh"}})
+            self.assertIn("shared by several workspaces", caught.exception.message)
         self.assertEqual(self.crm.city, "Huế")
 
     def test_a_shared_contact_changes_only_through_the_workspace_that_created_it(self):
         self.subscribe(self.workspace_a, self.in_b)
-        with self.assertInvalidInput("attributes.name"):
+        with self.assertInvalidInput("attributes.name") as caught:
             self.ingest.identify(self.workspace_a, {"email": "minh@example.com", "attributes": {"name": "Hijacked"}})
+        self.assertIn("created through another workspace", caught.exception.message)
         with self.assertInvalidInput("email"):
             # Found by its customer id, the contact would take a new email: refused as well.
             self.subscription_of(self.workspace_a, self.in_b).external_id = "A-1"
