@@ -92,8 +92,9 @@ class GobysendApiDispatcher(FastApiDispatcher):
             stream = stream or httprequest._get_stream_for_parsing()
             while stream.read(READ_SIZE):
                 pass
-        except (RequestEntityTooLarge, OSError):
-            pass
+        except (RequestEntityTooLarge, OSError) as error:
+            # Past Odoo's own limit, or the client gave up: the answer goes out anyway.
+            _logger.debug("Stopped reading a refused request body: %s", error)
 
     def _get_environ(self):
         environ = self._wrapped_httprequest().environ
