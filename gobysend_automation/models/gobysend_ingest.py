@@ -320,7 +320,7 @@ class GobysendIngest(models.AbstractModel):
                 "This contact is an Odoo user or company; its own fields cannot be changed through the API. "
                 "Store the value in an attribute of another name instead."
             )
-        # sudo: reads the creator of a contact this workspace holds, a field for Gobysend users only.
+        # sudo: reads the creator of a contact this workspace holds, a field for administrators only.
         origin = partner.sudo().gobysend_origin_workspace_id
         if origin:
             if origin != workspace:

@@ -11,7 +11,8 @@ class ResPartner(models.Model):
     gobysend_birthday = fields.Date(string="Birthday")
     # The workspace whose tracking API created this contact: the only one whose API may change
     # the contact's own fields once other workspaces share it. Empty for every other partner,
-    # so that the column costs nothing to contacts made elsewhere in Odoo.
+    # so that the column costs nothing to contacts made elsewhere in Odoo. For administrators
+    # only: members of other workspaces sharing the contact must not read that workspace's name.
     gobysend_origin_workspace_id = fields.Many2one(
         "gobysend.workspace",
         string="Created by Workspace",
@@ -19,7 +20,7 @@ class ResPartner(models.Model):
         copy=False,
         index="btree_not_null",
         ondelete="set null",
-        groups=GOBYSEND_USER,
+        groups="base.group_system",
     )
     # The profile is for Gobysend users only: other users reading a partner (exports, RPC reads
     # of all fields) must not trip over models they have no access to.
