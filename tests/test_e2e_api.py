@@ -560,20 +560,6 @@ def raw_request(base_url, method, path, headers, body=b""):
         connection.close()
 
 
-@pytest.fixture
-def server_log(odoo_server):
-    """Reads what the server logged since the test began."""
-    with open(odoo_server.log_path, "rb") as handle:
-        start = handle.seek(0, 2)
-
-    def read():
-        with open(odoo_server.log_path, "rb") as handle:
-            handle.seek(start)
-            return handle.read().decode(errors="replace")
-
-    return read
-
-
 BODY = b'{"id": "C-headers"}'
 KEY = object()  # stands for "Bearer <the workspace's key>"
 UNTRUSTED_INPUT = {

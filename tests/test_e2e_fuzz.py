@@ -11,7 +11,6 @@ draws the same requests on every run.
 import json
 import urllib.parse
 
-import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -134,19 +133,6 @@ def request_strategy(document, key):
         return method, path, headers, body
 
     return one_request()
-
-
-@pytest.fixture
-def server_log(odoo_server):
-    with open(odoo_server.log_path, "rb") as handle:
-        start = handle.seek(0, 2)
-
-    def read():
-        with open(odoo_server.log_path, "rb") as handle:
-            handle.seek(start)
-            return handle.read().decode(errors="replace")
-
-    return read
 
 
 def test_no_request_drawn_from_the_openapi_document_is_a_server_error(admin, base_url, unique, server_log):
