@@ -18,6 +18,16 @@ class UnknownContact(InvalidInput):
     """The request names a contact that does not exist in the workspace."""
 
 
+class UnknownDevice(InvalidInput):
+    """The request names a push device that the workspace does not know."""
+
+
+class ContactNotWritable(InvalidInput):
+    """The request would change the own fields (name, email...) of a contact that the workspace
+    does not own: an Odoo user's or company's, an archived one, or one shared with the workspace
+    that created it."""
+
+
 # The most of a provider's answer kept on a message: enough for a human to read, never a whole
 # document a provider (or whoever a URL points at) chose to send back.
 PROVIDER_ANSWER_MAX_LENGTH = 4000

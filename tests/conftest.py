@@ -289,6 +289,20 @@ def make_rpc(odoo_server):
 
 
 @pytest.fixture
+def server_log(odoo_server):
+    """Reads what the server logged since the test began."""
+    with open(odoo_server.log_path, "rb") as handle:
+        start = handle.seek(0, 2)
+
+    def read():
+        with open(odoo_server.log_path, "rb") as handle:
+            handle.seek(start)
+            return handle.read().decode(errors="replace")
+
+    return read
+
+
+@pytest.fixture
 def unique():
     """A short random suffix for names that must not clash between tests and runs."""
     return uuid.uuid4().hex[:10]

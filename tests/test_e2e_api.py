@@ -1,6 +1,8 @@
 """The tracking API as a client sees it: a running Odoo, real HTTP, results read back over XML-RPC."""
 
 import calendar
+import http.client
+import json
 import threading
 import time
 import xmlrpc.client
@@ -11,6 +13,7 @@ import requests
 
 EXPECTED_PATHS = {"/identify", "/track", "/page", "/devices", "/devices/{token}", "/unsubscribe", "/batch"}
 CHANNELS = ("email", "sms", "zalo", "push")
+API_ROOT = "/gobysend/api/v1"
 
 
 @pytest.fixture
@@ -513,3 +516,114 @@ def test_workspace_keys_cannot_be_created_by_plain_users(admin, make_rpc, unique
     with pytest.raises(xmlrpc.client.Fault):
         user.call("gobysend.workspace", "api_key_create", [workspace_id], "Sneaky")
     assert admin.call("gobysend.api.key", "search_count", [("workspace_id", "=", workspace_id)]) == 0
+
+
+# ---------------------------------------------------------------------------
+# Untrusted input: bodies, headers and concurrency as real clients produce them
+# ---------------------------------------------------------------------------
+
+
+def chunks(data, size=64 * 1024):
+    """A generator body: ``requests`` sends it chunked, without Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_chunked_bodies_are_read_and_limited_to_5_mib(admin, workspace):
+    workspace_id, api = workspace
+    small = json.dumps({"id": "C-chunked", "attributes": {"tier": "gold"}}).encode()
+    response = api.request("POST", "/identify", data=chunks(small, 8), headers={"Content-Type": "application/json"})
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert "Content-Length" not in response.request.headers
+    assert response.status_code == 200, response.text
+    assert (
+        subscription_of(admin, workspace_id, "C-chunked", fields=["partner_id"])["partner_id"][0]
+        == (response.json()["contact_id"])
+    )
+
+    padding = "x" * (5 * 1024 * 1024)
+    large = json.dumps({"id": "C-too-large", "attributes": {"note": padding}}).encode()
+    response = api.request("POST", "/identify", data=chunks(large), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text[:500]
+    assert "larger than" in response.json()["detail"]
+    assert admin.call("gobysend.subscription", "search_count", [("external_id", "=", "C-too-large")]) == 0
+
+
+def raw_request(base_url, method, path, headers, body=b""):
+    """One request with exactly these header bytes (``requests`` would encode or refuse some)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest(method, API_ROOT + path, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+BODY = b'{"id": "C-headers"}'
+KEY = object()  # stands for "Bearer <the workspace's key>"
+UNTRUSTED_INPUT = {
+    # A key that is no key at all: other alphabets, control characters, any length.
+    "latin-1 key": ({"Authorization": "Bearer gbs_\xe9\xe9\xe9\xe9_\xe9\xe9\xe9".encode("latin-1")}, BODY, 401),
+    "utf-8 key": ({"Authorization": "Bearer gbs_ñandú_sí".encode()}, BODY, 401),
+    "control characters in the key": ({"Authorization": b"Bearer gbs_0000\x00\x01_" + b"A" * 40}, BODY, 401),
+    "a huge key": ({"Authorization": b"Bearer " + b"A" * 10000}, BODY, 401),
+    "latin-1 scheme": ({"Authorization": "B\xe9arer x".encode("latin-1")}, BODY, 401),
+    # A language preference that does not parse is ignored.
+    "q-value not a number": ({"Authorization": KEY, "Accept-Language": b"fr;q=#E"}, BODY, 200),
+    "empty language ranges": ({"Authorization": KEY, "Accept-Language": b";;;"}, BODY, 200),
+    "latin-1 q-value": ({"Authorization": KEY, "Accept-Language": "vi-VN;q=\xff".encode("latin-1")}, BODY, 200),
+    # A body that is not UTF-8.
+    "latin-1 body": ({"Authorization": KEY}, b'{"id": "C-\xff\xfe"}', 400),
+    "utf-16 body": ({"Authorization": KEY}, '{"id": "C-1"}'.encode("utf-16"), 400),
+}
+
+
+@pytest.mark.parametrize("case", UNTRUSTED_INPUT)
+def test_headers_and_bodies_a_client_sends_never_cause_a_server_error(case, workspace, base_url, server_log):
+    _workspace_id, api = workspace
+    headers, payload, expected = UNTRUSTED_INPUT[case]
+    headers = {
+        "Content-Type": "application/json",
+        **{name: f"Bearer {api.key}".encode() if value is KEY else value for name, value in headers.items()},
+    }
+    status, answer = raw_request(base_url, "POST", "/identify", headers, payload)
+    assert status == expected, answer[:300]
+    if status == 400:
+        assert json.loads(answer)["detail"][0]["loc"] == ["body"], answer
+    log = server_log()
+    assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_removing_an_unknown_device_is_a_404(workspace):
+    _workspace_id, api = workspace
+    identify(api, {"id": "C-device"})
+    response = api.request("DELETE", "/devices/never-registered")
+    assert_field_error(response, 404, "token")
+    assert api.post("/devices", {"id": "C-device", "token": "tok-404", "platform": "web"}).status_code == 200
+    assert api.request("DELETE", "/devices/tok-404").status_code == 200
+
+
+@pytest.mark.parametrize("identifiers", [{"id": "C-race"}, {"email": "race@example.com"}, {"phone": "0912 000 999"}])
+def test_concurrent_identify_of_one_new_contact_all_succeed(admin, make_workspace, identifiers):
+    workspace_id, api = make_workspace()
+    threads = 6
+    barrier = threading.Barrier(threads, timeout=30)
+
+    def send(index):
+        client = api.clone()
+        barrier.wait()
+        return client.post("/identify", dict(identifiers, attributes={"visits": index}))
+
+    with ThreadPoolExecutor(threads) as pool:
+        responses = list(pool.map(send, range(threads)))
+    assert [response.status_code for response in responses] == [200] * threads, [r.text for r in responses]
+    bodies = [response.json() for response in responses]
+    assert len({body["contact_id"] for body in bodies}) == 1, bodies
+    assert sorted(body["created"] for body in bodies) == [False] * (threads - 1) + [True], bodies
+    assert admin.call("gobysend.subscription", "search_count", [("workspace_id", "=", workspace_id)]) == 1

@@ -14,6 +14,7 @@ from . import gobysend_segment_membership
 from . import gobysend_segment_snapshot
 from . import res_partner
 from . import fastapi_endpoint
+from . import res_lang
 from . import gobysend_channel
 from . import gobysend_message_template
 from . import gobysend_claim

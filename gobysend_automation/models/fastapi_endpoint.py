@@ -1,7 +1,8 @@
 from starlette.middleware import Middleware
 
-from odoo import fields, models
+from odoo import api, fields, models
 
+from ..routers.dispatcher import ROUTING_TYPE
 from ..routers.tracking import ApiErrorMiddleware
 from ..routers.tracking import router as tracking_router
 
@@ -23,6 +24,19 @@ class FastapiEndpoint(models.Model):
         if self.app == "gobysend":
             return [tracking_router]
         return super()._get_fastapi_routers()
+
+    def _get_routing_info(self):
+        routing = super()._get_routing_info()
+        if self.app == "gobysend":
+            # Our dispatcher reads chunked bodies and refuses large ones before reading them whole.
+            routing["type"] = ROUTING_TYPE
+        return routing
+
+    @api.model
+    def _gobysend_sync_routes(self):
+        """Register the tracking API's routes again, as the code now describes them: the
+        registry keeps a route's routing (its dispatcher) from the time it was first synced."""
+        self.search([("app", "=", "gobysend"), ("registry_sync", "=", True)])._handle_registry_sync()
 
     def _get_fastapi_app_middlewares(self):
         middlewares = super()._get_fastapi_app_middlewares()

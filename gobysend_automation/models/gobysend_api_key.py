@@ -1,6 +1,7 @@
 import datetime
 import hashlib
 import logging
+import re
 
 from odoo import _, api, fields, models, sql_db
 from odoo.exceptions import UserError
@@ -18,6 +19,10 @@ RATE_WINDOW_SECONDS = 60
 # Set once by ``gobysend.workspace.api_key_create``: changing them would hand a known secret to
 # another workspace, past the record rules that only check the key's current workspace.
 IMMUTABLE_FIELDS = ("workspace_id", "prefix", "key_hash")
+# What ``gobysend.workspace.api_key_create`` hands out (``gbs_<hex>_<url-safe base64>``), with
+# room to spare. Anything else in an Authorization header (other characters, NUL, any length)
+# is refused before it reaches the database.
+KEY_FORMAT = re.compile(r"[A-Za-z0-9_-]{%d,128}" % (KEY_PREFIX_LENGTH + 1))
 
 
 class GobysendApiKey(models.Model):
@@ -80,7 +85,7 @@ class GobysendApiKey(models.Model):
         This runs before every API request: one plain query, which also puts what the caller
         reads next (the key's workspace and its rate limit) in the record cache.
         """
-        if not plaintext or len(plaintext) <= KEY_PREFIX_LENGTH:
+        if not isinstance(plaintext, str) or not KEY_FORMAT.fullmatch(plaintext):
             return self.browse()
         self.flush_model(["prefix", "key_hash", "active", "workspace_id"])
         self.env["gobysend.workspace"].flush_model(["active", "api_rate_limit"])

@@ -7,6 +7,7 @@ naming the offending field. The HTTP routers, imports and tests all call these m
 
 import json
 import logging
+import re
 
 from psycopg2 import IntegrityError, errorcodes
 from psycopg2.extras import execute_values
@@ -14,7 +15,7 @@ from psycopg2.extras import execute_values
 from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
-from ..exceptions import InvalidInput, UnknownContact
+from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, UnknownDevice
 from ..tools import coerce_attribute_value, find_nul_character, infer_attribute_type, parse_timestamp
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
@@ -29,6 +30,12 @@ MAX_TEXT_LENGTH = 2048
 BATCH_TYPES = ("identify", "track", "page", "device")
 # How a contact is looked up, in order of precedence: the same as ``_find_subscription``.
 CONTACT_KEYS = (("id", "external_id"), ("email", "email_normalized"), ("phone", "phone_sanitized"))
+# The standard key (as the API names it) of each partner field that standard keys write.
+STANDARD_KEY_OF_FIELD = {field: key for key, field in STANDARD_KEYS.items()}
+# Push tokens as FCM, APNs and web push hand them out: printable ASCII without spaces (white
+# space around them is dropped).
+DEVICE_TOKEN_PATTERN = r"^[ \t\r\n]*[!-~]+[ \t\r\n]*$"
+DEVICE_TOKEN_RE = re.compile(DEVICE_TOKEN_PATTERN)
 
 
 class ConcurrentContactCreation(Exception):
@@ -38,6 +45,21 @@ class ConcurrentContactCreation(Exception):
 class GobysendIngest(models.AbstractModel):
     _name = "gobysend.ingest"
     _description = "Gobysend Activity Ingestion"
+
+    def init(self):
+        # The identifiers under which the API created contacts, per workspace: a meeting point that
+        # makes two requests creating the same contact at once collide (see ``_claim_new_contact``).
+        # Unlogged: a crash only forgets claims of contacts that exist by then, and lookups find those.
+        self.env.cr.execute(
+            """
+            CREATE UNLOGGED TABLE IF NOT EXISTS gobysend_contact_claim (
+                workspace_id integer NOT NULL,
+                identifier varchar NOT NULL,
+                claimed_at timestamp NOT NULL,
+                PRIMARY KEY (workspace_id, identifier)
+            )
+            """
+        )
 
     # ------------------------------------------------------------------
     # Contacts
@@ -205,6 +227,7 @@ class GobysendIngest(models.AbstractModel):
         try:
             with self.env.cr.savepoint():
                 if created:
+                    self._claim_new_contact(workspace, ref)
                     subscription = self._create_subscription(workspace, ref, partner_vals)
                 elif ref["id"] and subscription.external_id != ref["id"]:
                     if subscription.external_id:
@@ -219,12 +242,14 @@ class GobysendIngest(models.AbstractModel):
                     subscription.external_id = ref["id"]
                 partner = subscription.partner_id
                 changed = {
-                    key: value
-                    for key, value in partner_vals.items()
-                    # Many2one values (country_id) arrive as ids.
-                    if (partner[key].id if isinstance(partner[key], models.BaseModel) else partner[key]) != value
+                    key: value for key, value in partner_vals.items() if not self._same_value(partner, key, value)
                 }
                 if changed:
+                    refusal = self._contact_write_refusal(workspace, partner)
+                    if refusal:
+                        field = STANDARD_KEY_OF_FIELD[next(iter(changed))]
+                        raise ContactNotWritable(f"attributes.{field}" if field in attributes else field, refusal)
+                    # sudo: the partner was just checked to be this workspace's own contact.
                     partner.sudo().write(changed)
                 self._write_attribute_values(workspace, partner, attribute_values)
                 self.env.flush_all()
@@ -235,17 +260,109 @@ class GobysendIngest(models.AbstractModel):
         return {"contact_id": subscription.partner_id.id, "created": created}
 
     @api.model
+    def _same_value(self, partner, field_name, value):
+        """Whether writing ``value`` would leave ``partner``'s field as it is: an email or phone
+        written differently but naming the same address or number counts as the same."""
+        if field_name == "email" and value:
+            return partner.email_normalized == value
+        if field_name == "phone" and value:
+            return partner.phone_sanitized == value
+        current = partner[field_name]
+        # Many2one values (country_id) arrive as ids.
+        return (current.id if isinstance(current, models.BaseModel) else current) == value
+
+    @api.model
+    def _claim_new_contact(self, workspace, ref):
+        """Make requests that create the same new contact at the same moment collide.
+
+        Each identifier of the new contact is claimed in ``gobysend_contact_claim``. A second
+        request claiming one of them waits for the first to end; once the first has committed,
+        PostgreSQL refuses the second with a serialization failure (its snapshot cannot see the
+        first's contact), and the router runs it again on a fresh snapshot, where it finds the
+        contact. Plain SQL: the ORM has no ``ON CONFLICT``.
+        """
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_contact_claim (workspace_id, identifier, claimed_at)
+                 SELECT %s, identifier, now() at time zone 'UTC' FROM unnest(%s::varchar[]) AS identifier
+            ON CONFLICT (workspace_id, identifier) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
+            """,
+            (workspace.id, sorted(f"{key}:{ref[key]}" for key in ("id", "email", "phone") if ref[key])),
+        )
+
+    @api.model
+    def _is_odoo_account(self, partner):
+        """Whether ``partner`` stands for an Odoo user (internal or portal, archived ones too) or
+        for a company of this database: contacts that sign in, reset passwords and send
+        invoices, which the tracking API never rewrites nor adopts."""
+        # sudo: only counts; an API request runs as the endpoint's user, who cannot read users.
+        users = self.env["res.users"].sudo().with_context(active_test=False)
+        companies = self.env["res.company"].sudo().with_context(active_test=False)
+        return bool(
+            users.search_count([("partner_id", "=", partner.id)], limit=1)
+            or companies.search_count([("partner_id", "=", partner.id)], limit=1)
+        )
+
+    @api.model
+    def _contact_write_refusal(self, workspace, partner):
+        """Why the tracking API of ``workspace`` may not change ``partner``'s own fields (name,
+        email, phone...), or None when it may.
+
+        It may for a contact the workspace owns: one its API created, or one made elsewhere in
+        Odoo that a manager subscribed to this workspace alone. A contact shared by several
+        workspaces changes only through the workspace that created it; the others keep their
+        own values in attributes.
+        """
+        if not partner.active:
+            return _("This contact is archived in Odoo; its own fields cannot be changed through the API.")
+        if self._is_odoo_account(partner):
+            return _(
+                "This contact is an Odoo user or company; its own fields cannot be changed through the API. "
+                "Store the value in an attribute of another name instead."
+            )
+        # sudo: reads the creator of a contact this workspace holds, a field for administrators only.
+        origin = partner.sudo().gobysend_origin_workspace_id
+        if origin:
+            if origin != workspace:
+                return _(
+                    "This contact was created through another workspace, which alone changes its own fields; "
+                    "store the value in an attribute of another name instead."
+                )
+            return None
+        shared = (
+            self.env["gobysend.subscription"]
+            .sudo()
+            .with_context(active_test=False)
+            .search_count([("partner_id", "=", partner.id), ("workspace_id", "!=", workspace.id)], limit=1)
+        )
+        if shared:
+            return _(
+                "This contact comes from elsewhere in Odoo and is shared by several workspaces; its own fields "
+                "cannot be changed through the API. Store the value in an attribute of another name instead."
+            )
+        return None
+
+    @api.model
     def _create_subscription(self, workspace, ref, partner_vals):
-        partners = self.env["res.partner"].sudo().with_context(active_test=False)
+        """Subscribe a new contact: a partner that this workspace's API created before (and has
+        since lost its subscription), or else a new partner. Any other partner with the same
+        email or phone (an Odoo user, a company, a contact of another workspace or of the CRM)
+        is left alone: a key of one workspace adopts nobody else's contact."""
+        partners = self.env["res.partner"].sudo()
         partner = partners.browse()
-        if ref["email"]:
-            partner = partners.search([("email_normalized", "=", ref["email"])], order="id", limit=1)
-        if not partner and ref["phone"]:
-            partner = partners.search([("phone_sanitized", "=", ref["phone"])], order="id", limit=1)
+        for key, field_name in (("email", "email_normalized"), ("phone", "phone_sanitized")):
+            if ref[key] and not partner:
+                partner = partners.search(
+                    [(field_name, "=", ref[key]), ("gobysend_origin_workspace_id", "=", workspace.id)],
+                    order="id",
+                    limit=1,
+                )
+        if partner and self._is_odoo_account(partner):
+            partner = partners.browse()
         if not partner:
             name = partner_vals.get("name") or ref["email"] or ref["phone"] or ref["id"]
             partner = partners.with_context(mail_create_nolog=True, mail_create_nosubscribe=True).create(
-                dict(partner_vals, name=name)
+                dict(partner_vals, name=name, gobysend_origin_workspace_id=workspace.id)
             )
         return (
             self.env["gobysend.subscription"]
@@ -531,8 +648,14 @@ class GobysendIngest(models.AbstractModel):
     def register_device(self, workspace, payload):
         self._check_storable(payload)
         token = payload.get("token")
-        if not isinstance(token, str) or not token.strip() or len(token) > MAX_TEXT_LENGTH:
-            raise InvalidInput("token", _("A device needs its push token."))
+        if not isinstance(token, str) or len(token) > MAX_TEXT_LENGTH or not DEVICE_TOKEN_RE.fullmatch(token):
+            raise InvalidInput(
+                "token",
+                _(
+                    "A device needs its push token: at most %(max)s printable ASCII characters, without spaces.",
+                    max=MAX_TEXT_LENGTH,
+                ),
+            )
         platform = payload.get("platform")
         if platform not in dict(PLATFORMS):
             raise InvalidInput(
@@ -554,7 +677,7 @@ class GobysendIngest(models.AbstractModel):
             .search([("workspace_id", "=", workspace.id), ("token", "=", token)], limit=1)
         )
         if not device:
-            raise UnknownContact("token", _("No device with this token in this workspace."))
+            raise UnknownDevice("token", _("No device with this token in this workspace."))
         if device.active:
             device.action_remove()
         return {"device_id": device.id, "active": False}

@@ -16,6 +16,19 @@ class ResPartner(models.Model):
     # usually in the ORM cache already. Set when a subscription is created and never cleared, so
     # False always means "in no workspace"; a stale True only costs the queue's own check.
     gobysend_ever_subscribed = fields.Boolean(string="Ever Subscribed to a Workspace", readonly=True, copy=False)
+    # The workspace whose tracking API created this contact: the only one whose API may change
+    # the contact's own fields once other workspaces share it. Empty for every other partner,
+    # so that the column costs nothing to contacts made elsewhere in Odoo. For administrators
+    # only: members of other workspaces sharing the contact must not read that workspace's name.
+    gobysend_origin_workspace_id = fields.Many2one(
+        "gobysend.workspace",
+        string="Created by Workspace",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        ondelete="set null",
+        groups="base.group_system",
+    )
     # The profile is for Gobysend users only: other users reading a partner (exports, RPC reads
     # of all fields) must not trip over models they have no access to.
     gobysend_subscription_ids = fields.One2many(

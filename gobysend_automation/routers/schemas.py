@@ -1,22 +1,36 @@
 """Request and response shapes of the tracking API, as published in its OpenAPI document.
 
-The types here are deliberately wide (a timestamp may be text or a number, attributes any JSON
-value): the service validates meaning and answers with sentences that name the field.
+The types here are wide where meaning needs the database (a timestamp may be text or a number,
+attributes any JSON value): the service validates meaning and answers with sentences that name
+the field. Every constraint the service enforces on a field's shape alone (lengths, formats,
+choices) is stated here too, so that the document promises what the API accepts.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-ContactId = str | int | None
+from ..models.gobysend_ingest import DEVICE_TOKEN_PATTERN, MAX_BATCH_ITEMS, MAX_NAME_LENGTH, MAX_TEXT_LENGTH
+
+# Text that is not blank: at least one character other than white space.
+NOT_BLANK = r"\S"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+DeviceToken = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=DEVICE_TOKEN_PATTERN),
+]
+ContactId = Name | int | None
 Timestamp = str | float | int | None
 
 
 class ContactRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: ContactId = Field(None, description="The business's own customer id.", examples=["C-1001"])
-    email: str | None = Field(None, examples=["lan.nguyen@example.com"])
+    id: ContactId = Field(
+        None, description="The business's own customer id, at most 200 characters.", examples=["C-1001"]
+    )
+    email: str | None = Field(None, json_schema_extra={"format": "email"}, examples=["lan.nguyen@example.com"])
     phone: str | None = Field(None, description="Any format; stored in E.164.", examples=["0912 345 678"])
 
 
@@ -35,20 +49,22 @@ class IdentifyResponse(BaseModel):
 
 
 class TrackRequest(ContactRef):
-    name: str = Field(..., examples=["order_completed"])
+    name: Name = Field(..., examples=["order_completed"])
     properties: dict[str, Any] | None = Field(None, examples=[{"total": 750000, "currency": "VND"}])
     timestamp: Timestamp = Field(None, description="ISO 8601 or epoch seconds; defaults to now.")
-    message_id: str | int | None = Field(None, description="Idempotency id: a repeated one is stored once.")
+    message_id: Name | int | None = Field(None, description="Idempotency id: a repeated one is stored once.")
 
 
 class PageRequest(ContactRef):
-    url: str = Field(..., examples=["https://shop.example.com/products/42"])
-    title: str | None = None
-    referrer: str | None = None
-    name: str | None = Field(None, description="Defaults to page_view.")
+    url: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=NOT_BLANK)] = Field(
+        ..., examples=["https://shop.example.com/products/42"]
+    )
+    title: Text | None = None
+    referrer: Text | None = None
+    name: Name | None = Field(None, description="Defaults to page_view.")
     properties: dict[str, Any] | None = None
     timestamp: Timestamp = None
-    message_id: str | int | None = None
+    message_id: Name | int | None = None
 
 
 class EventResponse(BaseModel):
@@ -58,7 +74,11 @@ class EventResponse(BaseModel):
 
 
 class DeviceRequest(ContactRef):
-    token: str
+    token: DeviceToken = Field(
+        ...,
+        description="The push token: printable ASCII without spaces; white space around it is dropped.",
+        examples=["fcm:APA91bHun4MxP5egoKMwt2"],
+    )
     platform: Literal["ios", "android", "web"]
 
 
@@ -85,6 +105,7 @@ class BatchRequest(BaseModel):
     # own result instead of refusing the whole batch.
     batch: list[Any] = Field(
         ...,
+        max_length=MAX_BATCH_ITEMS,
         description="Up to 1000 items, each an identify, track, page or device payload (a JSON object) "
         "with a `type` key.",
         examples=[[{"type": "track", "id": "C-1001", "name": "cart_viewed"}]],

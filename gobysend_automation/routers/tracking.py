@@ -1,33 +1,44 @@
 """The inbound tracking API: ``/gobysend/api/v1``."""
 
 import logging
+import random
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from odoo import _, fields
 from odoo.api import Environment
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from odoo.addons.fastapi.context import odoo_env_ctx
 from odoo.addons.fastapi.dependencies import odoo_env
 
-from ..exceptions import InvalidInput
+from ..exceptions import ContactNotWritable, InvalidInput, UnknownDevice
 from ..models.gobysend_ingest import ConcurrentContactCreation
 from . import schemas
 
 _logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 5 * 1024 * 1024
+# A request that collides with another one creating the same contact runs again this many times.
+MAX_ATTEMPTS = 5
+# HTTP status of the service's refusals; any other ``InvalidInput`` is a 422.
+ERROR_STATUS = ((UnknownDevice, 404), (ContactNotWritable, 409), (InvalidInput, 422))
 
 router = APIRouter(
     tags=["tracking"],
     responses={
         401: {"model": schemas.ErrorResponse, "description": "Missing, invalid or revoked API key."},
-        413: {"model": schemas.ErrorResponse, "description": "The request body is larger than 5 MiB."},
+        400: {"model": schemas.ErrorResponse, "description": "The request body is not UTF-8."},
+        413: {
+            "model": schemas.ErrorResponse,
+            "description": "The request body is larger than 5 MiB (chunked bodies are counted as they arrive).",
+        },
         429: {
             "model": schemas.ErrorResponse,
             "description": "Too many requests for this API key; retry after the seconds in `Retry-After`.",
@@ -44,8 +55,8 @@ class ApiError(HTTPException):
     loglevel = logging.INFO
 
 
-def _field_error(field, message, kind, location="body"):
-    return ApiError(422, detail=[{"loc": [location, field], "msg": message, "type": kind}])
+def _field_error(field, message, kind, location="body", status=422):
+    return ApiError(status, detail=[{"loc": [location, field], "msg": message, "type": kind}])
 
 
 def authenticated_workspace(
@@ -79,22 +90,46 @@ Env = Annotated[Environment, Depends(odoo_env)]
 
 
 def _call(env, method, *args, location="body"):
-    """Run a service method, turning its errors into HTTP answers that name the field."""
-    try:
-        return getattr(env["gobysend.ingest"], method)(*args)
-    except InvalidInput as error:
-        raise _field_error(error.field, error.message, type(error).__name__, location) from None
-    except ConcurrentContactCreation:
-        raise ApiError(
-            409, detail=_("Another request created this contact at the same moment; send this request again.")
-        ) from None
+    """Run a service method, turning its errors into HTTP answers that name the field.
+
+    When another request creates the same contact at the same moment, the method runs again
+    in a new transaction, which sees that contact: the client never has to retry. Nothing but
+    the method has written in this request's transaction (rate counters live on their own
+    connection), so rolling it back loses nothing.
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return getattr(env["gobysend.ingest"], method)(*args)
+        except InvalidInput as error:
+            status = next(status for kind, status in ERROR_STATUS if isinstance(error, kind))
+            raise _field_error(error.field, error.message, type(error).__name__, location, status) from None
+        except (ConcurrentContactCreation, *PG_CONCURRENCY_EXCEPTIONS_TO_RETRY) as error:
+            if attempt == MAX_ATTEMPTS:
+                raise
+            env.cr.rollback()
+            env.invalidate_all()
+            _logger.info("Tracking API %s collided with a concurrent request (%s); running it again", method, error)
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 def _payload(model):
     return model.model_dump(exclude_unset=True)
 
 
-@router.post("/identify", response_model=schemas.IdentifyResponse, summary="Create or update a contact")
+@router.post(
+    "/identify",
+    response_model=schemas.IdentifyResponse,
+    summary="Create or update a contact",
+    responses={
+        409: {
+            "model": schemas.ErrorResponse,
+            "description": "The standard keys would change a contact that is not this workspace's own: an Odoo "
+            "user's or company's, an archived one, or one shared with the workspace that created it. `loc` names "
+            "the key; store the value in an attribute of another name instead.",
+        }
+    },
+)
 def identify(body: schemas.IdentifyRequest, workspace: Workspace, env: Env):
     return _call(env, "identify", workspace, _payload(body))
 
@@ -115,8 +150,13 @@ def add_device(body: schemas.DeviceRequest, workspace: Workspace, env: Env):
 
 
 # ``:path`` lets a token hold slashes, as web push endpoints do (sent URL-encoded).
-@router.delete("/devices/{token:path}", response_model=schemas.DeviceResponse, summary="Remove a push device")
-def remove_device(token: Annotated[str, Path(min_length=1)], workspace: Workspace, env: Env):
+@router.delete(
+    "/devices/{token:path}",
+    response_model=schemas.DeviceResponse,
+    summary="Remove a push device",
+    responses={404: {"model": schemas.ErrorResponse, "description": "No device with this token in this workspace."}},
+)
+def remove_device(token: Annotated[schemas.DeviceToken, Path()], workspace: Workspace, env: Env):
     return _call(env, "remove_device", workspace, token, location="path")
 
 
@@ -138,35 +178,28 @@ def batch(body: schemas.BatchRequest, workspace: Workspace, env: Env):
 
 
 class ApiErrorMiddleware:
-    """Answers client errors itself: 413 for oversized bodies before anything parses them, and
-    every ``HTTPException`` and validation error as a JSON response, after rolling back what the
-    request wrote.
+    """Answers client errors itself: every ``HTTPException`` (FastAPI's and Starlette's) and
+    validation error as a JSON response, after rolling back what the request wrote. (Bodies over
+    the size limit never get here: the dispatcher refuses them.)
 
     Letting these exceptions travel out of the ASGI app, as the fastapi addon does by default,
     races inside a2wsgi: now and then the WSGI side never sees the answer start and Odoo turns
     a 401 or a 422 into a 500. A response sent from here always arrives.
     """
 
-    def __init__(self, app, max_bytes=MAX_BODY_BYTES):
+    def __init__(self, app):
         self.app = app
-        self.max_bytes = max_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
-            message = _(
-                "The request body is larger than %(max)s bytes; split it into smaller batches.", max=self.max_bytes
-            )
-            await self._answer(scope, receive, send, 413, message)
-            return
         try:
             await self.app(scope, receive, send)
         except RequestValidationError as error:
             await self._answer(scope, receive, send, 422, jsonable_encoder(error.errors()))
-        except HTTPException as error:
+        except StarletteHTTPException as error:
+            # FastAPI raises Starlette's own class where it cannot parse a body.
             await self._answer(scope, receive, send, error.status_code, error.detail, error.headers)
 
     async def _answer(self, scope, receive, send, status_code, detail, headers=None):

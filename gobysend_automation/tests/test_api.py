@@ -2,9 +2,13 @@ import datetime
 import json
 import time
 
-from odoo.tests import tagged
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ..routers.tracking import MAX_BODY_BYTES, router
+from odoo.tests import new_test_user, tagged
+
+from ..routers.dispatcher import MAX_BODY_BYTES
+from ..routers.tracking import router
 from .common import GobysendHttpCase
 
 
@@ -198,6 +202,40 @@ class TestApiIdentify(GobysendHttpCase):
         self.assertFalse(self.env["gobysend.subscription"].search([("workspace_id", "=", self.workspace_a.id)]))
 
 
+@tagged("post_install", "-at_install")
+class TestApiContactsOfOthers(GobysendHttpCase):
+    def test_an_api_key_cannot_rewrite_an_odoo_users_contact(self):
+        staff = new_test_user(self.env, login="gbs_staff", email="staff@example.com", groups="base.group_user")
+        partner = staff.partner_id
+        fields = ["name", "email", "phone", "city"]
+        before = partner.read(fields)[0]
+        hijack = {"name": "Hijacked", "email": "attacker@example.com", "city": "Nowhere"}
+
+        # Matched by email, the user's contact is not adopted: the workspace gets a contact of its own.
+        response = self.api("POST", "/identify", {"email": "staff@example.com", "attributes": hijack})
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertNotEqual(response.json()["contact_id"], partner.id)
+        self.assertEqual(partner.read(fields)[0], before)
+        self.assertFalse(self.subscription_of(self.workspace_a, partner))
+
+        # Subscribed to the workspace by a manager, the user's contact is found, yet never rewritten.
+        self.env["gobysend.subscription"].create(
+            {"workspace_id": self.workspace_a.id, "partner_id": partner.id, "external_id": "STAFF"}
+        )
+        detail = self.assertApiError(
+            self.api("POST", "/identify", {"id": "STAFF", "attributes": hijack}), 409, "attributes.name"
+        )
+        self.assertIn("Odoo user", detail[0]["msg"])
+        response = self.api("POST", "/batch", {"batch": [{"type": "identify", "id": "STAFF", "attributes": hijack}]})
+        self.assertEqual(response.status_code, 200, response.text)
+        (result,) = response.json()["results"]
+        self.assertEqual((result["status"], result["errors"][0]["loc"]), ("error", ["batch", 0, "attributes.name"]))
+        self.assertEqual(partner.read(fields)[0], before)
+        # Its events and attributes in the workspace are the workspace's own.
+        response = self.api("POST", "/identify", {"id": "STAFF", "attributes": {"tier": "gold"}})
+        self.assertEqual(response.json(), {"contact_id": partner.id, "created": False})
+
+
 @tagged("post_install", "-at_install", "time_sensitive")
 class TestApiActivity(GobysendHttpCase):
     @classmethod
@@ -346,7 +384,7 @@ class TestApiActivity(GobysendHttpCase):
         self.assertEqual(response.json(), {"device_id": device.id, "contact_id": None, "active": False})
         self.assertFalse(device.active)
         self.assertEqual(self.api("DELETE", f"/devices/{quoted}").status_code, 200, "a retried removal succeeds")
-        self.assertApiError(self.api("DELETE", "/devices/unknown-token"), 422, "token")
+        self.assertApiError(self.api("DELETE", "/devices/unknown-token"), 404, "token")
         self.assertApiError(
             self.api("POST", "/devices", {"id": "C-1", "token": "t", "platform": "blackberry"}), 422, "platform"
         )
@@ -426,6 +464,43 @@ class TestApiBatch(GobysendHttpCase):
 
 @tagged("post_install", "-at_install")
 class TestApiDocumentation(GobysendHttpCase):
+    def openapi(self):
+        response = self.opener.get(self.base_url() + self.api_root + "/openapi.json", timeout=30)
+        self.assertEqual(response.status_code, 200, response.text)
+        return response.json()
+
+    def test_the_device_schema_states_what_the_api_accepts(self):
+        schemas = self.openapi()["components"]["schemas"]
+        token = schemas["DeviceRequest"]["properties"]["token"]
+        self.assertEqual((token["minLength"], token["maxLength"]), (1, 2048))
+        self.assertIn("pattern", token)
+        platforms = schemas["DeviceRequest"]["properties"]["platform"]["enum"]
+        self.assertEqual(sorted(platforms), ["android", "ios", "web"])
+        self.assertEqual(schemas["BatchRequest"]["properties"]["batch"]["maxItems"], 1000)
+        self.ingest.identify(self.workspace_a, {"id": "C-1"})
+
+        # Whatever the document allows, the API accepts...
+        @settings(
+            max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(
+            token=st.from_regex(token["pattern"]).filter(lambda text: len(text) <= token["maxLength"]),
+            platform=st.sampled_from(platforms),
+        )
+        def accepted(token, platform):
+            response = self.api("POST", "/devices", {"id": "C-1", "token": token, "platform": platform})
+            self.assertEqual(response.status_code, 200, response.text)
+
+        accepted()
+        # ...and what it refuses, the API refuses, in the same words for a single call and a batch.
+        for bad in ("two words", "tab\tinside", "jeton-é", "x" * 2049, "", "   "):
+            with self.subTest(token=bad):
+                self.assertApiError(
+                    self.api("POST", "/devices", {"id": "C-1", "token": bad, "platform": "ios"}), 422, "token"
+                )
+                with self.assertInvalidInput("token"):
+                    self.ingest.register_device(self.workspace_a, {"id": "C-1", "token": bad, "platform": "ios"})
+
     def test_openapi_documents_every_path(self):
         response = self.opener.get(self.base_url() + self.api_root + "/openapi.json", timeout=30)
         self.assertEqual(response.status_code, 200, response.text)

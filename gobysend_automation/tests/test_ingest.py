@@ -1,9 +1,9 @@
 import datetime
 import hashlib
 
-from odoo.tests import freeze_time, tagged
+from odoo.tests import freeze_time, new_test_user, tagged
 
-from ..exceptions import UnknownContact
+from ..exceptions import ContactNotWritable, UnknownContact
 from ..tools import normalize_phone, parse_timestamp
 from .common import GobysendCase
 
@@ -78,18 +78,36 @@ class TestIngestIdentify(GobysendCase):
         self.assertEqual(with_id["contact_id"], first["contact_id"])
         self.assertEqual(self.subscription_of(self.workspace_a, first["contact_id"]).external_id, "C-9")
 
-    def test_existing_partner_is_reused_by_email(self):
-        partner = self.env["res.partner"].create({"name": "Lan from the CRM", "email": "lan@example.com"})
+    def test_a_partner_subscribed_by_a_manager_is_found_by_email(self):
+        partner = self.env["res.partner"].create({"name": "Lan from the CRM", "email": "Lan@Example.com"})
+        self.env["gobysend.subscription"].create({"workspace_id": self.workspace_a.id, "partner_id": partner.id})
         result = self.identify({"id": "C-1", "email": "lan@example.com"})
-        self.assertTrue(result["created"])
+        self.assertFalse(result["created"])
         self.assertEqual(result["contact_id"], partner.id)
-        self.assertEqual(partner.name, "Lan from the CRM")
-        self.assertTrue(self.subscription_of(self.workspace_a, partner))
+        self.assertEqual((partner.name, partner.email), ("Lan from the CRM", "Lan@Example.com"))
+        self.assertEqual(self.subscription_of(self.workspace_a, partner).external_id, "C-1")
+
+    def test_a_contact_created_through_a_workspace_is_found_again_by_it_alone(self):
+        first = self.partner(self.identify({"id": "C-1", "email": "lan@example.com"}))
+        self.assertEqual(first.gobysend_origin_workspace_id, self.workspace_a)
+        # Its subscription gone, the workspace's API finds the contact it created again...
+        self.subscription_of(self.workspace_a, first).unlink()
+        again = self.identify({"email": "lan@example.com"})
+        self.assertTrue(again["created"])
+        self.assertEqual(again["contact_id"], first.id)
+        # ...while another workspace's API makes a contact of its own.
+        in_b = self.partner(self.identify({"email": "lan@example.com"}, workspace=self.workspace_b))
+        self.assertNotEqual(in_b, first)
+        self.assertEqual(in_b.gobysend_origin_workspace_id, self.workspace_b)
 
     def test_one_partner_has_independent_subscriptions_per_workspace(self):
         in_a = self.identify({"id": "C-1", "email": "lan@example.com"})
+        # A manager of B subscribes the same person: B's API finds the shared contact.
+        self.env["gobysend.subscription"].create(
+            {"workspace_id": self.workspace_b.id, "partner_id": in_a["contact_id"], "external_id": "C-1"}
+        )
         in_b = self.identify({"id": "C-1", "email": "lan@example.com"}, workspace=self.workspace_b)
-        self.assertTrue(in_b["created"])
+        self.assertFalse(in_b["created"])
         self.assertEqual(in_a["contact_id"], in_b["contact_id"])
         self.ingest.unsubscribe(self.workspace_a, {"id": "C-1", "channel": "zalo"})
         self.assertEqual(self.subscription_of(self.workspace_a, in_a["contact_id"]).zalo_state, "unsubscribed")
@@ -346,6 +364,134 @@ class TestIngestIdentify(GobysendCase):
         partner = self.partner(self.identify({"id": "C-1"}))
         self.assertEqual(partner.name, "Lan")
         self.assertFalse(partner.country_id)
+
+
+@tagged("post_install", "-at_install")
+class TestIngestContactsOfOthers(GobysendCase):
+    """The API of a workspace neither adopts nor rewrites a contact that is not its own."""
+
+    FIELDS = ("name", "email", "phone", "city", "lang", "country_id", "gobysend_birthday", "active")
+    HIJACK = {"name": "Hijacked", "city": "Nowhere", "language": "fr", "birthday": "2000-01-01"}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env["res.lang"]._activate_lang("fr_FR")
+        cls.staff = new_test_user(cls.env, login="gbs_staff", email="staff@example.com", groups="base.group_user")
+        cls.customer = new_test_user(
+            cls.env, login="gbs_portal", email="portal@example.com", groups="base.group_portal"
+        )
+        cls.company = cls.env["res.company"].create(
+            {"name": "Sister Company", "email": "sister@example.com", "phone": "+84 912 000 111"}
+        )
+        cls.crm = cls.env["res.partner"].create({"name": "Lead from the CRM", "email": "crm@example.com"})
+        cls.archived = cls.env["res.partner"].create({"name": "Gone", "email": "gone@example.com", "active": False})
+        cls.in_b = cls.env["res.partner"].browse(
+            cls.ingest.identify(cls.workspace_b, {"email": "minh@example.com", "attributes": {"name": "Minh"}})[
+                "contact_id"
+            ]
+        )
+        cls.others = {
+            "internal user": cls.staff.partner_id,
+            "portal user": cls.customer.partner_id,
+            "company": cls.company.partner_id,
+            "CRM contact": cls.crm,
+            "archived contact": cls.archived,
+            "contact of workspace B": cls.in_b,
+        }
+
+    def snapshot(self, partner):
+        partner.invalidate_recordset()
+        return partner.with_context(active_test=False).read(list(self.FIELDS))[0]
+
+    def subscribe(self, workspace, partner):
+        return self.env["gobysend.subscription"].create({"workspace_id": workspace.id, "partner_id": partner.id})
+
+    def test_identify_makes_a_contact_of_its_own_instead_of_adopting_another(self):
+        for label, partner in self.others.items():
+            with self.subTest(partner=label):
+                before = self.snapshot(partner)
+                result = self.ingest.identify(self.workspace_a, {"email": partner.email, "attributes": self.HIJACK})
+                self.assertTrue(result["created"])
+                self.assertNotEqual(result["contact_id"], partner.id)
+                self.assertEqual(self.snapshot(partner), before)
+                self.assertFalse(self.subscription_of(self.workspace_a, partner))
+                new = self.env["res.partner"].browse(result["contact_id"])
+                self.assertEqual((new.email, new.name), (partner.email, "Hijacked"))
+                self.assertEqual(new.gobysend_origin_workspace_id, self.workspace_a)
+        # By phone too.
+        before = self.snapshot(self.company.partner_id)
+        result = self.ingest.identify(self.workspace_a, {"phone": "0912 000 111", "attributes": {"name": "Hijacked"}})
+        self.assertNotEqual(result["contact_id"], self.company.partner_id.id)
+        self.assertEqual(self.snapshot(self.company.partner_id), before)
+
+    def test_standard_keys_never_rewrite_a_subscribed_contact_the_workspace_does_not_own(self):
+        for label, partner in self.others.items():
+            if label == "CRM contact":
+                continue  # subscribed to one workspace alone, it is that workspace's: see below
+            with self.subTest(partner=label):
+                self.subscribe(self.workspace_a, partner)
+                before = self.snapshot(partner)
+                for attributes, field in (
+                    ({"name": "Hijacked"}, "attributes.name"),
+                    ({"email": "attacker@example.com"}, "attributes.email"),
+                    ({"phone": "0987 654 321"}, "attributes.phone"),
+                    (self.HIJACK, "attributes.name"),
+                ):
+                    with self.assertInvalidInput(field) as caught:
+                        self.ingest.identify(self.workspace_a, {"email": partner.email, "attributes": attributes})
+                    self.assertIsInstance(caught.exception, ContactNotWritable)
+                self.assertEqual(self.snapshot(partner), before)
+                # The workspace's own attributes are its own to set, on any of its contacts.
+                result = self.ingest.identify(self.workspace_a, {"email": partner.email, "attributes": {"tier": "x"}})
+                self.assertEqual(result, {"contact_id": partner.id, "created": False})
+                self.assertEqual(self.snapshot(partner), before)
+
+    def test_a_crm_contact_takes_updates_from_its_one_workspace_only(self):
+        self.subscribe(self.workspace_a, self.crm)
+        self.ingest.identify(self.workspace_a, {"email": "crm@example.com", "attributes": {"city": "Huế"}})
+        self.assertEqual(self.crm.city, "Huế")
+        # Once a second workspace shares it, neither rewrites it.
+        self.subscribe(self.workspace_b, self.crm)
+        for workspace in (self.workspace_a, self.workspace_b):
+            with self.subTest(workspace=workspace.name), self.assertInvalidInput("attributes.city") as caught:
+                self.ingest.identify(workspace, {"email": "crm@example.com", "attributes": {"city": "Vinh"}})
+            self.assertIn("shared by several workspaces", caught.exception.message)
+        self.assertEqual(self.crm.city, "Huế")
+
+    def test_a_shared_contact_changes_only_through_the_workspace_that_created_it(self):
+        self.subscribe(self.workspace_a, self.in_b)
+        with self.assertInvalidInput("attributes.name") as caught:
+            self.ingest.identify(self.workspace_a, {"email": "minh@example.com", "attributes": {"name": "Hijacked"}})
+        self.assertIn("created through another workspace", caught.exception.message)
+        with self.assertInvalidInput("email"):
+            # Found by its customer id, the contact would take a new email: refused as well.
+            self.subscription_of(self.workspace_a, self.in_b).external_id = "A-1"
+            self.ingest.identify(self.workspace_a, {"id": "A-1", "email": "other@example.com"})
+        self.assertEqual((self.in_b.name, self.in_b.email), ("Minh", "minh@example.com"))
+        self.ingest.identify(self.workspace_b, {"email": "minh@example.com", "attributes": {"name": "Minh Trần"}})
+        self.assertEqual(self.in_b.name, "Minh Trần")
+        # Sending the values the contact already has is no change, from any workspace.
+        self.ingest.identify(self.workspace_a, {"email": "MINH@example.com", "attributes": {"name": "Minh Trần"}})
+
+    def test_a_contact_that_became_an_odoo_user_is_no_longer_rewritten(self):
+        partner = self.env["res.partner"].browse(
+            self.ingest.identify(self.workspace_a, {"email": "lan@example.com", "attributes": {"name": "Lan"}})[
+                "contact_id"
+            ]
+        )
+        new_test_user(
+            self.env, login="gbs_lan", partner_id=partner.id, email="lan@example.com", groups="base.group_portal"
+        )
+        with self.assertInvalidInput("attributes.email"):
+            self.ingest.identify(
+                self.workspace_a, {"email": "lan@example.com", "attributes": {"email": "x@example.com"}}
+            )
+        self.assertEqual(partner.email, "lan@example.com")
+        # Its subscription gone, the workspace's API does not adopt it again either.
+        self.subscription_of(self.workspace_a, partner).unlink()
+        result = self.ingest.identify(self.workspace_a, {"email": "lan@example.com"})
+        self.assertNotEqual(result["contact_id"], partner.id)
 
 
 @tagged("post_install", "-at_install", "time_sensitive")

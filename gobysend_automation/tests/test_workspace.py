@@ -33,14 +33,19 @@ class TestWorkspaceIsolation(GobysendCase):
         cls.admin = new_test_user(cls.env, login="gbs_settings_admin", groups="base.group_user,base.group_system")
         cls.outsider = new_test_user(cls.env, login="gbs_outsider", groups="base.group_user")
         cls.api_key_b = cls.workspace_b.with_user(cls.manager_b).api_key_create("Shop B site")
-        # The same person is a contact of both workspaces: one partner, two subscriptions.
+        # The same person is a contact of both workspaces: one partner, two subscriptions (B's
+        # manager subscribed the contact that A's API created: an API adopts no other's contact).
         for workspace, tier in ((cls.workspace_a, "gold"), (cls.workspace_b, "bronze")):
+            if workspace == cls.workspace_b:
+                cls.env["gobysend.subscription"].create(
+                    {"workspace_id": workspace.id, "partner_id": cls.partner.id, "external_id": "C-1"}
+                )
             result = cls.ingest.identify(
                 workspace, {"id": "C-1", "email": "lan@example.com", "attributes": {"tier": tier}}
             )
             cls.ingest.track(workspace, {"id": "C-1", "name": f"visited_{workspace.id}"})
             cls.ingest.register_device(workspace, {"id": "C-1", "token": f"tok-{workspace.id}", "platform": "ios"})
-        cls.partner = cls.env["res.partner"].browse(result["contact_id"])
+            cls.partner = cls.env["res.partner"].browse(result["contact_id"])
 
     def records_of(self, model, workspace):
         return self.env[model].with_context(active_test=False).search([("workspace_id", "=", workspace.id)])
