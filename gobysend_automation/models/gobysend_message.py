@@ -276,6 +276,7 @@ class GobysendMessage(models.Model):
         for name in set(IMMUTABLE_MESSAGE_FIELDS) & set(vals):
             field = self._fields[name]
             new_value = field.convert_to_cache(vals[name], self)
+            # sudo: only compares the current values, to refuse the write; nothing is returned.
             if any(field.convert_to_cache(message[name], self) != new_value for message in self.sudo()):
                 raise UserError(
                     _(

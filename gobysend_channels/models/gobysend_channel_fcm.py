@@ -7,7 +7,12 @@ from urllib.parse import quote
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
-from odoo.addons.gobysend_automation.exceptions import PermanentSendError, TransientSendError
+from odoo.addons.gobysend_automation.exceptions import (
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    UncertainSendError,
+)
 
 from .. import utils
 from .gobysend_channel import MANAGER
@@ -206,17 +211,30 @@ class GobysendChannel(models.Model):
         )
         delivered, errors, dead = {}, [], self.env["gobysend.device"]
         token = yield from self._fcm_get_access_token()
+        # Devices whose request may have arrived although no answer came back: never sent again
+        # automatically, like a message whose fate is unknown.
+        maybe_delivered = {}
         for device in devices:
             payload = self._fcm_payload(message, device)
-            response = yield from self._provider_request(
-                "POST", url, hidden=(token,), headers={"Authorization": f"Bearer {token}"}, json=payload
-            )
-            if response.status_code == 401:
-                # Revoked before its expiry: take a new token once and try again.
-                token = yield from self._fcm_get_access_token(force=True)
+            # A device that cannot be reached fails alone: the devices before it keep their
+            # delivery, so that a retry does not send to them again.
+            try:
                 response = yield from self._provider_request(
                     "POST", url, hidden=(token,), headers={"Authorization": f"Bearer {token}"}, json=payload
                 )
+                if response.status_code == 401:
+                    # Revoked before its expiry: take a new token once and try again.
+                    token = yield from self._fcm_get_access_token(force=True)
+                    response = yield from self._provider_request(
+                        "POST", url, hidden=(token,), headers={"Authorization": f"Bearer {token}"}, json=payload
+                    )
+            except UncertainSendError as error:
+                errors.append(error)
+                maybe_delivered[device.id] = f"fcm-{message.id}-{device.id}"
+                continue
+            except SendError as error:
+                errors.append(error)
+                continue
             if response.status_code < 300:
                 name = (utils.response_json(response) or {}).get("name") or f"fcm-{message.id}-{device.id}"
                 delivered[device.id] = name
@@ -252,13 +270,15 @@ class GobysendChannel(models.Model):
                 ),
                 transient[0].provider_answer,
                 transient[0].retry_after,
-                delivered=delivered,
+                delivered={**delivered, **maybe_delivered},
             )
         if names:
             return names[0]
-        # Nothing went out: retry when any device may still take it later, else fail.
-        if transient or errors:
-            raise (transient or errors)[0]
+        # Nothing surely went out: fail when a device may have it (a manager decides), retry when
+        # any device may still take it later, else fail.
+        uncertain = [error for error in errors if isinstance(error, UncertainSendError)]
+        if errors:
+            raise (uncertain or transient or errors)[0]
         raise PermanentSendError(
             _(
                 "Firebase no longer knows any device of the contact: %(count)s devices were deactivated.",

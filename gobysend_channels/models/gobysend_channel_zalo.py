@@ -129,6 +129,7 @@ class GobysendChannel(models.Model):
         return self.env["gobysend.provider.token"].sudo().search([("channel_id", "=", self.id)], limit=1)
 
     def _compute_zalo_tokens(self):
+        # sudo: the tokens of these channels only; the fields themselves are for managers only.
         tokens = {
             token.channel_id.id: token
             for token in self.env["gobysend.provider.token"].sudo().search([("channel_id", "in", self.ids)])

@@ -41,6 +41,10 @@ class _Handler(BaseHTTPRequestHandler):
         request = RecordedRequest(self.command, self.path, self.headers, body)
         self.server.requests.append(request)
         status, payload, headers, delay = self.server.next_answer(request)
+        if status is None:
+            # The connection breaks after the request arrived: the client gets no answer at all.
+            self.close_connection = True
+            return
         with self.server.in_flight_lock:
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
@@ -91,6 +95,10 @@ class ProviderServer(ThreadingHTTPServer):
             all_headers["Content-Type"] = "text/plain; charset=utf-8"
         all_headers.update(headers or {})
         self._answers[path].append((status, payload, all_headers, delay))
+
+    def expect_dropped(self, path):
+        """Close the connection of the next request to ``path`` without answering it."""
+        self._answers[path].append((None, b"", {}, 0))
 
     def next_answer(self, request):
         if self._answers[request.path]:

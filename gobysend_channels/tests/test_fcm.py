@@ -224,6 +224,34 @@ class TestFcm(ChannelCase):
         self.assertEqual(self.sent_tokens(), ["token-phone", "token-browser", "token-browser"])
         self.assertFalse(self.server.unexpected)
 
+    def test_a_device_that_could_not_be_reached_does_not_resend_to_the_others(self):
+        self.browser.last_seen = "2020-01-01 00:00:00"  # the phone is tried first
+        self.expect_token()
+        self.expect_sent(1)
+        self.server.expect_dropped(SEND_PATH)
+        message = self.send(self.channel)
+        self.assertRetriedLater(message)
+        self.assertIn("Delivered to 1 device(s); 1 will be tried again", message.reason)
+
+        self.server.expect(SEND_PATH, json={"name": f"projects/{PROJECT}/messages/browser-2"})
+        message._dispatch()
+        self.assertSent(message, f"projects/{PROJECT}/messages/0:1500415314455270%31bd1c96")
+        # The phone got the message once: only the browser, which could not be reached, is tried again.
+        self.assertEqual(self.sent_tokens(), ["token-phone", "token-browser", "token-browser"])
+        self.assertFalse(self.server.unexpected)
+
+    def test_a_device_whose_answer_timed_out_leaves_the_delivery_to_the_others(self):
+        self.browser.last_seen = "2020-01-01 00:00:00"  # the phone is tried first
+        # Odoo's test harness raises every timeout below 10 seconds to 10 seconds.
+        self.channel.request_timeout = 1
+        self.expect_token()
+        self.expect_sent(1)
+        self.server.expect(SEND_PATH, json={"name": f"projects/{PROJECT}/messages/late"}, delay=11)
+        message = self.send(self.channel)
+        # The phone has it; the browser may have it too: nothing is sent again automatically.
+        self.assertSent(message, f"projects/{PROJECT}/messages/0:1500415314455270%31bd1c96")
+        self.assertEqual(self.sent_tokens(), ["token-phone", "token-browser"])
+
     def test_revoked_access_token_is_renewed_once(self):
         self.expect_token("ya29.first")
         self.server.expect(
