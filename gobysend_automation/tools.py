@@ -1,6 +1,7 @@
 """Input normalisation shared by the models, the API and the tests."""
 
 import datetime
+import hmac
 import math
 import re
 
@@ -17,6 +18,21 @@ EARLIEST_TIMESTAMP = datetime.datetime(2000, 1, 1)
 FUTURE_TOLERANCE = datetime.timedelta(days=1)
 
 ATTRIBUTE_TYPES = ("string", "number", "boolean", "date", "datetime")
+
+
+def secrets_match(expected, given):
+    """Compare a secret we computed with one a client sent, in constant time.
+
+    ``hmac.compare_digest`` (Odoo's ``consteq``) raises ``TypeError`` on a ``str`` with non-ASCII
+    characters, which a client controls: anything that is not the expected secret, whatever its
+    characters or type, is a plain mismatch here."""
+    if not isinstance(expected, str | bytes) or not isinstance(given, str | bytes):
+        return False
+    if isinstance(expected, str):
+        expected = expected.encode()
+    if isinstance(given, str):
+        given = given.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(expected, given)
 
 
 def count_related(records, model, inverse_field):

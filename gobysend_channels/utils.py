@@ -11,6 +11,8 @@ import re
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from odoo.addons.gobysend_automation.tools import secrets_match
+
 SIGNATURE_HEADER = "X-Gobysend-Signature"
 # A signed request older (or newer) than this is refused: a captured request cannot be replayed later.
 SIGNATURE_TOLERANCE = datetime.timedelta(minutes=5)
@@ -66,7 +68,7 @@ def verify_signature(secret, header, body, now):
     """
     timestamp, signatures = parse_signature_header(header)
     expected = compute_signature(secret, timestamp, body)
-    matching = [candidate for candidate in signatures if hmac.compare_digest(candidate, expected)]
+    matching = [candidate for candidate in signatures if secrets_match(expected, candidate)]
     if not matching:
         raise SignatureError("invalid_signature", "The signature does not match the request body.")
     now_ts = now.replace(tzinfo=datetime.UTC).timestamp()

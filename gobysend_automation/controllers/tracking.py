@@ -6,7 +6,8 @@ from werkzeug.exceptions import NotFound
 
 from odoo import http
 from odoo.http import request
-from odoo.tools import consteq
+
+from ..tools import secrets_match
 
 # A transparent 1x1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -32,7 +33,7 @@ class GobysendTrackingController(http.Controller):
         # sudo: a public page; the message is only read to check the signature, then updated
         # by the receipt logic, which is what the signature allows.
         message = request.env["gobysend.message"].sudo().browse(message_id).exists()
-        signed = bool(message and token and consteq(message._get_click_token(code), token))
+        signed = bool(message and token and secrets_match(message._get_click_token(code), token))
         if signed and not request.env["ir.http"].is_a_bot():
             request.env["link.tracker.click"].sudo().add_click(
                 code, ip=request.httprequest.remote_addr, country_code=request.geoip.country_code
@@ -43,7 +44,7 @@ class GobysendTrackingController(http.Controller):
     @http.route("/gobysend/track/open/<int:message_id>/<string:token>.gif", type="http", auth="public", sitemap=False)
     def tracked_open(self, message_id, token, **kwargs):
         message = request.env["gobysend.message"].sudo().browse(message_id).exists()
-        if message and consteq(message._get_open_token(), token):
+        if message and secrets_match(message._get_open_token(), token):
             message._apply_receipt("opened", f"open-{message.id}")
         return request.make_response(
             PIXEL, headers=[("Content-Type", "image/gif"), ("Cache-Control", "no-store, max-age=0")]

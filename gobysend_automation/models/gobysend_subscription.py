@@ -3,6 +3,8 @@ from werkzeug.urls import url_encode
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import ValidationError
 
+from ..tools import secrets_match
+
 CHANNELS = ("email", "sms", "zalo", "push")
 CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "zalo": "Zalo", "push": "Push"}
 CONSENT_STATES = [
@@ -293,7 +295,7 @@ class GobysendSubscription(models.Model):
 
     def _check_token(self, purpose, token, channel=""):
         self.ensure_one()
-        return bool(token) and isinstance(token, str) and tools.consteq(self._get_token(purpose, channel), token)
+        return bool(token) and secrets_match(self._get_token(purpose, channel), token)
 
     def _get_base_url(self):
         return self.env["ir.config_parameter"].sudo().get_param("web.base.url", "").rstrip("/")

@@ -486,6 +486,8 @@ class TestConsentPages(ConsentMixin, GobysendHttpCase):
             "/gobysend/confirm/%s?token=%s" % (subscription.id, tampered),
             "/gobysend/confirm/%s" % subscription.id,
             "/gobysend/confirm/%s?token=" % subscription.id,
+            # Characters no token has: a wrong token like any other, not a server error.
+            "/gobysend/confirm/%s?token=%s" % (subscription.id, "%C3%A9" * 16),
             # Tokens made for another purpose or another subscription.
             "/gobysend/confirm/%s?token=%s" % (subscription.id, subscription._get_token("preferences")),
             "/gobysend/confirm/%s?token=%s" % (subscription.id, subscription._get_token("unsubscribe", "email")),

@@ -601,6 +601,7 @@ class TestEngagement(HttpCase, OutboxCase):
             # as messages carried it before links were signed.
             "/r/%s/g/%s/%s" % (code, second.id, token),
             "/r/%s/g/%s/%s" % (code, first.id, "0" * len(token)),
+            "/r/%s/g/%s/%s" % (code, first.id, "%C3%A9" * len(token)),
             "/r/%s/g/%s" % (code, first.id),
         ):
             with self.subTest(path=path):
@@ -618,6 +619,9 @@ class TestEngagement(HttpCase, OutboxCase):
         (pixel,) = re.findall(r'src="([^"]+/gobysend/track/open/[^"]+)"', message.body)
         forged = pixel.replace(message._get_open_token(), "0" * 64)
         self.assertEqual(self.url_open(forged).headers["Content-Type"], "image/gif")
+        # A token with characters no signature has is a wrong token too, not a server error.
+        non_ascii = self.url_open(pixel.replace(message._get_open_token(), "%C3%A9" * 32))
+        self.assertEqual((non_ascii.status_code, non_ascii.headers["Content-Type"]), (200, "image/gif"))
         self.env.invalidate_all()
         self.assertEqual(message.state, "sent")
         self.url_open(pixel)

@@ -1,9 +1,9 @@
-import hmac
 from urllib.parse import quote
 
 from odoo import _, fields, models
 
 from odoo.addons.gobysend_automation.exceptions import PermanentSendError, TransientSendError
+from odoo.addons.gobysend_automation.tools import secrets_match
 
 from .. import utils
 from .gobysend_channel import MANAGER
@@ -95,7 +95,7 @@ class GobysendChannel(models.Model):
         if not (self.provider == "twilio" and self.twilio_auth_token and signature):
             return False
         return any(
-            hmac.compare_digest(utils.twilio_signature(self.twilio_auth_token, url, params), signature) for url in urls
+            secrets_match(utils.twilio_signature(self.twilio_auth_token, url, params), signature) for url in urls
         )
 
     def _twilio_process_status_callback(self, signature, urls, params):

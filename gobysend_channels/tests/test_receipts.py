@@ -153,6 +153,9 @@ class TestReceiptEndpoint(ReceiptSetup, ChannelHttpCase):
             sign(body, secret="wrong-secret"),
             sign(body + b" "),
             sign(body).replace("v1=", "v1=0"),
+            # Characters no signature has (sent as Latin-1, as HTTP headers are): refused, not a 500.
+            sign(body).replace("v1=", "v1=\u00e9"),
+            "t=\u00e9,v1=\u00e9\u00e9",
         ):
             response = self.post(None, raw=body, signature=signature)
             self.assertEqual(response.status_code, 401, signature)
@@ -260,6 +263,7 @@ class TestTwilioStatusCallback(ReceiptSetup, ChannelHttpCase):
     def test_wrong_signature_is_refused(self):
         self.assertEqual(self.callback(self.twilio_params("delivered"), token="not-the-token").status_code, 401)
         self.assertEqual(self.callback(self.twilio_params("delivered"), signature="").status_code, 401)
+        self.assertEqual(self.callback(self.twilio_params("delivered"), signature="\u00e9" * 28).status_code, 401)
         self.assertEqual(self.message.state, "sent")
         self.assertFalse(self.events())
 
