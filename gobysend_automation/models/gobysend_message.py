@@ -486,10 +486,14 @@ class GobysendMessage(models.Model):
         )
 
     def _capped(self):
-        """The messages a frequency cap applies to."""
-        return self.filtered(
-            lambda m: not m.is_test and (m.workspace_id.frequency_cap_daily or m.workspace_id.frequency_cap_weekly)
+        """The messages a frequency cap applies to (none, without a look at each message, when
+        none of their workspaces has a cap: the common case of a dispatch batch)."""
+        capped_workspaces = self.workspace_id.filtered(
+            lambda workspace: workspace.frequency_cap_daily or workspace.frequency_cap_weekly
         )
+        if not capped_workspaces:
+            return self.browse()
+        return self.filtered(lambda m: not m.is_test and m.workspace_id in capped_workspaces)
 
     def _lock_capped_contacts(self):
         """Serialise the frequency-cap checks of these messages' contacts with those of other
