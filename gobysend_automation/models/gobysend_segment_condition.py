@@ -913,49 +913,47 @@ class GobysendSegmentCondition(models.Model):
                 return True  # filters can name dates relative to today
         return False
 
-    def _get_watched_changes(self, visited):
-        """The kinds of change (keys of ``gobysend_segment.CHANGES``) these conditions watch;
-        ``visited`` holds the segments already followed (cycles are refused on save, but a
-        form may hold one before that)."""
-        watched = set()
+    def _leaf_conditions(self, visited):
+        """The conditions that test something themselves, found in these conditions' groups and
+        followed into the segments they use; ``visited`` holds the segments already followed
+        (cycles are refused on save, but a form may hold one before that)."""
         for condition in self:
             if condition.kind == "group":
-                watched |= condition.child_ids._get_watched_changes(visited)
+                yield from condition.child_ids._leaf_conditions(visited)
             elif condition.kind == "segment":
                 other = condition.other_segment_id
                 if other and other.id not in visited:
                     visited.add(other.id)
-                    watched |= other.condition_ids._get_watched_changes(visited)
+                    yield from other.condition_ids._leaf_conditions(visited)
             else:
-                watched.update(WATCHED_CHANGES[condition.kind])
+                yield condition
+
+    def _get_watched_changes(self, visited):
+        """The kinds of change (keys of ``gobysend_segment.CHANGES``) these conditions watch."""
+        watched = set()
+        for condition in self._leaf_conditions(visited):
+            watched.update(WATCHED_CHANGES[condition.kind])
         return watched
 
     def _get_watched_partner_fields(self, visited):
         """Names of the contact fields these conditions' contact filters test (the first field
-        of each path: a write of the contact itself changes no other), followed into the
-        segments they use like ``_get_watched_changes``. A filter that cannot be read is left
-        out: it cannot be evaluated either, so no change moves anyone by it."""
+        of each path: a write of the contact itself changes no other). A filter that cannot be
+        read is left out: it cannot be evaluated either, so no change moves anyone by it."""
         names = set()
-        for condition in self:
-            if condition.kind == "group":
-                names |= condition.child_ids._get_watched_partner_fields(visited)
-            elif condition.kind == "segment":
-                other = condition.other_segment_id
-                if other and other.id not in visited:
-                    visited.add(other.id)
-                    names |= other.condition_ids._get_watched_partner_fields(visited)
-            elif condition.kind == "domain":
-                try:
-                    domain = condition._get_contact_filter()
-                except ValidationError:
+        for condition in self._leaf_conditions(visited):
+            if condition.kind != "domain":
+                continue
+            try:
+                domain = condition._get_contact_filter()
+            except ValidationError:
+                continue
+            for leaf in domain:
+                if expression.is_operator(leaf) or leaf in (expression.TRUE_LEAF, expression.FALSE_LEAF):
                     continue
-                for leaf in domain:
-                    if expression.is_operator(leaf) or leaf in (expression.TRUE_LEAF, expression.FALSE_LEAF):
-                        continue
-                    names.add(leaf[0].split(".")[0])
-                    if leaf[1] in ("child_of", "parent_of"):
-                        # Hierarchy operators follow the parent links, whatever field they name.
-                        names.add(self.env["res.partner"]._parent_name)
+                names.add(leaf[0].split(".")[0])
+                if leaf[1] in ("child_of", "parent_of"):
+                    # Hierarchy operators follow the parent links, whatever field they name.
+                    names.add(self.env["res.partner"]._parent_name)
         return names
 
     def _has_contact_filter(self):
