@@ -6,6 +6,7 @@ import math
 import re
 
 import phonenumbers
+import pytz
 
 from odoo import _
 
@@ -202,3 +203,25 @@ def coerce_attribute_value(value_type, value, field_name):
             _("%(value)r is not a valid %(type)s value.", value=value, type=value_type),
         )
     return coerced
+
+
+def first_moment_at(tz, wall_time):
+    """The first moment (aware, in ``tz``) at which the clocks of ``tz`` read the naive
+    ``wall_time`` or later. A time read twice when the clocks go back is its first reading;
+    a time skipped when they go forward is reached at the jump itself."""
+    try:
+        return tz.localize(wall_time, is_dst=None)
+    except pytz.AmbiguousTimeError:
+        return min(tz.localize(wall_time, is_dst=True), tz.localize(wall_time, is_dst=False))
+    except pytz.NonExistentTimeError:
+        pass
+    # Skipped: the clocks read an earlier time at ``low`` and a later one at ``high``; the jump
+    # lies between them, on a whole second.
+    low, high = sorted(tz.localize(wall_time, is_dst=flag).astimezone(pytz.utc) for flag in (True, False))
+    while high - low > datetime.timedelta(seconds=1):
+        middle = low + datetime.timedelta(seconds=(high - low).total_seconds() // 2)
+        if tz.normalize(middle.astimezone(tz)).replace(tzinfo=None) < wall_time:
+            low = middle
+        else:
+            high = middle
+    return high.astimezone(tz)

@@ -15,6 +15,7 @@ from odoo.tools import SQL
 
 from .. import claims, templating
 from ..exceptions import PermanentSendError, SendError, TransientSendError
+from ..tools import first_moment_at
 from .gobysend_channel import CHANNEL_TYPES, CONSENT_CHANNEL_TYPES, DISPATCH_JOB_BATCH_SIZE
 from .gobysend_workspace import WEEKDAY_FIELDS
 
@@ -72,28 +73,6 @@ CLICK_TOKEN_LENGTH = 16
 class TrackedLinkRace(Exception):
     """Another transaction created a tracked link this one was creating (link.tracker checks
     that links are unique by a search, not by an index)."""
-
-
-def _first_moment_at(tz, wall_time):
-    """The first moment (aware, in ``tz``) at which the clocks of ``tz`` read the naive
-    ``wall_time`` or later. A time read twice when the clocks go back is its first reading;
-    a time skipped when they go forward is reached at the jump itself."""
-    try:
-        return tz.localize(wall_time, is_dst=None)
-    except pytz.AmbiguousTimeError:
-        return min(tz.localize(wall_time, is_dst=True), tz.localize(wall_time, is_dst=False))
-    except pytz.NonExistentTimeError:
-        pass
-    # Skipped: the clocks read an earlier time at ``low`` and a later one at ``high``; the jump
-    # lies between them, on a whole second.
-    low, high = sorted(tz.localize(wall_time, is_dst=flag).astimezone(pytz.utc) for flag in (True, False))
-    while high - low > datetime.timedelta(seconds=1):
-        middle = low + datetime.timedelta(seconds=(high - low).total_seconds() // 2)
-        if tz.normalize(middle.astimezone(tz)).replace(tzinfo=None) < wall_time:
-            low = middle
-        else:
-            high = middle
-    return high.astimezone(tz)
 
 
 class DispatchSteps:
@@ -568,7 +547,7 @@ class GobysendMessage(models.Model):
         sending days allow, in the contact's time zone (the workspace's when unknown).
 
         Quiet hours and days are wall-clock times: each next candidate is a local date and time
-        placed on the time line by the zone's rules of that day (``_first_moment_at``), never
+        placed on the time line by the zone's rules of that day (``tools.first_moment_at``), never
         an earlier moment's UTC offset carried over a daylight-saving change.
         """
         self.ensure_one()
@@ -592,12 +571,12 @@ class GobysendMessage(models.Model):
                 break
             if not allowed_days[candidate.weekday()]:
                 next_day = candidate.date() + datetime.timedelta(days=1)
-                candidate = _first_moment_at(tz, datetime.datetime.combine(next_day, datetime.time()))
+                candidate = first_moment_at(tz, datetime.datetime.combine(next_day, datetime.time()))
                 continue
             quiet_end = datetime.datetime.combine(candidate.date(), end_time)
             if quiet_end <= candidate.replace(tzinfo=None):
                 quiet_end += datetime.timedelta(days=1)
-            candidate = _first_moment_at(tz, quiet_end)
+            candidate = first_moment_at(tz, quiet_end)
         if candidate == local:
             return now
         return candidate.astimezone(pytz.utc).replace(tzinfo=None)
