@@ -213,6 +213,11 @@ class GobysendMessage(models.Model):
     res_model = fields.Char(string="Origin Model", readonly=True)
     res_id = fields.Many2oneReference(string="Origin Record", model_field="res_model", readonly=True)
     is_test = fields.Boolean(readonly=True)
+    campaign_id = fields.Many2one("gobysend.campaign", readonly=True, index="btree_not_null", ondelete="set null")
+    campaign_step_id = fields.Many2one(
+        "gobysend.campaign.step", string="Campaign Step", readonly=True, index="btree_not_null", ondelete="set null"
+    )
+    journey_id = fields.Many2one("gobysend.journey", readonly=True, index="btree_not_null", ondelete="set null")
 
     _sql_constraints = [
         (

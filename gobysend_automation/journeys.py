@@ -1,0 +1,273 @@
+"""The journey engine: takes a batch of journeys through their steps, set-based.
+
+A batch is the journeys one worker holds: claimed (``claims``) from the due journeys, or just
+inserted by the transaction that started them. The batch runs each group of journeys standing at
+the same step through the step's kind (``kinds``) at once, then moves every journey on: to the
+next step (run in the same batch when it is due now), to a wait, or to its end. Each step a
+journey finishes leaves one row in the step log, unique per (journey, step, iteration): the log
+insert, the step's effects (an outbox message, an attribute written) and the journey's new
+position commit together, so a step never runs twice, and a batch that dies leaves nothing of
+its work behind.
+
+Nothing leaves Odoo here: a send step puts messages into the outbox, whose dispatch sends them
+in its own jobs.
+"""
+
+import collections
+import json
+import logging
+
+from odoo import fields
+from odoo.tools import SQL
+
+from . import claims, kinds
+
+_logger = logging.getLogger(__name__)
+
+JOURNEY_CLAIMS = claims.ClaimedTable("gobysend_journey", "running")
+# A journey goes through at most this many steps in one batch (a guard against a loop).
+MAX_HOPS = 64
+ACTIVE_STATES = ("active", "waiting", "running")
+
+JourneyRow = collections.namedtuple(
+    "JourneyRow",
+    "id campaign_id workspace_id partner_id step_id iteration wait_until res_model res_id context tz is_test",
+)
+
+
+class JourneyBatch:
+    """Journeys taken through their steps in one transaction (``env``'s)."""
+
+    def __init__(self, env, now=None):
+        self.env = env
+        self.now = now or fields.Datetime.now()
+        self.channels = set()  # channels that got messages: their dispatch is woken after commit
+        self.logs = []  # (journey, step, iteration, outcome)
+        self.ends = {}  # journey id -> (state, reason)
+        self.moves = {}  # journey id -> (step id, state, wake_at, wait_until)
+
+    def load(self, ids):
+        """The journeys ``ids`` as rows, with what their steps need to know."""
+        if not ids:
+            return []
+        self.env.cr.execute(
+            """
+            SELECT j.id, j.campaign_id, j.workspace_id, j.partner_id, j.step_id, j.iteration, j.wait_until,
+                   j.res_model, j.res_id, j.trigger_context, COALESCE(p.tz, w.tz, 'UTC'), j.is_test
+              FROM gobysend_journey j
+              JOIN res_partner p ON p.id = j.partner_id
+              JOIN gobysend_workspace w ON w.id = j.workspace_id
+             WHERE j.id = ANY(%s)
+             ORDER BY j.id
+            """,
+            [list(ids)],
+        )
+        return [JourneyRow(*row) for row in self.env.cr.fetchall()]
+
+    def run(self, rows):
+        """Take ``rows`` as far as they go now; return the number of steps run."""
+        Step = self.env["gobysend.campaign.step"].sudo()  # sudo: the engine runs every workspace's steps
+        Campaign = self.env["gobysend.campaign"].sudo()  # sudo: as above
+        steps_run = 0
+        pending = list(rows)
+        hops = 0
+        while pending and hops < MAX_HOPS:
+            hops += 1
+            groups = collections.defaultdict(list)
+            for row in pending:
+                step_id = row.step_id
+                if not step_id:
+                    first = Step._first_of(Campaign.browse(row.campaign_id))
+                    if not first:
+                        self.ends[row.id] = ("completed", None)
+                        continue
+                    step_id = first.id
+                    row = row._replace(step_id=step_id)
+                groups[step_id].append(row)
+            pending = []
+            for step_id, group in groups.items():
+                step = Step.browse(step_id)
+                kind = kinds.STEPS.get(step.kind)
+                if kind is None or not step.exists():
+                    for row in group:
+                        self.ends[row.id] = ("failed", f"Step {step_id} no longer exists.")
+                    continue
+                outcomes = kind.run(self, step, group)
+                steps_run += len(group)
+                for row, outcome in zip(group, outcomes, strict=True):
+                    follow = self._apply(step, row, outcome)
+                    if follow is not None:
+                        pending.append(follow)
+        for row in pending:
+            # Still going after MAX_HOPS: the rest waits for the next batch.
+            self.moves[row.id] = (row.step_id, "active", self.now, None)
+        return steps_run
+
+    def _apply(self, step, row, outcome):
+        """Record ``outcome`` of ``step`` for ``row``; return the row moved on when it goes on
+        at once, else None."""
+        if outcome.action == "wait":
+            self.moves[row.id] = (step.id, "waiting", outcome.until, outcome.until)
+            return None
+        self.logs.append((row.id, step.id, row.iteration, outcome))
+        if outcome.action in ("exit", "fail") or not step._next_step(outcome.branch):
+            # Ending: a move recorded earlier in this batch gives way to the end.
+            self.moves.pop(row.id, None)
+        if outcome.action == "exit":
+            self.ends[row.id] = ("exited", outcome.reason)
+            return None
+        if outcome.action == "fail":
+            self.ends[row.id] = ("failed", outcome.reason)
+            return None
+        following = step._next_step(outcome.branch)
+        if not following:
+            self.ends[row.id] = ("completed", None)
+            return None
+        self.moves[row.id] = (following.id, "active", self.now, None)
+        return row._replace(step_id=following.id, wait_until=None)
+
+    def save(self, claim=None):
+        """Write the step log and every journey's new position; with ``claim``, only for the
+        journeys the claim still holds (and out of it). Returns the ids of the journeys written."""
+        cr = self.env.cr
+        if self.logs:
+            cr.execute(
+                """
+                INSERT INTO gobysend_journey_log (journey_id, step_id, iteration, outcome, branch, reason,
+                                                  message_id, executed_at)
+                SELECT * FROM unnest(%s::int[], %s::int[], %s::int[], %s::varchar[], %s::varchar[], %s::varchar[],
+                                     %s::int[], %s::timestamp[])
+                    ON CONFLICT (journey_id, step_id, iteration) DO NOTHING
+                """,
+                [
+                    [log[0] for log in self.logs],
+                    [log[1] for log in self.logs],
+                    [log[2] for log in self.logs],
+                    [log[3].action for log in self.logs],
+                    [log[3].branch for log in self.logs],
+                    [str(log[3].reason) if log[3].reason else None for log in self.logs],
+                    [log[3].message_id for log in self.logs],
+                    [self.now] * len(self.logs),
+                ],
+            )
+        held = SQL("TRUE") if claim is None else claim.held_condition("j")
+        written = []
+        if self.moves:
+            ids = list(self.moves)
+            cr.execute(
+                SQL(
+                    """
+                    UPDATE gobysend_journey j
+                       SET step_id = m.step_id, state = m.state, wake_at = m.wake_at, wait_until = m.wait_until,
+                           claim_token = NULL, write_date = %(now)s
+                      FROM unnest(%(ids)s::int[], %(steps)s::int[], %(states)s::varchar[], %(wakes)s::timestamp[],
+                                  %(waits)s::timestamp[]) AS m (id, step_id, state, wake_at, wait_until)
+                     WHERE j.id = m.id AND %(held)s
+                 RETURNING j.id
+                    """,
+                    now=self.now,
+                    ids=ids,
+                    steps=[self.moves[i][0] for i in ids],
+                    states=[self.moves[i][1] for i in ids],
+                    wakes=[self.moves[i][2] for i in ids],
+                    waits=[self.moves[i][3] for i in ids],
+                    held=held,
+                )
+            )
+            written += [row[0] for row in cr.fetchall()]
+        if self.ends:
+            ids = list(self.ends)
+            cr.execute(
+                SQL(
+                    """
+                    UPDATE gobysend_journey j
+                       SET state = e.state, reason = e.reason, ended_at = %(now)s, wake_at = NULL,
+                           wait_until = NULL, claim_token = NULL, write_date = %(now)s,
+                           -- "Once at a time": the contact may enter again once this journey ended.
+                           entry_key = CASE WHEN c.reentry = 'once_at_a_time' THEN NULL ELSE j.entry_key END
+                      FROM unnest(%(ids)s::int[], %(states)s::varchar[], %(reasons)s::varchar[])
+                           AS e (id, state, reason),
+                           gobysend_campaign c
+                     WHERE j.id = e.id AND c.id = j.campaign_id AND %(held)s
+                 RETURNING j.id
+                    """,
+                    now=self.now,
+                    ids=ids,
+                    states=[self.ends[i][0] for i in ids],
+                    reasons=[str(self.ends[i][1]) if self.ends[i][1] else None for i in ids],
+                    held=held,
+                )
+            )
+            written += [row[0] for row in cr.fetchall()]
+        self.env["gobysend.journey"].invalidate_model()
+        return written
+
+    def wake_dispatch(self):
+        """After commit: the outbox's dispatch jobs for the channels that got messages."""
+        if not self.channels:
+            return
+        channels = self.env["gobysend.channel"].sudo().browse(sorted(self.channels))  # sudo: only wakes jobs
+        for channel in channels.filtered(lambda channel: channel.state != "disabled"):
+            channel._enqueue_dispatch_job()
+
+    # ------------------------------------------------------------------
+    # Helpers for step kinds
+    # ------------------------------------------------------------------
+
+    def enqueue_messages(self, step, rows, subject, body, not_before=None):
+        """Put one outbox message per journey of ``rows`` for ``step`` into the outbox, set-based;
+        return ``{journey id: message id}``. A journey's message for a step and iteration is
+        queued once (the outbox's idempotency key), whoever asks again."""
+        channel = step.channel_id
+        self.env.flush_all()
+        # One INSERT ... SELECT for the whole group: the ORM would create them one by one,
+        # which a launch to a hundred thousand contacts cannot afford. The outbox's own rules
+        # (consent, caps, quiet hours, tokens) apply when the messages are dispatched.
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_message (workspace_id, partner_id, channel_id, channel_type, state, subject_template,
+                                          body_template, render_context, attempts, next_attempt_at, token_cost,
+                                          idempotency_key, res_model, res_id, is_test, campaign_id, campaign_step_id,
+                                          journey_id, create_uid, create_date, write_uid, write_date)
+            SELECT j.workspace_id, j.partner_id, %(channel)s, %(channel_type)s, 'queued', %(subject)s, %(body)s,
+                   COALESCE(j.trigger_context, '{}'::jsonb), 0, %(not_before)s, %(cost)s,
+                   'journey-' || j.id || '-' || %(step)s || '-' || j.iteration, j.res_model, j.res_id, j.is_test,
+                   j.campaign_id, %(step)s, j.id, %(uid)s, %(now)s, %(uid)s, %(now)s
+              FROM gobysend_journey j
+             WHERE j.id = ANY(%(ids)s)
+             ORDER BY j.id
+                ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
+            RETURNING journey_id, id
+            """,
+            {
+                "channel": channel.id,
+                "channel_type": channel.channel_type,
+                "subject": subject,
+                "body": body,
+                "not_before": not_before or self.now,
+                "cost": channel.token_cost,
+                "step": step.id,
+                "uid": self.env.uid,
+                "now": self.now,
+                "ids": [row.id for row in rows],
+            },
+        )
+        created = dict(self.env.cr.fetchall())
+        if len(created) < len(rows):
+            # Queued before (a batch that committed its messages but not its journeys cannot
+            # exist; a step edited back and forth can): the existing ones are the step's.
+            self.env.cr.execute(
+                """
+                SELECT journey_id, id FROM gobysend_message
+                 WHERE campaign_step_id = %s AND journey_id = ANY(%s)
+                """,
+                (step.id, [row.id for row in rows if row.id not in created]),
+            )
+            created.update(self.env.cr.fetchall())
+        if created:
+            self.channels.add(channel.id)
+        return created
+
+
+def context_json(value):
+    return json.dumps(value or {}, default=str)

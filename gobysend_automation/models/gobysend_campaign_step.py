@@ -1,0 +1,211 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+
+from .. import kinds, templating
+from ..exceptions import InvalidInput
+from ..kinds.timing import UNITS
+
+
+class GobysendCampaignStep(models.Model):
+    """One step of a campaign's workflow.
+
+    Steps form a tree: a step hangs under its parent on one of the parent's branches (a
+    condition's "yes" and "no"), or at the top of the workflow; steps of one branch run in
+    ``sequence`` order. A journey that finishes the last step of a branch goes on with the step
+    after the branch's parent. Step kinds are registered in ``kinds``.
+    """
+
+    _name = "gobysend.campaign.step"
+    _description = "Gobysend Campaign Step"
+    _order = "campaign_id, parent_id, branch, sequence, id"
+    _parent_store = True
+
+    campaign_id = fields.Many2one("gobysend.campaign", required=True, ondelete="cascade", index=True)
+    workspace_id = fields.Many2one(related="campaign_id.workspace_id", store=True, index=True)
+    parent_id = fields.Many2one(
+        "gobysend.campaign.step",
+        string="After Step",
+        ondelete="cascade",
+        index=True,
+        domain="[('campaign_id', '=', campaign_id)]",
+    )
+    parent_path = fields.Char(index=True)
+    child_ids = fields.One2many("gobysend.campaign.step", "parent_id", string="Branch Steps")
+    branch = fields.Char(help="The branch of the parent step this step hangs on (e.g. yes / no).")
+    sequence = fields.Integer(default=10)
+    name = fields.Char(compute="_compute_name", store=True, readonly=False)
+    kind = fields.Selection(kinds.step_selection, required=True, default="send")
+    summary = fields.Char(compute="_compute_summary")
+    kind_fields = fields.Char(compute="_compute_summary", help="The fields the step's kind uses.")
+    kind_icon = fields.Char(compute="_compute_summary")
+
+    # Send
+    channel_id = fields.Many2one(
+        "gobysend.channel", ondelete="restrict", domain="[('workspace_id', '=', workspace_id)]"
+    )
+    channel_type = fields.Selection(related="channel_id.channel_type", string="Channel Type")
+    template_id = fields.Many2one(
+        "gobysend.message.template", ondelete="set null", domain="[('workspace_id', '=', workspace_id)]"
+    )
+    subject = fields.Char(help="Jinja2; also sees record, old, changes, data and event.")
+    body = fields.Text(help="Jinja2 with contact, workspace and the trigger's record, old, changes, data and event.")
+
+    # When (send and wait)
+    timing = fields.Selection(
+        [
+            ("now", "Immediately"),
+            ("delay", "After a delay"),
+            ("time_of_day", "At a time of day"),
+            ("weekday", "On an allowed weekday"),
+        ],
+        string="When",
+        default="now",
+        required=True,
+    )
+    delay_amount = fields.Integer(string="Wait", default=1)
+    delay_unit = fields.Selection(
+        [("minutes", "Minutes"), ("hours", "Hours"), ("days", "Days"), ("weeks", "Weeks")], default="days"
+    )
+    time_of_day = fields.Float(string="Time", default=9.0, help="In the contact's time zone.")
+    on_mon = fields.Boolean(string="Mon", default=True)
+    on_tue = fields.Boolean(string="Tue", default=True)
+    on_wed = fields.Boolean(string="Wed", default=True)
+    on_thu = fields.Boolean(string="Thu", default=True)
+    on_fri = fields.Boolean(string="Fri", default=True)
+    on_sat = fields.Boolean(string="Sat", default=True)
+    on_sun = fields.Boolean(string="Sun", default=True)
+
+    # Statistics
+    journeys_here = fields.Integer(compute="_compute_statistics", string="Waiting Here")
+    done_count = fields.Integer(compute="_compute_statistics", string="Done")
+    sent_count = fields.Integer(compute="_compute_statistics", string="Sent")
+    opened_count = fields.Integer(compute="_compute_statistics", string="Opened")
+    clicked_count = fields.Integer(compute="_compute_statistics", string="Clicked")
+
+    @api.depends("kind", "channel_id", "template_id")
+    def _compute_name(self):
+        for step in self:
+            if step.name:
+                continue
+            kind = kinds.STEPS.get(step.kind)
+            step.name = str(kind.label) if kind else step.kind
+
+    def _compute_summary(self):
+        for step in self:
+            kind = kinds.STEPS.get(step.kind)
+            step.summary = kind.summary(step) if kind else ""
+            step.kind_fields = " ".join(kind.fields) if kind else ""
+            step.kind_icon = kind.icon if kind else ""
+
+    def _compute_statistics(self):
+        stats = self.env["gobysend.journey"]._step_statistics(self.ids)
+        for step in self:
+            figures = stats.get(step.id, {})
+            step.journeys_here = figures.get("here", 0)
+            step.done_count = figures.get("done", 0)
+            step.sent_count = figures.get("sent", 0)
+            step.opened_count = figures.get("opened", 0)
+            step.clicked_count = figures.get("clicked", 0)
+
+    @api.onchange("template_id")
+    def _onchange_template_id(self):
+        if self.template_id:
+            self.subject = self.template_id.subject
+            self.body = self.template_id.body
+
+    @api.constrains(
+        "kind",
+        "channel_id",
+        "template_id",
+        "body",
+        "subject",
+        "parent_id",
+        "branch",
+        "timing",
+        "delay_amount",
+        "campaign_id",
+    )
+    def _check_step(self):
+        for step in self:
+            kind = kinds.STEPS.get(step.kind)
+            if not kind:
+                raise ValidationError(_("Step “%(step)s” has an unknown kind.", step=step.display_name))
+            parent = step.parent_id
+            if parent and parent.campaign_id != step.campaign_id:
+                raise ValidationError(_("A step can only follow a step of its own campaign."))
+            if parent:
+                parent_kind = kinds.STEPS.get(parent.kind)
+                if parent_kind and parent_kind.terminal:
+                    raise ValidationError(
+                        _("Nothing can follow step “%(step)s”: it ends the journey.", step=parent.display_name)
+                    )
+                if parent_kind and parent_kind.branches and step.branch not in parent_kind.branches:
+                    raise ValidationError(
+                        _(
+                            "Step “%(step)s” must hang on one of the branches of “%(parent)s”: %(branches)s.",
+                            step=step.display_name,
+                            parent=parent.display_name,
+                            branches=", ".join(parent_kind.branches),
+                        )
+                    )
+                if kind.allowed_parents is not None and parent.kind not in kind.allowed_parents:
+                    raise ValidationError(
+                        _(
+                            "A “%(kind)s” step cannot follow a “%(parent)s” step.",
+                            kind=kind.label,
+                            parent=parent_kind.label if parent_kind else parent.kind,
+                        )
+                    )
+            if step.timing == "delay" and step.delay_amount < 0:
+                raise ValidationError(_("Step “%(step)s”: a delay cannot be negative.", step=step.display_name))
+            if step.delay_unit and step.delay_unit not in UNITS:
+                raise ValidationError(_("Step “%(step)s” has an unknown delay unit.", step=step.display_name))
+            kind.validate(step)
+
+    def _check_template(self):
+        """Check the subject and body as templates of the step's channel."""
+        self.ensure_one()
+        try:
+            templating.check_syntax(self.subject, "subject")
+            templating.check_syntax(
+                self.body,
+                "body",
+                html=self.channel_id.channel_type == "email",
+                channel_type=self.channel_id.channel_type,
+            )
+        except InvalidInput as error:
+            raise ValidationError(
+                _("Step “%(step)s”: %(reason)s", step=self.display_name, reason=error.message)
+            ) from None
+
+    # ------------------------------------------------------------------
+    # The tree
+    # ------------------------------------------------------------------
+
+    def _first_of(self, campaign, parent=None, branch=None):
+        """The first step of ``parent``'s ``branch`` (the top of the workflow without parent)."""
+        steps = campaign.step_ids.filtered(
+            lambda step: step.parent_id == (parent or self.browse()) and (step.branch or False) == (branch or False)
+        )
+        return steps.sorted(lambda step: (step.sequence, step.id))[:1]
+
+    def _next_step(self, branch=None):
+        """The step a journey goes to once this one is done (along ``branch`` when this step
+        has branches); an empty recordset when the journey is complete."""
+        self.ensure_one()
+        if branch:
+            first = self._first_of(self.campaign_id, self, branch)
+            if first:
+                return first
+        node = self
+        while node:
+            siblings = node.campaign_id.step_ids.filtered(
+                lambda step, node=node: (
+                    step.parent_id == node.parent_id and (step.branch or False) == (node.branch or False)
+                )
+            ).sorted(lambda step: (step.sequence, step.id))
+            later = siblings.filtered(lambda step, node=node: (step.sequence, step.id) > (node.sequence, node.id))
+            if later:
+                return later[0]
+            node = node.parent_id
+        return self.browse()

@@ -1,0 +1,199 @@
+import datetime
+
+from freezegun import freeze_time
+
+from odoo.exceptions import UserError, ValidationError
+from odoo.tests import tagged
+
+from .. import journeys
+from .common import GobysendCase
+
+# A Monday, 10:00 in Ho Chi Minh City (UTC+7).
+MONDAY_MORNING_UTC = datetime.datetime(2026, 11, 23, 3, 0)
+
+
+class CampaignCase(GobysendCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.workspace_a.write({"token_balance": 1000, "tz": "Asia/Ho_Chi_Minh"})
+        Partner = cls.env["res.partner"]
+        cls.contacts = Partner.create(
+            [{"name": f"Contact {n}", "email": f"c{n}@example.com", "tz": "Asia/Ho_Chi_Minh"} for n in range(5)]
+        )
+        cls.env["gobysend.subscription"].create(
+            [{"workspace_id": cls.workspace_a.id, "partner_id": partner.id} for partner in cls.contacts]
+        )
+        cls.outsider = Partner.create({"name": "Not subscribed", "email": "out@example.com"})
+        cls.sms = cls.env["gobysend.channel"].create(
+            {
+                "name": "SMS",
+                "workspace_id": cls.workspace_a.id,
+                "channel_type": "sms",
+                "state": "enabled",
+                "token_cost": 2,
+            }
+        )
+
+    def setUp(self):
+        super().setUp()
+        # The engine's workers open cursors of their own: in the tests, savepoints of the test's
+        # transaction, so that they see its data.
+        self.registry.enter_test_mode(self.env.cr)
+        self.addCleanup(self.registry.leave_test_mode)
+
+    def campaign(self, steps=None, **values):
+        steps = steps or [{"kind": "send", "channel_id": self.sms.id, "body": "Hi {{ contact.name }}"}]
+        defaults = {"name": "Promo", "workspace_id": self.workspace_a.id, "trigger_kind": "manual"}
+        defaults.update(values)
+        campaign = self.env["gobysend.campaign"].create(defaults)
+        for sequence, step in enumerate(steps):
+            self.env["gobysend.campaign.step"].create(dict(step, campaign_id=campaign.id, sequence=sequence))
+        return campaign
+
+    def launch(self, campaign):
+        campaign.action_launch()
+        while campaign._fan_out_chunk():
+            pass
+        return campaign
+
+    def advance(self, now=None):
+        Journey = self.env["gobysend.journey"]
+        self.env.flush_all()
+        steps = 0
+        while True:
+            claim = Journey._claim_due(1000, now)
+            if not claim:
+                return steps
+            steps += Journey._advance_claimed(claim, now)
+            self.env.invalidate_all()
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+@tagged("time_sensitive")
+class TestManualCampaign(CampaignCase):
+    def test_launch_queues_one_journey_and_message_per_contact(self):
+        campaign = self.launch(self.campaign())
+        journeys_ = campaign.journey_ids
+        self.assertEqual(journeys_.partner_id, self.contacts)
+        self.assertEqual(set(journeys_.mapped("state")), {"completed"})
+        messages = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)])
+        self.assertEqual(messages.partner_id, self.contacts)
+        self.assertEqual(set(messages.mapped("state")), {"queued"})
+        self.assertEqual(messages.journey_id, journeys_)
+        self.assertEqual(len(journeys_.log_ids), 5)
+        self.assertEqual(campaign.fan_out_done, 5)
+        self.assertEqual(campaign.progress_text, "5 of 5 queued")
+        Journey = self.env["gobysend.journey"]
+        Journey._check_campaigns_done(campaign.ids)
+        self.assertEqual(campaign.state, "running", "its messages are still in the outbox")
+        messages.write({"state": "sent"})
+        Journey._check_campaigns_done(campaign.ids)
+        self.assertEqual(campaign.state, "done")
+
+    def test_audience_of_segment_tags_and_filter(self):
+        tag = self.env["res.partner.category"].create({"name": "VIP"})
+        self.contacts[:2].category_id = tag
+        campaign = self.campaign(tag_ids=[(6, 0, tag.ids)])
+        self.assertEqual(campaign.audience_count, 2)
+        self.assertEqual(campaign.token_estimate, 4)
+        campaign.partner_domain = f"[('id', '=', {self.contacts[0].id})]"
+        self.assertEqual(campaign.audience_count, 1)
+        self.launch(campaign)
+        self.assertEqual(campaign.journey_ids.partner_id, self.contacts[0])
+
+    def test_launch_refused_when_tokens_do_not_cover_it(self):
+        self.workspace_a.sudo().token_balance = 5
+        campaign = self.campaign()
+        with self.assertRaisesRegex(UserError, "about 10.00 tokens"):
+            campaign.action_launch()
+        self.assertEqual(campaign.state, "draft")
+        self.assertFalse(campaign.journey_ids)
+
+    def test_wait_then_send(self):
+        campaign = self.launch(
+            self.campaign(
+                [
+                    {"kind": "wait", "timing": "delay", "delay_amount": 2, "delay_unit": "days"},
+                    {"kind": "send", "channel_id": self.sms.id, "body": "Later"},
+                ]
+            )
+        )
+        journey = campaign.journey_ids[0]
+        self.assertEqual(journey.state, "waiting")
+        self.assertEqual(journey.wake_at, MONDAY_MORNING_UTC + datetime.timedelta(days=2))
+        self.assertFalse(self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)]))
+        self.assertEqual(self.advance(MONDAY_MORNING_UTC + datetime.timedelta(days=1)), 0)
+        self.assertEqual(self.advance(MONDAY_MORNING_UTC + datetime.timedelta(days=2)), 10)
+        self.assertEqual(set(campaign.journey_ids.mapped("state")), {"completed"})
+        self.assertEqual(self.env["gobysend.message"].search_count([("campaign_id", "=", campaign.id)]), 5)
+
+    def test_wait_until_local_time_on_allowed_weekday(self):
+        step = {"kind": "wait", "timing": "time_of_day", "time_of_day": 9.0, "on_mon": False, "on_tue": False}
+        campaign = self.launch(self.campaign([step, {"kind": "send", "channel_id": self.sms.id, "body": "x"}]))
+        # Monday 10:00 local: 09:00 has passed, Tuesday is not allowed: Wednesday 09:00 local.
+        self.assertEqual(campaign.journey_ids[0].wake_at, datetime.datetime(2026, 11, 25, 2, 0))
+
+    def test_once_per_contact(self):
+        campaign = self.launch(self.campaign())
+        Journey = self.env["gobysend.journey"]
+        again = Journey._enter(campaign, [{"partner_id": self.contacts[0].id}], run=True)
+        self.assertFalse(again)
+        campaign.reentry = "every_time"
+        self.assertTrue(Journey._enter(campaign, [{"partner_id": self.contacts[0].id}], run=True))
+
+    def test_pause_holds_and_cancel_cancels_messages(self):
+        campaign = self.launch(self.campaign())
+        messages = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)])
+        campaign.action_pause()
+        self.assertEqual(set(messages.mapped("state")), {"held"})
+        campaign.action_resume()
+        self.assertEqual(set(messages.mapped("state")), {"queued"})
+        campaign.action_cancel()
+        self.assertEqual(set(messages.mapped("state")), {"cancelled"})
+        self.assertEqual(campaign.state, "cancelled")
+
+    def test_exit_step_ends_and_later_steps_do_not_run(self):
+        campaign = self.launch(
+            self.campaign([{"kind": "exit"}, {"kind": "send", "channel_id": self.sms.id, "body": "never"}])
+        )
+        self.assertEqual(set(campaign.journey_ids.mapped("state")), {"exited"})
+        self.assertFalse(self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)]))
+
+    def test_nothing_follows_an_exit(self):
+        campaign = self.campaign([{"kind": "exit"}])
+        with self.assertRaisesRegex(ValidationError, "ends the journey"):
+            self.env["gobysend.campaign.step"].create(
+                {"campaign_id": campaign.id, "kind": "wait", "timing": "delay", "parent_id": campaign.step_ids.id}
+            )
+
+    def test_channel_of_another_workspace_is_refused(self):
+        other = self.env["gobysend.channel"].create(
+            {"name": "B SMS", "workspace_id": self.workspace_b.id, "channel_type": "sms"}
+        )
+        with self.assertRaisesRegex(ValidationError, "another workspace"):
+            self.campaign([{"kind": "send", "channel_id": other.id, "body": "x"}])
+
+    def test_stale_claim_is_recovered_and_nothing_runs_twice(self):
+        campaign = self.launch(
+            self.campaign(
+                [
+                    {"kind": "wait", "timing": "delay", "delay_amount": 1, "delay_unit": "hours"},
+                    {"kind": "send", "channel_id": self.sms.id, "body": "once"},
+                ]
+            )
+        )
+        later = MONDAY_MORNING_UTC + datetime.timedelta(hours=2)
+        Journey = self.env["gobysend.journey"]
+        self.env.flush_all()
+        stale = Journey._claim_due(1000, later)
+        self.assertEqual(len(stale), 5)
+        # The worker stops; its claim goes stale and recovery gives the journeys back.
+        self.assertEqual(Journey._recover_interrupted(later + journeys.claims.STALE_AFTER * 2), 5)
+        self.advance(later)
+        self.assertEqual(self.env["gobysend.message"].search_count([("campaign_id", "=", campaign.id)]), 5)
+        # The stopped worker wakes up: its claim is gone, it writes nothing.
+        self.assertEqual(Journey._advance_claimed(stale, later), 0)
+        self.assertEqual(self.env["gobysend.message"].search_count([("campaign_id", "=", campaign.id)]), 5)
+        logs = self.env["gobysend.journey.log"].search([("journey_id", "in", campaign.journey_ids.ids)])
+        self.assertEqual(len(logs), 10)
