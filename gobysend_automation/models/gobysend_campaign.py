@@ -706,7 +706,10 @@ class GobysendCampaign(models.Model):
             return False
         journeys = self.env["gobysend.journey"]._enter(self, [{"partner_id": pid} for pid in partner_ids], run=True)
         self.env.cr.execute(
-            "UPDATE gobysend_campaign SET fan_out_cursor = %s, fan_out_done = COALESCE(fan_out_done, 0) + %s WHERE id = %s",
+            """
+            UPDATE gobysend_campaign SET fan_out_cursor = %s, fan_out_done = COALESCE(fan_out_done, 0) + %s
+             WHERE id = %s
+            """,
             (partner_ids[-1], len(partner_ids), self.id),
         )
         self.invalidate_recordset(["fan_out_cursor", "fan_out_done"])
