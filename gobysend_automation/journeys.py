@@ -45,6 +45,8 @@ class JourneyBatch:
         self.logs = []  # (journey, step, iteration, outcome)
         self.ends = {}  # journey id -> (state, reason)
         self.moves = {}  # journey id -> (step id, state, wake_at, wait_until)
+        self._next = {}  # (step id, branch) -> the step after it (a batch walks the tree once)
+        self._first = {}  # campaign id -> its first step
 
     def load(self, ids):
         """The journeys ``ids`` as rows, with what their steps need to know."""
@@ -77,7 +79,9 @@ class JourneyBatch:
             for row in pending:
                 step_id = row.step_id
                 if not step_id:
-                    first = Step._first_of(Campaign.browse(row.campaign_id))
+                    if row.campaign_id not in self._first:
+                        self._first[row.campaign_id] = Step._first_of(Campaign.browse(row.campaign_id))
+                    first = self._first[row.campaign_id]
                     if not first:
                         self.ends[row.id] = ("completed", None)
                         continue
@@ -110,7 +114,8 @@ class JourneyBatch:
             self.moves[row.id] = (step.id, "waiting", outcome.until, outcome.until)
             return None
         self.logs.append((row.id, step.id, row.iteration, outcome))
-        if outcome.action in ("exit", "fail") or not step._next_step(outcome.branch):
+        following = self.next_step(step, outcome.branch)
+        if outcome.action in ("exit", "fail") or not following:
             # Ending: a move recorded earlier in this batch gives way to the end.
             self.moves.pop(row.id, None)
         if outcome.action == "exit":
@@ -119,12 +124,17 @@ class JourneyBatch:
         if outcome.action == "fail":
             self.ends[row.id] = ("failed", outcome.reason)
             return None
-        following = step._next_step(outcome.branch)
         if not following:
             self.ends[row.id] = ("completed", None)
             return None
         self.moves[row.id] = (following.id, "active", self.now, None)
         return row._replace(step_id=following.id, wait_until=None)
+
+    def next_step(self, step, branch=None):
+        key = (step.id, branch)
+        if key not in self._next:
+            self._next[key] = step._next_step(branch)
+        return self._next[key]
 
     def save(self, claim=None):
         """Write the step log and every journey's new position; with ``claim``, only for the
