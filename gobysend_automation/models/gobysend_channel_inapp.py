@@ -57,6 +57,11 @@ class GobysendChannel(models.Model):
                 vals.update(self._inapp_defaults(vals))
         return super().create(vals_list)
 
+    def write(self, vals):
+        if vals.get("channel_type") == "inapp":
+            vals = dict(vals, **self._inapp_defaults(vals))
+        return super().write(vals)
+
     @api.model
     def _inapp_defaults(self, vals):
         """What an in-app channel's settings are unless given: its own provider, no cost, and no

@@ -4,7 +4,7 @@ from freezegun import freeze_time
 
 from odoo import fields
 from odoo.exceptions import ValidationError
-from odoo.tests import tagged
+from odoo.tests import Form, tagged
 
 from ..models.gobysend_message_inapp import MAX_INAPP_MESSAGES
 from .common import GobysendCase, GobysendHttpCase
@@ -58,6 +58,37 @@ class TestInappChannel(InappMixin, GobysendCase):
             self.env["gobysend.channel"].create(
                 {"name": "SMS", "workspace_id": self.workspace_a.id, "channel_type": "sms", "provider": "inapp"}
             )
+
+    def test_an_sms_channel_turned_inapp_becomes_free(self):
+        sms = self.env["gobysend.channel"].create(
+            {"name": "SMS", "workspace_id": self.workspace_a.id, "channel_type": "sms", "token_cost": 2}
+        )
+        sms.channel_type = "inapp"
+        self.assertEqual((sms.provider, sms.token_cost, sms.rate_limit), ("inapp", 0, 0))
+
+    def test_the_form_of_an_inapp_channel_shows_no_credentials_nor_cost(self):
+        form = Form(self.env["gobysend.channel"].with_user(self.manager_a))
+        form.name = "App pop-ups"
+        form.workspace_id = self.workspace_a
+        form.token_cost = 2
+        form.channel_type = "inapp"
+        self.assertEqual((form.provider, form.token_cost), ("inapp", 0))
+        arch = form._view["tree"]
+        hidden = {"sender", "token_cost", "rate_limit"}
+        hidden.update(arch.xpath("//page[@name='credentials']//field/@name"))
+        for name in hidden:
+            with self.subTest(field=name):
+                self.assertTrue(form._get_modifier(name, "invisible"), f"{name} is shown")
+        for name in ("inapp_display_kind", "inapp_validity_days"):
+            self.assertFalse(form._get_modifier(name, "invisible"), f"{name} is hidden")
+        form.inapp_display_kind = "popup"
+        channel = form.save()
+        self.assertEqual((channel.provider, channel.token_cost, channel.inapp_display_kind), ("inapp", 0, "popup"))
+        form = Form(channel)
+        form.channel_type = "sms"
+        self.assertEqual(form.provider, "outbox", "an SMS channel cannot keep the in-app provider")
+        self.assertFalse(form._get_modifier("token_cost", "invisible"))
+        self.assertTrue(form._get_modifier("inapp_validity_days", "invisible"))
 
     def test_sending_makes_the_message_available_without_tokens(self):
         message = self.enqueue(
