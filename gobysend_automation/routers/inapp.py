@@ -14,6 +14,7 @@ from .tracking import _call as call_service
 # An unknown contact or message is a 404 here: the app asks about one thing that is not there.
 INAPP_ERROR_STATUS = ((UnknownContact, 404), (UnknownMessage, 404), *ERROR_STATUS)
 ContactQuery = Annotated[str | None, Query(max_length=200)]
+MAX_RECORD_ID = 2**31 - 1
 
 
 @router.get(
@@ -52,7 +53,8 @@ def list_inapp_messages(
     responses={404: {"model": schemas.ErrorResponse, "description": "No such in-app message in this workspace."}},
 )
 def record_inapp_engagement(
-    message_id: Annotated[int, Path()],
+    # Within PostgreSQL's integer ids: a larger number is bad input, not a database error.
+    message_id: Annotated[int, Path(ge=1, le=MAX_RECORD_ID)],
     action: Annotated[Literal["seen", "clicked", "dismissed"], Path()],
     workspace: Workspace,
     env: Env,

@@ -256,6 +256,7 @@ class TestInappApi(InappMixin, GobysendHttpCase):
         message = self.enqueue()._dispatch()
         self.assertApiError(self.api("POST", f"/inapp/{message.id}/liked"), 422, "action")
         self.assertApiError(self.api("POST", "/inapp/not-a-number/seen"), 422, "message_id")
+        self.assertApiError(self.api("POST", f"/inapp/{2**31}/seen"), 422, "message_id")
         self.assertApiError(self.api("POST", f"/inapp/{message.id + 1000}/seen"), 404, "message_id")
         queued = self.enqueue()
         self.assertApiError(self.api("POST", f"/inapp/{queued.id}/seen"), 404, "message_id")
