@@ -22,6 +22,10 @@ class UnknownDevice(InvalidInput):
     """The request names a push device that the workspace does not know."""
 
 
+class UnknownMessage(InvalidInput):
+    """The request names a message that the workspace does not have (or cannot act on)."""
+
+
 class ContactNotWritable(InvalidInput):
     """The request would change the own fields (name, email...) of a contact that the workspace
     does not own: an Odoo user's or company's, an archived one, or one shared with the workspace

@@ -16,12 +16,14 @@ from . import res_partner
 from . import fastapi_endpoint
 from . import res_lang
 from . import gobysend_channel
+from . import gobysend_channel_inapp
 from . import gobysend_message_template
 from . import gobysend_claim
 from . import gobysend_message
 from . import gobysend_campaign
 from . import gobysend_campaign_step
 from . import gobysend_journey
+from . import gobysend_message_inapp
 from . import gobysend_token_transaction
 from . import mail_mail
 from . import mail_thread

@@ -8,7 +8,8 @@ from ..routers.tracking import router as tracking_router
 
 API_DESCRIPTION = """
 Push customer activity into a Gobysend workspace: contacts and their attributes, events, page
-views, push devices and unsubscriptions.
+views, push devices and unsubscriptions. Fetch a contact's in-app banners and pop-ups and report
+what the contact did with them.
 
 Authenticate every request with a workspace API key: `Authorization: Bearer gbs_…`.
 Errors come back as JSON whose `detail` names the offending field (`loc`).

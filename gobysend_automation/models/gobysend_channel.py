@@ -19,6 +19,7 @@ CHANNEL_TYPES = [
     ("slack", "Slack"),
     ("chat", "Chat Bot"),
     ("webhook", "Webhook"),
+    ("inapp", "In-app"),
 ]
 # Channels that reach a contact and therefore need the contact's consent.
 CONSENT_CHANNEL_TYPES = ("email", "sms", "zalo", "push")
@@ -154,6 +155,11 @@ class GobysendChannel(models.Model):
         flight = self._send_flight()
         flight.add(messages)
         return {key: result for _part, results in flight.finish() for key, result in results.items()}
+
+    def _get_message_token_cost(self):
+        """Tokens one message of this channel costs, set on the message when it is queued."""
+        self.ensure_one()
+        return self.token_cost
 
     def _has_idempotent_sends(self):
         """Whether the provider recognises a repeated request for a message and sends it once

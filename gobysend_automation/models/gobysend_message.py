@@ -321,7 +321,7 @@ class GobysendMessage(models.Model):
                 body,
                 json.dumps(context or {}, default=str),
                 not_before or now,
-                channel.token_cost,
+                channel._get_message_token_cost(),
                 idempotency_key,
                 origin._name if origin else None,
                 origin.id if origin else None,

@@ -1,1 +1,2 @@
 from . import tracking
+from . import inapp

@@ -6,6 +6,7 @@ the field. Every constraint the service enforces on a field's shape alone (lengt
 choices) is stated here too, so that the document promises what the API accepts.
 """
 
+import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -136,3 +137,28 @@ class ErrorResponse(BaseModel):
     """Every error: a sentence, or for invalid input a list of errors whose ``loc`` names the field."""
 
     detail: str | list[dict[str, Any]]
+
+
+class InappMessage(BaseModel):
+    id: int = Field(description="The message id, for POST /inapp/{id}/{action}.")
+    kind: Literal["banner", "popup"]
+    subject: str
+    body: str = Field(description="Plain text, rendered for the contact.")
+    link: str | None = Field(None, description="Where a tap leads (http or https).")
+    image_url: str | None = None
+    state: Literal["delivered", "opened", "clicked"] = Field(
+        description="delivered: not seen yet; opened: seen; clicked: its link was followed."
+    )
+    created_at: datetime.datetime = Field(description="When the message was queued (UTC).")
+    expires_at: datetime.datetime | None = Field(None, description="After this moment (UTC) it is no longer listed.")
+
+
+class InappMessagesResponse(BaseModel):
+    contact_id: int
+    messages: list[InappMessage] = Field(description="Neither dismissed nor expired, newest first; at most 50.")
+
+
+class InappEngagementResponse(BaseModel):
+    id: int
+    state: Literal["delivered", "opened", "clicked"]
+    dismissed: bool

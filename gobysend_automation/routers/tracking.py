@@ -89,8 +89,9 @@ Workspace = Annotated[object, Depends(authenticated_workspace)]
 Env = Annotated[Environment, Depends(odoo_env)]
 
 
-def _call(env, method, *args, location="body"):
-    """Run a service method, turning its errors into HTTP answers that name the field.
+def _call(env, method, *args, location="body", model="gobysend.ingest", statuses=ERROR_STATUS):
+    """Run a service method (of ``model``), turning its errors into HTTP answers that name
+    the field, with the status of the first of ``statuses`` that the error is an instance of.
 
     When another request creates the same contact at the same moment, the method runs again
     in a new transaction, which sees that contact: the client never has to retry. Nothing but
@@ -99,9 +100,9 @@ def _call(env, method, *args, location="body"):
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            return getattr(env["gobysend.ingest"], method)(*args)
+            return getattr(env[model], method)(*args)
         except InvalidInput as error:
-            status = next(status for kind, status in ERROR_STATUS if isinstance(error, kind))
+            status = next(status for kind, status in statuses if isinstance(error, kind))
             raise _field_error(error.field, error.message, type(error).__name__, location, status) from None
         except (ConcurrentContactCreation, *PG_CONCURRENCY_EXCEPTIONS_TO_RETRY) as error:
             if attempt == MAX_ATTEMPTS:
