@@ -224,7 +224,7 @@ class JourneyBatch:
     # Helpers for step kinds
     # ------------------------------------------------------------------
 
-    def enqueue_messages(self, step, rows, subject, body, not_before=None):
+    def enqueue_messages(self, step, rows, subject, body, not_before=None, extra_context=None):
         """Put one outbox message per journey of ``rows`` for ``step`` into the outbox, set-based;
         return ``{journey id: message id}``. A journey's message for a step and iteration is
         queued once (the outbox's idempotency key), whoever asks again."""
@@ -240,7 +240,7 @@ class JourneyBatch:
                                           idempotency_key, res_model, res_id, is_test, campaign_id, campaign_step_id,
                                           journey_id, create_uid, create_date, write_uid, write_date)
             SELECT j.workspace_id, j.partner_id, %(channel)s, %(channel_type)s, 'queued', %(subject)s, %(body)s,
-                   COALESCE(j.trigger_context, '{}'::jsonb), 0, %(not_before)s, %(cost)s,
+                   COALESCE(j.trigger_context, '{}'::jsonb) || %(extra)s::jsonb, 0, %(not_before)s, %(cost)s,
                    'journey-' || j.id || '-' || %(step)s || '-' || j.iteration, j.res_model, j.res_id, j.is_test,
                    j.campaign_id, %(step)s, j.id, %(uid)s, %(now)s, %(uid)s, %(now)s
               FROM gobysend_journey j
@@ -255,7 +255,8 @@ class JourneyBatch:
                 "subject": subject,
                 "body": body,
                 "not_before": not_before or self.now,
-                "cost": channel.token_cost,
+                "cost": channel._get_message_token_cost(),
+                "extra": context_json(extra_context),
                 "step": step.id,
                 "uid": self.env.uid,
                 "now": self.now,

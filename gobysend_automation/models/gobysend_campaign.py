@@ -503,7 +503,7 @@ class GobysendCampaign(models.Model):
 
     def _token_cost_per_contact(self):
         return sum(
-            step.channel_id.token_cost
+            step.channel_id._get_message_token_cost()
             for step in self.step_ids
             if kinds.STEPS.get(step.kind) and kinds.STEPS[step.kind].sends and step.channel_id
         )

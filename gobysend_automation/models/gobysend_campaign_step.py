@@ -50,6 +50,11 @@ class GobysendCampaignStep(models.Model):
     subject = fields.Char(help="Jinja2; also sees record, old, changes, data and event.")
     body = fields.Text(help="Jinja2 with contact, workspace and the trigger's record, old, changes, data and event.")
 
+    # In-app messages: how the app shows them
+    inapp_kind = fields.Selection([("banner", "Banner"), ("popup", "Pop-up")], string="Display")
+    inapp_link = fields.Char(string="Link", help="Where the banner or pop-up leads (http or https).")
+    inapp_image_url = fields.Char(string="Image URL")
+
     # When (send and wait)
     timing = fields.Selection(
         [
@@ -161,6 +166,12 @@ class GobysendCampaignStep(models.Model):
             if step.delay_unit and step.delay_unit not in UNITS:
                 raise ValidationError(_("Step “%(step)s” has an unknown delay unit.", step=step.display_name))
             kind.validate(step)
+
+    def _inapp_settings(self):
+        """The in-app display settings of the step's messages (see gobysend.message's in-app part)."""
+        self.ensure_one()
+        settings = {"kind": self.inapp_kind, "link": self.inapp_link, "image_url": self.inapp_image_url}
+        return {key: value for key, value in settings.items() if value}
 
     def _check_template(self):
         """Check the subject and body as templates of the step's channel."""

@@ -197,3 +197,50 @@ class TestManualCampaign(CampaignCase):
         self.assertEqual(self.env["gobysend.message"].search_count([("campaign_id", "=", campaign.id)]), 5)
         logs = self.env["gobysend.journey.log"].search([("journey_id", "in", campaign.journey_ids.ids)])
         self.assertEqual(len(logs), 10)
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+class TestBulkCampaign(CampaignCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.inapp = cls.env["gobysend.channel"].create(
+            {"name": "App", "workspace_id": cls.workspace_a.id, "channel_type": "inapp", "state": "enabled"}
+        )
+        Lead = cls.env["crm.lead"]
+        cls.open_lead = Lead.create({"name": "Open", "partner_id": cls.contacts[0].id})
+        won_stage = cls.env["crm.stage"].search([("is_won", "=", True)], limit=1)
+        cls.won_lead = Lead.create({"name": "Won", "partner_id": cls.contacts[1].id, "stage_id": won_stage.id})
+        # A lead of someone outside the workspace is not reached.
+        Lead.create({"name": "Outsider", "partner_id": cls.outsider.id})
+
+    def bulk(self, **values):
+        step = {
+            "kind": "send",
+            "channel_id": self.inapp.id,
+            "subject": "Sale",
+            "body": "Big sale",
+            "inapp_kind": "popup",
+            "inapp_link": "https://shop.example.com/sale",
+        }
+        return self.campaign([step], trigger_kind="bulk", **values)
+
+    def test_bulk_to_leads_reaches_open_leads_of_the_workspace_free(self):
+        self.workspace_a.sudo().token_balance = 0
+        campaign = self.bulk(bulk_audience="leads")
+        self.assertEqual(campaign.audience_count, 1)
+        self.assertEqual(campaign.token_estimate, 0)
+        self.launch(campaign)
+        self.assertEqual(campaign.journey_ids.partner_id, self.contacts[0])
+        message = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)])
+        self.assertEqual(message.token_cost, 0)
+        self.assertEqual(message.render_context["inapp"], {"kind": "popup", "link": "https://shop.example.com/sale"})
+
+    def test_bulk_needs_an_inapp_channel(self):
+        campaign = self.campaign(trigger_kind="bulk")
+        with self.assertRaisesRegex(ValidationError, "in-app channel"):
+            campaign.action_launch()
+
+    def test_bad_inapp_link_is_refused(self):
+        with self.assertRaisesRegex(ValidationError, "http"):
+            self.campaign([{"kind": "send", "channel_id": self.inapp.id, "body": "x", "inapp_link": "javascript:x"}])

@@ -1,6 +1,7 @@
 from odoo.exceptions import ValidationError
 from odoo.tools.translate import LazyTranslate
 
+from ...exceptions import InvalidInput
 from .. import STEPS, Outcome, StepKind, register, timing
 
 _lt = LazyTranslate(__name__)
@@ -49,6 +50,13 @@ class SendStep(StepKind):
                 step.env._("Step “%(step)s”: write the message or choose a template.", step=step.display_name)
             )
         step._check_template()
+        if step.channel_id.channel_type == "inapp":
+            try:
+                step.env["gobysend.message"]._inapp_check_settings(step._inapp_settings())
+            except InvalidInput as error:
+                raise ValidationError(
+                    step.env._("Step “%(step)s”: %(reason)s", step=step.display_name, reason=error.message)
+                ) from None
 
     def summary(self, step):
         return f"{step.channel_id.display_name or ''}: {step.subject or step.template_id.name or ''}".strip(": ")
@@ -66,7 +74,8 @@ class SendStep(StepKind):
         if due:
             subject = step.subject if step.body else step.template_id.subject
             body = step.body or step.template_id.body
-            messages = batch.enqueue_messages(step, due, subject, body)
+            extra = {"inapp": step._inapp_settings()} if step.channel_id.channel_type == "inapp" else None
+            messages = batch.enqueue_messages(step, due, subject, body, extra_context=extra)
             for row in due:
                 outcomes[row.id] = Outcome.done(message_id=messages.get(row.id))
         return [outcomes[row.id] for row in rows]
