@@ -20,6 +20,8 @@ from . import gobysend_channel_inapp
 from . import gobysend_message_template
 from . import gobysend_claim
 from . import gobysend_message
+from . import gobysend_message_rules
+from . import gobysend_message_dispatch
 from . import gobysend_campaign
 from . import gobysend_campaign_step
 from . import gobysend_journey

@@ -6,7 +6,7 @@ import time
 from odoo import fields
 from odoo.exceptions import ValidationError
 
-from odoo.addons.gobysend_automation.models.gobysend_message import DispatchSteps
+from odoo.addons.gobysend_automation.models.gobysend_message_dispatch import DispatchSteps
 
 from .common import ChannelCase
 
