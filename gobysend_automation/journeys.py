@@ -47,6 +47,7 @@ class JourneyBatch:
         self.moves = {}  # journey id -> (step id, state, wake_at, wait_until)
         self._next = {}  # (step id, branch) -> the step after it (a batch walks the tree once)
         self._first = {}  # campaign id -> its first step
+        self.converted = set()  # journeys that reached their campaign's goal
 
     def load(self, ids):
         """The journeys ``ids`` as rows, with what their steps need to know."""
@@ -71,7 +72,7 @@ class JourneyBatch:
         Step = self.env["gobysend.campaign.step"].sudo()  # sudo: the engine runs every workspace's steps
         Campaign = self.env["gobysend.campaign"].sudo()  # sudo: as above
         steps_run = 0
-        pending = list(rows)
+        pending = self._leave_converted(rows)
         hops = 0
         while pending and hops < MAX_HOPS:
             hops += 1
@@ -106,6 +107,35 @@ class JourneyBatch:
             # Still going after MAX_HOPS: the rest waits for the next batch.
             self.moves[row.id] = (row.step_id, "active", self.now, None)
         return steps_run
+
+    def _leave_converted(self, rows):
+        """Journeys whose contact reached their campaign's goal (performed the goal event since
+        entering) leave, counted as converted; the others are returned to run."""
+        goals = collections.defaultdict(list)
+        for row in rows:
+            goals[row.campaign_id].append(row)
+        self.env.cr.execute(
+            "SELECT id, goal_event_name FROM gobysend_campaign WHERE id = ANY(%s) AND goal_event_name IS NOT NULL",
+            [list(goals)],
+        )
+        goal_of = dict(self.env.cr.fetchall())
+        if not goal_of:
+            return list(rows)
+        candidates = [row.id for campaign_id in goal_of for row in goals[campaign_id]]
+        self.env.cr.execute(
+            """
+            SELECT j.id FROM gobysend_journey j JOIN gobysend_campaign c ON c.id = j.campaign_id
+             WHERE j.id = ANY(%s)
+               AND EXISTS (SELECT 1 FROM gobysend_event e
+                            WHERE e.workspace_id = j.workspace_id AND e.partner_id = j.partner_id
+                              AND e.name = c.goal_event_name AND e.timestamp >= j.entered_at)
+            """,
+            [candidates],
+        )
+        self.converted = {row[0] for row in self.env.cr.fetchall()}
+        for journey_id in self.converted:
+            self.ends[journey_id] = ("exited", self.env._("Reached the campaign's goal."))
+        return [row for row in rows if row.id not in self.converted]
 
     def _apply(self, step, row, outcome):
         """Record ``outcome`` of ``step`` for ``row``; return the row moved on when it goes on
@@ -193,6 +223,7 @@ class JourneyBatch:
                     UPDATE gobysend_journey j
                        SET state = e.state, reason = e.reason, ended_at = %(now)s, wake_at = NULL,
                            wait_until = NULL, claim_token = NULL, write_date = %(now)s,
+                           converted = j.converted OR j.id = ANY(%(converted)s),
                            -- "Once at a time": the contact may enter again once this journey ended.
                            entry_key = CASE WHEN c.reentry = 'once_at_a_time' THEN NULL ELSE j.entry_key END
                       FROM unnest(%(ids)s::int[], %(states)s::varchar[], %(reasons)s::varchar[])
@@ -205,6 +236,7 @@ class JourneyBatch:
                     ids=ids,
                     states=[self.ends[i][0] for i in ids],
                     reasons=[str(self.ends[i][1]) if self.ends[i][1] else None for i in ids],
+                    converted=list(self.converted),
                     held=held,
                 )
             )

@@ -244,3 +244,55 @@ class TestBulkCampaign(CampaignCase):
     def test_bad_inapp_link_is_refused(self):
         with self.assertRaisesRegex(ValidationError, "http"):
             self.campaign([{"kind": "send", "channel_id": self.inapp.id, "body": "x", "inapp_link": "javascript:x"}])
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+class TestCampaignGoalAndTest(CampaignCase):
+    def test_contacts_reaching_the_goal_leave_converted(self):
+        campaign = self.launch(
+            self.campaign(
+                [
+                    {"kind": "wait", "timing": "delay", "delay_amount": 1, "delay_unit": "days"},
+                    {"kind": "send", "channel_id": self.sms.id, "body": "Still thinking?"},
+                ],
+                goal_event_name="order_paid",
+            )
+        )
+        buyer = self.contacts[0]
+        self.ingest.track(self.workspace_a, {"email": buyer.email, "name": "order_paid"})
+        self.advance(MONDAY_MORNING_UTC + datetime.timedelta(days=2))
+        journey = campaign.journey_ids.filtered(lambda j: j.partner_id == buyer)
+        self.assertEqual((journey.state, journey.converted), ("exited", True))
+        messages = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)])
+        self.assertEqual(messages.partner_id, self.contacts[1:])
+        self.assertEqual(campaign.journeys_converted, 1)
+
+    def test_send_test_sends_each_message_once_as_a_test(self):
+        campaign = self.campaign(
+            [
+                {"kind": "send", "channel_id": self.sms.id, "body": "First"},
+                {"kind": "wait", "timing": "delay", "delay_amount": 2, "delay_unit": "days"},
+                {"kind": "send", "channel_id": self.sms.id, "body": "Second"},
+            ]
+        )
+        wizard = self.env["gobysend.campaign.test.wizard"].create(
+            {"campaign_id": campaign.id, "partner_id": self.contacts[2].id}
+        )
+        action = wizard.action_send()
+        messages = self.env["gobysend.message"].search(action["domain"])
+        self.assertEqual(messages.mapped("body_template"), ["Second", "First"])
+        self.assertTrue(all(messages.mapped("is_test")))
+        self.assertEqual(campaign.message_count, 0, "test messages stay out of the statistics")
+
+    def test_segment_of_another_workspace_is_refused(self):
+        other = self.env["gobysend.segment"].create({"name": "B's", "workspace_id": self.workspace_b.id})
+        with self.assertRaisesRegex(ValidationError, "another workspace"):
+            self.campaign(segment_ids=[(6, 0, other.ids)])
+
+    def test_contact_filter_reaching_users_is_refused(self):
+        with self.assertRaisesRegex(ValidationError, "user_ids"):
+            self.campaign(partner_domain="[('user_ids.login', '=', 'admin')]")
+
+    def test_member_of_another_workspace_cannot_see_the_campaign(self):
+        campaign = self.campaign()
+        self.assertFalse(self.env["gobysend.campaign"].with_user(self.user_b).search([("id", "=", campaign.id)]))
