@@ -250,8 +250,8 @@ class GobysendCampaign(models.Model):
             campaign.progress_text = (
                 _(
                     "%(done)s of %(total)s queued",
-                    done=f"{campaign.fan_out_done:,}",
-                    total=f"{campaign.fan_out_total:,}",
+                    done=format(campaign.fan_out_done, ","),
+                    total=format(campaign.fan_out_total, ","),
                 )
                 if campaign.fan_out_total
                 else False
@@ -539,9 +539,9 @@ class GobysendCampaign(models.Model):
                         "Campaign “%(name)s” would cost about %(estimate)s tokens (%(count)s contacts), but the "
                         "workspace has %(balance)s. Top up the balance or narrow the audience.",
                         name=self.name,
-                        estimate=f"{estimate:,.2f}",
-                        count=f"{count:,}",
-                        balance=f"{self.workspace_id.token_balance:,.2f}",
+                        estimate=format(estimate, ",.2f"),
+                        count=format(count, ","),
+                        balance=format(self.workspace_id.token_balance, ",.2f"),
                     )
                 )
 
