@@ -296,3 +296,67 @@ class TestCampaignGoalAndTest(CampaignCase):
     def test_member_of_another_workspace_cannot_see_the_campaign(self):
         campaign = self.campaign()
         self.assertFalse(self.env["gobysend.campaign"].with_user(self.user_b).search([("id", "=", campaign.id)]))
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+class TestCampaignStates(CampaignCase):
+    def two_steps(self, **values):
+        return self.campaign(
+            [
+                {"kind": "wait", "timing": "delay", "delay_amount": 1, "delay_unit": "hours"},
+                {"kind": "send", "channel_id": self.sms.id, "body": "Later"},
+            ],
+            **values,
+        )
+
+    def test_scheduled_launch_waits_for_its_time(self):
+        campaign = self.two_steps(scheduled_at=MONDAY_MORNING_UTC + datetime.timedelta(hours=3))
+        campaign.action_launch()
+        self.assertEqual(campaign.state, "scheduled")
+        self.assertFalse(campaign.journey_ids)
+        Campaign = self.env["gobysend.campaign"]
+        self.assertEqual(Campaign._cron_launch_scheduled(), 0)
+        with freeze_time(MONDAY_MORNING_UTC + datetime.timedelta(hours=3)):
+            self.assertEqual(Campaign._cron_launch_scheduled(), 1)
+        self.assertEqual(campaign.state, "running")
+        self.assertEqual(campaign.fan_out_total, 5)
+
+    def test_paused_journeys_do_not_advance_until_resumed(self):
+        campaign = self.launch(self.two_steps())
+        campaign.action_pause()
+        later = MONDAY_MORNING_UTC + datetime.timedelta(hours=2)
+        self.assertEqual(self.advance(later), 0)
+        self.assertEqual(set(campaign.journey_ids.mapped("state")), {"waiting"})
+        campaign.action_resume()
+        self.assertEqual(self.advance(later), 10)
+        self.assertEqual(set(campaign.journey_ids.mapped("state")), {"completed"})
+
+    def test_cancel_stops_journeys(self):
+        campaign = self.launch(self.two_steps())
+        campaign.action_cancel()
+        self.assertEqual(set(campaign.journey_ids.mapped("state")), {"exited"})
+        self.assertEqual(self.advance(MONDAY_MORNING_UTC + datetime.timedelta(hours=2)), 0)
+
+    def test_trigger_of_a_launched_campaign_cannot_change(self):
+        campaign = self.launch(self.two_steps())
+        with self.assertRaises(UserError):
+            campaign.trigger_kind = "bulk"
+
+    def test_once_at_a_time_lets_a_contact_in_again_after_its_journey(self):
+        campaign = self.launch(self.two_steps(reentry="once_at_a_time"))
+        Journey = self.env["gobysend.journey"]
+        contact = self.contacts[0]
+        self.assertFalse(Journey._enter(campaign, [{"partner_id": contact.id}]))
+        self.advance(MONDAY_MORNING_UTC + datetime.timedelta(hours=2))
+        self.assertTrue(Journey._enter(campaign, [{"partner_id": contact.id}]))
+        self.assertEqual(len(campaign.journey_ids.filtered(lambda j: j.partner_id == contact)), 2)
+
+    def test_statistics_per_step(self):
+        campaign = self.launch(self.two_steps())
+        wait, send = campaign.step_ids.sorted("sequence")
+        self.assertEqual((wait.journeys_here, send.journeys_here), (5, 0))
+        self.advance(MONDAY_MORNING_UTC + datetime.timedelta(hours=2))
+        wait.invalidate_recordset()
+        send.invalidate_recordset()
+        self.assertEqual((wait.done_count, send.done_count), (5, 5))
+        self.assertEqual(campaign.journeys_completed, 5)
