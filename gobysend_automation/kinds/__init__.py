@@ -107,6 +107,10 @@ class StepKind(Kind):
         """One line describing ``step`` in the workflow."""
         return str(self.label)
 
+    def branch_labels(self, step):
+        """The branches of ``step`` (a random split has as many as its shares)."""
+        return self.branches
+
 
 def register(registry):
     def decorator(cls):

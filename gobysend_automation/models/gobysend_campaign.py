@@ -437,15 +437,16 @@ class GobysendCampaign(models.Model):
         self.ensure_one()
         return self.filter_user_id.id or (self.env.uid if not self.id else 0)
 
-    def _get_contact_filter(self, now=None):
-        """The contact filter as a domain, checked as a segment's contact filter is (no path
-        out of contact data, readable by whoever set it)."""
+    def _get_contact_filter(self, now=None, text=None):
+        """The contact filter (or ``text``, a step's) as a domain, checked as a segment's contact
+        filter is (no path out of contact data, readable by whoever set it)."""
         self.ensure_one()
-        if not self.partner_domain or self.partner_domain.strip() in ("[]", ""):
+        text = self.partner_domain if text is None else text
+        if not text or text.strip() in ("[]", ""):
             return []
         uid = self._get_filter_uid() or self.env.uid
         Condition = self.env["gobysend.segment.condition"].with_context(**{FILTER_UID_KEY: uid})
-        condition = Condition.new({"kind": "domain", "partner_domain": self.partner_domain})
+        condition = Condition.new({"kind": "domain", "partner_domain": text})
         return condition.with_context(**{FILTER_UID_KEY: uid})._get_contact_filter(self.workspace_id, now)
 
     def _contacts_model(self):

@@ -55,6 +55,86 @@ class GobysendCampaignStep(models.Model):
     inapp_link = fields.Char(string="Link", help="Where the banner or pop-up leads (http or https).")
     inapp_image_url = fields.Char(string="Image URL")
 
+    # Condition (yes / no)
+    condition_kind = fields.Selection(
+        [
+            ("attribute", "Attribute value"),
+            ("contact", "Contact fields"),
+            ("segment", "In a segment"),
+            ("tag", "Has a tag"),
+            ("engagement", "Engagement with an earlier message"),
+        ],
+        string="Check",
+        default="attribute",
+    )
+    attribute_id = fields.Many2one(
+        "gobysend.attribute", ondelete="restrict", domain="[('workspace_id', '=', workspace_id)]"
+    )
+    attribute_operator = fields.Selection(
+        [
+            ("eq", "is"),
+            ("ne", "is not"),
+            ("gt", "greater than"),
+            ("lt", "less than"),
+            ("contains", "contains"),
+            ("set", "is set"),
+            ("not_set", "is not set"),
+        ],
+        string="Operator",
+        default="eq",
+    )
+    attribute_value = fields.Char(string="Value", help="Numbers with a dot, dates as YYYY-MM-DD, yes/no.")
+    partner_domain = fields.Char(string="Contact Filter", default="[]")
+    segment_id = fields.Many2one(
+        "gobysend.segment", ondelete="restrict", domain="[('workspace_id', '=', workspace_id)]"
+    )
+    tag_id = fields.Many2one("res.partner.category", string="Tag", ondelete="restrict")
+    engagement = fields.Selection(
+        [
+            ("delivered", "Delivered"),
+            ("opened", "Opened"),
+            ("clicked", "Clicked"),
+            ("not_opened", "Not opened within"),
+            ("bounced", "Bounced"),
+        ],
+        default="opened",
+    )
+    engagement_step_id = fields.Many2one(
+        "gobysend.campaign.step",
+        string="Message of Step",
+        ondelete="set null",
+        domain="[('campaign_id', '=', campaign_id), ('kind', '=', 'send')]",
+    )
+    engagement_hours = fields.Integer(string="Within (hours)", default=48)
+
+    # Random split
+    split_shares = fields.Char(
+        string="Shares (%)", default="50,50", help="Percentages of the branches A, B, C…, e.g. 50,50 or 20,30,50."
+    )
+
+    # Wait for an event
+    event_name = fields.Char(string="Event")
+    event_filter = fields.Char(string="Event Properties", help="e.g. total > 500")
+
+    # Actions
+    tag_action = fields.Selection([("add", "Add"), ("remove", "Remove")], default="add")
+    activity_type_id = fields.Many2one("mail.activity.type", string="Activity", ondelete="restrict")
+    activity_summary = fields.Char(string="Activity Summary")
+    activity_note = fields.Text(string="Note")
+    activity_days = fields.Integer(string="Due In (days)", default=0)
+    activity_user = fields.Selection(
+        [("salesperson", "The contact's salesperson"), ("user", "A chosen user")],
+        string="Assign To",
+        default="salesperson",
+    )
+    activity_user_id = fields.Many2one("res.users", string="User", ondelete="set null")
+    activity_on = fields.Selection(
+        [("contact", "The contact"), ("record", "The record that fired the journey")],
+        string="On",
+        default="contact",
+    )
+    lead_stage_id = fields.Many2one("crm.stage", string="Move Lead To", ondelete="restrict")
+
     # When (send and wait)
     timing = fields.Selection(
         [
@@ -128,7 +208,29 @@ class GobysendCampaignStep(models.Model):
         "branch",
         "timing",
         "delay_amount",
+        "delay_unit",
         "campaign_id",
+        "condition_kind",
+        "attribute_id",
+        "attribute_operator",
+        "attribute_value",
+        "partner_domain",
+        "segment_id",
+        "tag_id",
+        "engagement",
+        "engagement_step_id",
+        "engagement_hours",
+        "split_shares",
+        "event_name",
+        "event_filter",
+        "tag_action",
+        "activity_type_id",
+        "activity_user",
+        "activity_user_id",
+        "lead_stage_id",
+        "inapp_kind",
+        "inapp_link",
+        "inapp_image_url",
     )
     def _check_step(self):
         for step in self:
@@ -144,13 +246,14 @@ class GobysendCampaignStep(models.Model):
                     raise ValidationError(
                         _("Nothing can follow step “%(step)s”: it ends the journey.", step=parent.display_name)
                     )
-                if parent_kind and parent_kind.branches and step.branch not in parent_kind.branches:
+                labels = parent_kind.branch_labels(parent) if parent_kind else ()
+                if labels and step.branch not in labels:
                     raise ValidationError(
                         _(
                             "Step “%(step)s” must hang on one of the branches of “%(parent)s”: %(branches)s.",
                             step=step.display_name,
                             parent=parent.display_name,
-                            branches=", ".join(parent_kind.branches),
+                            branches=", ".join(labels),
                         )
                     )
                 if kind.allowed_parents is not None and parent.kind not in kind.allowed_parents:
