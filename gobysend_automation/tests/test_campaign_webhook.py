@@ -3,8 +3,12 @@ import json
 
 from odoo.tests import tagged
 
+from odoo.addons.queue_job.job import Job
+
+from ..kinds import TRIGGERS
 from ..kinds.triggers.webhook import MAX_BODY_BYTES, SECRET_HEADER
 from .common import GobysendHttpCase
+from .test_campaign import CampaignCase
 
 # A Monday, 10:00 in Ho Chi Minh City (UTC+7): the moment the tests dispatch at.
 MONDAY_MORNING_UTC = datetime.datetime(2026, 11, 23, 3, 0)
@@ -214,3 +218,27 @@ class TestCampaignWebhook(GobysendHttpCase):
         self.subscription_of(self.workspace_a, self.contact).active = False
         self.assertFieldError(self.call({"id": "C-1"}), 409, "id")
         self.assertFalse(self.journeys())
+
+
+class TestCampaignWebhookInTheBackground(CampaignCase):
+    def test_the_journey_is_run_by_a_job_of_the_engine(self):
+        campaign = self.campaign(trigger_kind="webhook", reentry="every_time")
+        campaign.action_launch()
+        # As the controller calls it: in a request of the public user, the campaign in sudo.
+        public_campaign = campaign.with_user(self.env.ref("base.public_user")).sudo()
+        status, answer = TRIGGERS["webhook"].receive(
+            public_campaign, {"email": self.contacts[0].email, "data": {"order_id": "SO-1"}}
+        )
+        self.assertEqual(status, 202)
+        journey = self.env["gobysend.journey"].browse(answer["journey_id"])
+        self.assertEqual(journey.state, "active")
+        self.commit_request()
+        jobs = self.env["queue.job"].search([("method_name", "=", "_job_advance")])
+        self.assertTrue(jobs, "the request's commit wakes the engine")
+        # Owned by the engine's own user, as its scheduled actions are, not by the anonymous caller.
+        self.assertEqual(jobs.user_id, self.env.ref("base.user_root"))
+        for job in jobs:
+            Job.load(self.env, job.uuid).perform()
+        self.env.invalidate_all()
+        self.assertEqual(journey.state, "completed")
+        self.assertEqual(len(journey.message_ids), 1)

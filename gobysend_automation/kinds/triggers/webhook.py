@@ -14,6 +14,7 @@ partner); a known contact is never changed by a webhook call.
 
 import logging
 
+from odoo import SUPERUSER_ID
 from odoo.tools.translate import LazyTranslate
 
 from ...exceptions import ContactNotWritable, InvalidInput
@@ -86,7 +87,9 @@ class WebhookTrigger(TriggerKind):
         workspace = campaign.workspace_id
         partner, created = self._get_contact(campaign, ingest._read_contact_ref(workspace, payload))
         answer = {"contact_id": partner.id, "created_contact": created}
-        Journey = env["gobysend.journey"]
+        # The engine's own user (OdooBot, as its scheduled actions) starts the journeys and owns
+        # the job that runs them, not the anonymous caller of a public URL.
+        Journey = env["gobysend.journey"].with_user(SUPERUSER_ID)
         if idempotency_key:
             earlier = self._journey_of_key(campaign, partner, idempotency_key)
             if earlier:
