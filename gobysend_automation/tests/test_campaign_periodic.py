@@ -183,6 +183,15 @@ class TestPeriodicRuns(PeriodicCase):
         self.advance(monday + datetime.timedelta(days=1))
         self.assertEqual(self.env["gobysend.message"].search_count([("campaign_id", "=", campaign.id)]), 10)
 
+    def test_the_scheduled_action_runs_the_campaign(self):
+        campaign = self.launch(self.periodic())
+        # What the scheduler does at the cron's time (the class freezes the clock at Monday 09:00 in Berlin).
+        campaign.cron_id.method_direct_trigger()
+        self.env.invalidate_all()
+        self.assertEqual(campaign.journey_ids.partner_id, self.contacts)
+        self.assertEqual(campaign.last_run_at, utc(2027, 6, 7, 7, 0))
+        self.assertEqual(campaign.journey_ids[0].trigger_context, {"data": {"run_date": "2027-06-07"}})
+
     def test_the_audience_is_evaluated_at_each_run(self):
         tag = self.env["res.partner.category"].create({"name": "VIP"})
         self.contacts[:2].category_id = tag
