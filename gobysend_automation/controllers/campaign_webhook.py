@@ -121,7 +121,7 @@ class GobysendCampaignWebhookController(http.Controller):
             )
         try:
             payload = json.loads(body.decode())
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return self._field_error(
                 400, "body", _("The request body must be a JSON object encoded in UTF-8."), "invalid_json"
             )

@@ -155,6 +155,9 @@ class TestCampaignWebhook(GobysendHttpCase):
     def test_bad_bodies_are_refused_naming_the_field(self):
         self.assertFieldError(self.call(raw="not json"), 400, "body")
         self.assertFieldError(self.call(raw=b"\xff\xfe{}"), 400, "body")
+        self.assertFieldError(
+            self.call(raw='{"id": "C-1", "data": {"a": ' + "[" * 30000 + "]" * 30000 + "}}"), 400, "body"
+        )
         self.assertFieldError(self.call([{"id": "C-1"}]), 400, "body")
         self.assertFieldError(self.call({"data": {"a": 1}}), 422, "id")
         self.assertFieldError(self.call({"email": "not an email"}), 422, "email")
