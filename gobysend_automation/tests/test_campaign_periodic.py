@@ -201,6 +201,14 @@ class TestPeriodicRuns(PeriodicCase):
         self.contacts[0].category_id = False
         self.assertEqual(self.run_partners(campaign, utc(2027, 6, 8, 7, 0)), self.contacts[1:3])
 
+    def test_the_contact_filter_is_read_on_the_day_of_the_run(self):
+        self.contacts[0].gobysend_birthday = "2009-06-08"
+        self.contacts[1].gobysend_birthday = "2009-06-09"
+        adults = "[('gobysend_birthday', '<=', (context_today() - relativedelta(years=18)).strftime('%Y-%m-%d'))]"
+        campaign = self.launch(self.periodic(partner_domain=adults))
+        # The clock reads 7 June; the run is the one of 8 June, when contact 0 turns 18.
+        self.assertEqual(self.run_partners(campaign, utc(2027, 6, 8, 7, 0)), self.contacts[0])
+
     def test_a_paused_campaign_does_not_run(self):
         campaign = self.launch(self.periodic())
         campaign.action_pause()

@@ -256,9 +256,10 @@ class PeriodicTrigger(TriggerKind):
     # Who
     # ------------------------------------------------------------------
 
-    def run_partner_ids(self, campaign, run_date):
-        """The ids of the contacts one run on ``run_date`` (a local date) starts journeys for."""
-        query = campaign._get_audience_query()
+    def run_partner_ids(self, campaign, run_date, now=None):
+        """The ids of the contacts one run on ``run_date`` (a local date) starts journeys for;
+        the contact filter's relative dates are read at ``now``."""
+        query = campaign._get_audience_query(now)
         source = campaign.date_source or "none"
         if source != "none":
             # SQL: month-and-day arithmetic on dates, which a domain cannot express; the
@@ -319,7 +320,7 @@ class PeriodicTrigger(TriggerKind):
         """One run at ``now`` (naive UTC): journeys for the contacts it selects, keyed by the run's
         date; the journeys' first steps run in the background. Returns the journeys started."""
         run_date = self.run_date(campaign, now)
-        partner_ids = self.run_partner_ids(campaign, run_date)
+        partner_ids = self.run_partner_ids(campaign, run_date, now)
         Journey = campaign.env["gobysend.journey"]
         started = []
         context = {"data": {"run_date": run_date.isoformat()}}
