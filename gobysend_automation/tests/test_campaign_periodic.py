@@ -201,6 +201,18 @@ class TestPeriodicRuns(PeriodicCase):
         self.contacts[0].category_id = False
         self.assertEqual(self.run_partners(campaign, utc(2027, 6, 8, 7, 0)), self.contacts[1:3])
 
+    def test_a_run_started_late_serves_its_own_day(self):
+        self.contacts[0].gobysend_birthday = "1990-06-07"
+        self.contacts[1].gobysend_birthday = "1990-06-08"
+        campaign = self.launch(self.periodic(run_time=23.5, date_source="field", date_field_id=self.date_field.id))
+        # The run of 7 June, 23:30 in Berlin, started at 00:10 on 8 June: 7 June's birthdays.
+        self.assertEqual(self.run_partners(campaign, utc(2027, 6, 7, 22, 10)), self.contacts[0])
+        self.assertEqual(campaign.journey_ids.trigger_context, {"data": {"run_date": "2027-06-07"}})
+        # Started again by hand in the afternoon: still that run, nothing new.
+        self.assertFalse(campaign._run_periodic(utc(2027, 6, 8, 13, 0)))
+        # The run of 8 June.
+        self.assertEqual(self.run_partners(campaign, utc(2027, 6, 8, 21, 30)), self.contacts[1])
+
     def test_the_contact_filter_is_read_on_the_day_of_the_run(self):
         self.contacts[0].gobysend_birthday = "2009-06-08"
         self.contacts[1].gobysend_birthday = "2009-06-09"

@@ -14,7 +14,8 @@ filter) at that moment and, depending on ``date_source``, keeps:
 
 Dates are compared as dates of the workspace's time zone (a date-and-time value is read there
 first). The matching contacts are selected in SQL and enter journeys set-based, each with a key
-of the run's date, so that a run executed twice starts nothing twice.
+of the run's date (the day of the scheduled moment the run serves, also when it starts late), so
+that a run executed twice starts nothing twice.
 
 Odoo's scheduler moves a cron's next call by a fixed interval in UTC, which drifts by an hour
 across daylight-saving changes and slips from the 31st to the 28th after February; the campaign
@@ -214,16 +215,36 @@ class PeriodicTrigger(TriggerKind):
 
     def next_run(self, campaign, after):
         """The first scheduled moment strictly after ``after`` (naive UTC), as naive UTC."""
-        tz = pytz.timezone(campaign.workspace_id.tz or "UTC")
-        hours, minutes = split_time(campaign.run_time)
-        wall = datetime.time(hours, minutes) if hours < 24 else datetime.time(23, 59)
         after_utc = pytz.utc.localize(after)
-        start = after_utc.astimezone(tz).date() - datetime.timedelta(days=1)
-        for day in self._run_days(campaign, start):
-            moment = first_moment_at(tz, datetime.datetime.combine(day, wall))
+        start = self._local_date(campaign, after) - datetime.timedelta(days=1)
+        for moment in self._moments(campaign, start):
             if moment > after_utc:
                 return moment.astimezone(pytz.utc).replace(tzinfo=None)
         raise AssertionError("no next run")
+
+    def run_date(self, campaign, now):
+        """The local date of the run that ``now`` (naive UTC) serves: the day of the latest
+        scheduled moment at or before it. A run the scheduler starts late, past midnight, is
+        still the previous day's; started again or by hand later, it is the same run."""
+        now_utc = pytz.utc.localize(now)
+        today = self._local_date(campaign, now)
+        span = {"daily": 2, "weekly": 8, "monthly": 31}.get(campaign.period, 366)
+        served = None
+        for moment in self._moments(campaign, today - datetime.timedelta(days=span)):
+            if moment <= now_utc:
+                served = moment.date()
+        return served or today
+
+    def _local_date(self, campaign, moment):
+        return pytz.utc.localize(moment).astimezone(pytz.timezone(campaign.workspace_id.tz or "UTC")).date()
+
+    def _moments(self, campaign, start):
+        """The scheduled moments (aware, in the workspace's time zone) from the day ``start`` on."""
+        tz = pytz.timezone(campaign.workspace_id.tz or "UTC")
+        hours, minutes = split_time(campaign.run_time)
+        wall = datetime.time(hours, minutes) if hours < 24 else datetime.time(23, 59)
+        for day in self._run_days(campaign, start):
+            yield first_moment_at(tz, datetime.datetime.combine(day, wall))
 
     def _run_days(self, campaign, start):
         """The local days the campaign runs on, from ``start`` on (a few years' worth)."""
@@ -246,11 +267,6 @@ class PeriodicTrigger(TriggerKind):
             for year in range(start.year, start.year + 3):
                 last = calendar.monthrange(year, month)[1]
                 yield datetime.date(year, month, min(campaign.run_monthday, last))
-
-    def run_date(self, campaign, now):
-        """The workspace's local date at ``now`` (naive UTC): the day a run is about."""
-        tz = pytz.timezone(campaign.workspace_id.tz or "UTC")
-        return pytz.utc.localize(now).astimezone(tz).date()
 
     # ------------------------------------------------------------------
     # Who
