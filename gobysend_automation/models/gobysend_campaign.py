@@ -273,6 +273,15 @@ class GobysendCampaign(models.Model):
         "workspace_id",
         "step_ids.kind",
         "step_ids.channel_id",
+        "period",
+        "run_time",
+        "run_weekday",
+        "run_monthday",
+        "run_month",
+        "date_source",
+        "date_field_id",
+        "date_attribute_id",
+        "date_offset_days",
     )
     def _compute_estimate(self):
         for campaign in self:
@@ -516,6 +525,10 @@ class GobysendCampaign(models.Model):
         return parts[0] if len(parts) == 1 else ["|", *parts[0], *parts[1]]
 
     def _count_audience(self):
+        kind = kinds.TRIGGERS[self.trigger_kind]
+        if hasattr(kind, "count_audience"):
+            # A kind that takes only part of the audience at a time (a periodic run) counts that part.
+            return kind.count_audience(self)
         query = self._get_audience_query()
         self.env.cr.execute(
             SQL("SELECT count(*) FROM (%s) AS audience", query.select(SQL.identifier(query.table, "id")))

@@ -2,7 +2,7 @@ import datetime
 
 from freezegun import freeze_time
 
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
 from ..kinds import TRIGGERS
@@ -212,6 +212,23 @@ class TestPeriodicRuns(PeriodicCase):
         self.assertFalse(campaign._run_periodic(utc(2027, 6, 8, 13, 0)))
         # The run of 8 June.
         self.assertEqual(self.run_partners(campaign, utc(2027, 6, 8, 21, 30)), self.contacts[1])
+
+    def test_the_estimate_and_the_launch_count_the_next_run(self):
+        self.workspace_a.sudo().token_balance = 5
+        self.contacts[0].gobysend_birthday = "1990-06-08"
+        # The clock reads Monday 7 June, 09:00 in Berlin: the next run is on 8 June.
+        campaign = self.periodic(date_source="field", date_field_id=self.date_field.id)
+        self.assertEqual((campaign.audience_count, campaign.token_estimate), (1, 2))
+        self.launch(campaign)
+        everyone = self.periodic()
+        self.assertEqual(everyone.audience_count, 5)
+        with self.assertRaisesRegex(UserError, "about 10.00 tokens"):
+            everyone.action_launch()
+        # Settings still being filled in on the form: the estimate says what is missing.
+        draft = self.env["gobysend.campaign"].new(
+            {"name": "Draft", "workspace_id": self.workspace_a.id, "trigger_kind": "periodic", "date_source": "field"}
+        )
+        self.assertIn("Date Field", draft.estimate_error)
 
     def test_the_contact_filter_is_read_on_the_day_of_the_run(self):
         self.contacts[0].gobysend_birthday = "2009-06-08"

@@ -29,7 +29,7 @@ import datetime
 import pytz
 
 from odoo import fields
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tools import SQL
 from odoo.tools.translate import LazyTranslate
 
@@ -299,6 +299,15 @@ class PeriodicTrigger(TriggerKind):
         )
         return campaign.env.cr.fetchone()[0] or []
 
+    def count_audience(self, campaign):
+        """The contacts of the next run: the audience the form shows, and what launching checks
+        the token balance against (a birthday campaign pays for one day's birthdays at a time,
+        not for every contact at once)."""
+        self.validate(campaign)
+        now = fields.Datetime.now()
+        moment = self.next_run(campaign, now)
+        return len(self.run_partner_ids(campaign, self.run_date(campaign, moment), moment))
+
     def _dated_contacts(self, campaign):
         """SQL of (partner id, local date) of the contacts having the campaign's date."""
         tz = campaign.workspace_id.tz or "UTC"
@@ -311,7 +320,16 @@ class PeriodicTrigger(TriggerKind):
             # The date is read with the rights of whoever set the campaign's filters, as the
             # rest of its audience (a field restricted to some groups stays closed to others).
             if Partner.env.uid:
-                Partner.check_field_access_rights("read", [field.name])
+                try:
+                    Partner.check_field_access_rights("read", [field.name])
+                except AccessError:
+                    raise ValidationError(
+                        campaign.env._(
+                            "Whoever set this campaign's filters may not read the contacts' field “%(field)s” "
+                            "(field “Date Field”).",
+                            field=field.field_description,
+                        )
+                    ) from None
             column = SQL.identifier("p", field.name)
             if field.ttype == "datetime":
                 column = SQL("(%s AT TIME ZONE 'UTC' AT TIME ZONE %s)::date", column, tz)
