@@ -109,6 +109,21 @@ class TestCampaignWebhook(GobysendHttpCase):
         # Created for this workspace only.
         self.assertFalse(self.subscription_of(self.workspace_b, answer["contact_id"]))
 
+    def test_another_workspaces_contact_is_never_reached(self):
+        theirs = self.env["res.partner"].create({"name": "B's customer", "email": "b@example.com"})
+        self.env["gobysend.subscription"].create(
+            {"workspace_id": self.workspace_b.id, "partner_id": theirs.id, "external_id": "B-1"}
+        )
+        for payload in ({"email": "b@example.com"}, {"id": "B-1"}):
+            with self.subTest(payload=payload):
+                self.campaign.reentry = "every_time"
+                response = self.call(payload)
+                self.assertEqual(response.status_code, 202, response.text)
+                self.assertNotEqual(response.json()["contact_id"], theirs.id)
+                self.assertTrue(response.json()["created_contact"])
+        self.assertNotIn(theirs, self.journeys().partner_id)
+        self.assertFalse(self.subscription_of(self.workspace_a, theirs))
+
     def test_wrong_or_missing_secret_is_refused_and_stores_nothing(self):
         contacts = self.env["res.partner"].search_count([])
         for secret in ("", "wrong", self.campaign.webhook_secret[:-1], "é" * 10):
