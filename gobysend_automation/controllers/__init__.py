@@ -1,2 +1,3 @@
 from . import consent
 from . import tracking
+from . import campaign_webhook

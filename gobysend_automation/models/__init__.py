@@ -31,3 +31,4 @@ from . import mail_mail
 from . import mail_thread
 from . import ir_config_parameter
 from . import gobysend_demo
+from . import ir_cron

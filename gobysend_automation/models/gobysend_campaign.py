@@ -161,8 +161,15 @@ class GobysendCampaign(models.Model):
         string="Date Field",
         domain="[('model', '=', 'res.partner'), ('ttype', 'in', ('date', 'datetime'))]",
         ondelete="cascade",
+        help="For birthdays of this month, leave both the date field and the date attribute empty to use the "
+        "contact's Birthday.",
     )
-    date_attribute_id = fields.Many2one("gobysend.attribute", string="Date Attribute", ondelete="cascade")
+    date_attribute_id = fields.Many2one(
+        "gobysend.attribute",
+        string="Date Attribute",
+        ondelete="cascade",
+        domain="[('workspace_id', '=', workspace_id), ('value_type', 'in', ('date', 'datetime'))]",
+    )
     date_offset_days = fields.Integer(
         string="Offset (days)", help="Days before (negative) or after (positive) the date, each year."
     )
@@ -266,6 +273,15 @@ class GobysendCampaign(models.Model):
         "workspace_id",
         "step_ids.kind",
         "step_ids.channel_id",
+        "period",
+        "run_time",
+        "run_weekday",
+        "run_monthday",
+        "run_month",
+        "date_source",
+        "date_field_id",
+        "date_attribute_id",
+        "date_offset_days",
     )
     def _compute_estimate(self):
         for campaign in self:
@@ -332,6 +348,10 @@ class GobysendCampaign(models.Model):
         "date_source",
         "date_field_id",
         "date_attribute_id",
+        "date_offset_days",
+        "run_weekday",
+        "run_monthday",
+        "run_month",
         "segment_ids",
         "tag_ids",
     )
@@ -365,6 +385,7 @@ class GobysendCampaign(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            self._check_time_given(vals, vals.get("trigger_kind"), vals.get("name"))
             vals.setdefault("webhook_secret", secrets.token_urlsafe(24))
             if self._sets_filters(vals):
                 vals["filter_user_id"] = self.env.uid
@@ -372,6 +393,8 @@ class GobysendCampaign(models.Model):
         return campaigns
 
     def write(self, vals):
+        for campaign in self:
+            self._check_time_given(vals, vals.get("trigger_kind", campaign.trigger_kind), campaign.name)
         if self._sets_filters(vals):
             vals = dict(vals, filter_user_id=self.env.uid)
         if "trigger_kind" in vals and any(c.state not in ("draft", "cancelled") for c in self):
@@ -401,6 +424,13 @@ class GobysendCampaign(models.Model):
         crons.unlink()
         actions.exists().unlink()
         return result
+
+    def _check_time_given(self, vals, trigger_kind, name):
+        """A periodic rule needs a time: a cleared time would silently read as midnight."""
+        if trigger_kind == "periodic" and "run_time" in vals and vals["run_time"] in (False, None):
+            raise ValidationError(
+                _("Periodic campaign “%(name)s” needs a time of day (field “At”).", name=name or _("New"))
+            )
 
     @staticmethod
     def _sets_filters(vals):
@@ -496,6 +526,10 @@ class GobysendCampaign(models.Model):
         return parts[0] if len(parts) == 1 else ["|", *parts[0], *parts[1]]
 
     def _count_audience(self):
+        kind = kinds.TRIGGERS[self.trigger_kind]
+        if hasattr(kind, "count_audience"):
+            # A kind that takes only part of the audience at a time (a periodic run) counts that part.
+            return kind.count_audience(self)
         query = self._get_audience_query()
         self.env.cr.execute(
             SQL("SELECT count(*) FROM (%s) AS audience", query.select(SQL.identifier(query.table, "id")))
@@ -720,6 +754,17 @@ class GobysendCampaign(models.Model):
     # ------------------------------------------------------------------
     # Scheduled entry points
     # ------------------------------------------------------------------
+
+    def _run_periodic(self, now=None):
+        """One run of a periodic campaign (its scheduled action's code): journeys for the contacts
+        the run selects. Safe to run twice: the journeys of a run are keyed by its date."""
+        now = now or fields.Datetime.now()
+        kind = kinds.TRIGGERS["periodic"]
+        started = []
+        for campaign in self.exists().filtered(lambda c: c.state == "running" and c.trigger_kind == "periodic"):
+            started += kind.run(campaign, now)
+            campaign.last_run_at = now
+        return started
 
     @api.model
     def _cron_launch_scheduled(self):
