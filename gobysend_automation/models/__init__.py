@@ -27,3 +27,4 @@ from . import mail_mail
 from . import mail_thread
 from . import ir_config_parameter
 from . import gobysend_demo
+from . import gobysend_campaign_trigger
