@@ -39,6 +39,17 @@ class GobysendSegment(models.Model):
             Campaign._start_segment_journeys(self, now, last_row, partner_ids)
         return entered, left, members
 
+    def _get_users(self):
+        campaigns = (
+            self.env["gobysend.campaign"]
+            .sudo()  # sudo: only the names of this segment's workspace's campaigns, for the refusal
+            .with_context(active_test=False)
+            .search([("trigger_segment_id", "=", self.id)])
+        )
+        return super()._get_users() + [
+            _("campaign “%(campaign)s”", campaign=campaign.display_name) for campaign in campaigns
+        ]
+
     @api.model
     def _forget_watched_partner_fields(self):
         super()._forget_watched_partner_fields()
@@ -197,8 +208,8 @@ class GobysendSegment(models.Model):
             if link not in records._fields or records._fields[link].type != "many2one":
                 continue
             partner_ids.update(records.sudo()[link].ids)  # sudo: only ids, queued for our own evaluation
-            for values in (old_values or {}).values():
-                old = values.get(link)
+            for record_id in records.ids:
+                old = (old_values or {}).get(record_id, {}).get(link)
                 if old:
                     partner_ids.update(old.ids)
         self._mark_dirty(list(partner_ids), "contact")

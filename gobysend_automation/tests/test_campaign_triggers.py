@@ -247,6 +247,10 @@ class TestSegmentTrigger(ActivityTriggerCase):
             self.campaign(trigger_kind="segment", trigger_segment_id=other.id)
         with self.assertRaisesRegex(ValidationError, "choose the segment"):
             self.campaign(trigger_kind="segment")
+        used = self.segment("[('city', '=', 'Hanoi')]")
+        self.campaign(name="Welcome to Hanoi", trigger_kind="segment", trigger_segment_id=used.id)
+        with self.assertRaisesRegex(ValidationError, "campaign “Welcome to Hanoi”"):
+            used.unlink()
 
 
 @freeze_time(NOW)
