@@ -2,6 +2,7 @@ import datetime
 import logging
 
 from odoo import api, fields, models, tools
+from odoo.exceptions import ValidationError
 from odoo.tools import SQL
 
 from .. import kinds
@@ -128,6 +129,12 @@ class GobysendCampaign(models.Model):
             matching = {event_id: row for event_id, row in stored if row["name"] == event_name}
             if not matching:
                 continue
+            try:
+                property_test = event_filter_sql(self.env, event_filter, SQL.identifier("e"))
+            except ValidationError as error:
+                # Refused on save; a filter that slipped through must not refuse the events.
+                _logger.warning("Event campaign %s skipped: %s", campaign_id, error.args[0])
+                continue
             # In SQL: the property filter compares inside JSON as segments do, and the contacts
             # must be the workspace's (an archived subscription still reports events).
             self.env.cr.execute(
@@ -135,7 +142,7 @@ class GobysendCampaign(models.Model):
                     "SELECT e.id FROM gobysend_event e WHERE e.id = ANY(%s) AND %s AND %s",
                     list(matching),
                     SQL(SUBSCRIBED.format(alias="e"), workspace.id),
-                    event_filter_sql(self.env, event_filter, SQL.identifier("e")) if event_filter else SQL("TRUE"),
+                    property_test,
                 )
             )
             entries = [

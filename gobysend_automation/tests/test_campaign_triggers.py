@@ -119,6 +119,17 @@ class TestEventTrigger(ActivityTriggerCase):
         self.track("c0@example.com")
         self.assertEqual(self.journeys_of(campaign).partner_id, self.contacts[0])
 
+    def test_a_broken_filter_skips_its_campaign_without_refusing_the_events(self):
+        broken, sound = self.event_campaign(), self.event_campaign()
+        # Refused on save; written here as a database restored from elsewhere could hold it.
+        self.env.cr.execute("UPDATE gobysend_campaign SET event_filter = 'total >' WHERE id = %s", (broken.id,))
+        broken.invalidate_recordset(["event_filter"])
+        self.env.registry.clear_cache()
+        result = self.track("c0@example.com", properties={"total": 750})
+        self.assertTrue(result["event_id"])
+        self.assertFalse(self.journeys_of(broken))
+        self.assertEqual(self.journeys_of(sound).partner_id, self.contacts[0])
+
     def test_bad_input_is_refused(self):
         with self.assertRaisesRegex(ValidationError, "name the event"):
             self.campaign(trigger_kind="event")
