@@ -85,6 +85,32 @@ class TestEventTrigger(ActivityTriggerCase):
         self.ingest.batch(self.workspace_a, items)
         self.assertEqual(len(self.journeys_of(campaign)), 3)
 
+    def test_a_batch_starts_its_journeys_in_as_many_queries_whatever_its_size(self):
+        campaign = self.event_campaign(event_filter="total > 5")
+
+        def queries(count, first):
+            items = [
+                {
+                    "type": "track",
+                    "email": f"c{n % 5}@example.com",
+                    "name": "order_completed",
+                    "message_id": f"m{n}",
+                    "properties": {"total": n},
+                }
+                for n in range(first, first + count)
+            ]
+            self.env.flush_all()
+            before = self.env.cr.sql_log_count
+            self.ingest.batch(self.workspace_a, items)
+            self.env.flush_all()
+            return self.env.cr.sql_log_count - before
+
+        queries(10, 0)
+        small, large = queries(10, 100), queries(500, 1000)
+        self.assertGreater(small, 0)
+        self.assertEqual(small, large)
+        self.assertEqual(len(self.journeys_of(campaign)), 4 + 10 + 500)
+
     def test_once_per_contact_starts_one_journey_for_many_events(self):
         campaign = self.event_campaign(reentry="once")
         self.track("c0@example.com")
