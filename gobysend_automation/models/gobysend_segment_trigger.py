@@ -147,7 +147,7 @@ class GobysendSegment(models.Model):
         }
         keep = set()
         for model_name, names in sorted(wanted.items()):
-            model = self.env["ir.model"]._get(model_name)
+            model = self.env["ir.model"].sudo()._get(model_name)  # sudo: the model of the rules, see above
             trigger_fields = (
                 self.env["ir.model.fields"].sudo().search([("model", "=", model_name), ("name", "in", sorted(names))])
             )
@@ -166,20 +166,18 @@ class GobysendSegment(models.Model):
                         "model_id": model.id,
                         "trigger": trigger,
                         "trigger_field_ids": [(6, 0, field_ids.ids)],
-                        "action_server_ids": [
-                            (
-                                0,
-                                0,
-                                {
-                                    "name": _(
-                                        "Gobysend: update segments of the contacts of %(model)s", model=model.name
-                                    ),
-                                    "model_id": model.id,
-                                    "state": "code",
-                                    "code": WATCH_ACTION_CODE,
-                                },
-                            )
-                        ],
+                    }
+                )
+                # Created on its own: server actions refuse to be created through another
+                # record's commands in sudo mode (``_allow_sudo_commands``).
+                self.env["ir.actions.server"].sudo().create(
+                    {
+                        "name": _("Gobysend: update segments of the contacts of %(model)s", model=model.name),
+                        "model_id": model.id,
+                        "usage": "base_automation",
+                        "base_automation_id": automation.id,
+                        "state": "code",
+                        "code": WATCH_ACTION_CODE,
                     }
                 )
                 Data._update_xmlids(

@@ -3,7 +3,7 @@ import datetime
 from freezegun import freeze_time
 
 from odoo.exceptions import ValidationError
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 
 from .common import GobysendHttpCase
 from .test_campaign import MONDAY_MORNING_UTC, CampaignCase
@@ -270,7 +270,30 @@ class TestSegmentTrigger(ActivityTriggerCase):
         self.assertEqual(segment.current_membership_ids.partner_id, self.contacts[2])
 
     def test_watchers_of_related_records_follow_the_filters(self):
-        segment = self.segment("[('opportunity_ids.expected_revenue', '>', 1000)]")
+        # Set by a marketer who sells too (a contact filter reaches only what its author can read).
+        marketer = new_test_user(
+            self.env,
+            login="gbs_seller_a",
+            groups="base.group_user,gobysend_automation.group_gobysend_manager,sales_team.group_sale_salesman",
+        )
+        self.workspace_a.member_ids |= marketer
+        segment = (
+            self.env["gobysend.segment"]
+            .with_user(marketer)
+            .create(
+                {
+                    "name": "Big deals",
+                    "workspace_id": self.workspace_a.id,
+                    "condition_ids": [
+                        (
+                            0,
+                            0,
+                            {"kind": "domain", "partner_domain": "[('opportunity_ids.expected_revenue', '>', 1000)]"},
+                        )
+                    ],
+                }
+            )
+        )
         rule = self.env.ref("gobysend_automation.segment_watch_on_create_or_write_crm_lead")
         self.assertEqual(
             set(rule.trigger_field_ids.mapped("name")), {"partner_id", "expected_revenue", "type", "active"}
