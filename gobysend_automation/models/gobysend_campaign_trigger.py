@@ -26,6 +26,8 @@ TRIGGER_LOOKUP_FIELDS = {
     "engagement_kind",
     "engagement_hours",
 }
+# The trigger kinds whose running campaigns the lookups below list.
+ACTIVITY_TRIGGERS = ("event", "segment", "engagement")
 # Whether a contact is one of the workspace's contacts now: journeys start for those only.
 SUBSCRIBED = """EXISTS (SELECT 1 FROM gobysend_subscription s
                          WHERE s.workspace_id = %s AND s.partner_id = {alias}.partner_id AND s.active)"""
@@ -44,28 +46,33 @@ class GobysendCampaign(models.Model):
 
     @api.constrains("event_filter", "segment_transition", "engagement_kind", "engagement_hours")
     def _check_activity_trigger(self):
-        for campaign in self:
-            kind = kinds.TRIGGERS.get(campaign.trigger_kind)
-            if kind:
-                kind.validate(campaign)
+        for campaign in self.filtered(lambda c: c.trigger_kind in ACTIVITY_TRIGGERS):
+            kinds.TRIGGERS[campaign.trigger_kind].validate(campaign)
 
     @api.model_create_multi
     def create(self, vals_list):
         campaigns = super().create(vals_list)
-        if any(vals.get("trigger_kind") in ("event", "segment", "engagement") for vals in vals_list):
+        if campaigns._has_activity_trigger():
             self.env.registry.clear_cache()
         return campaigns
 
     def write(self, vals):
+        relevant = TRIGGER_LOOKUP_FIELDS & set(vals) and self._has_activity_trigger()
         result = super().write(vals)
-        if TRIGGER_LOOKUP_FIELDS & set(vals):
+        if relevant or (TRIGGER_LOOKUP_FIELDS & set(vals) and self._has_activity_trigger()):
             self.env.registry.clear_cache()
         return result
 
     def unlink(self):
+        relevant = self._has_activity_trigger()
         result = super().unlink()
-        self.env.registry.clear_cache()
+        if relevant:
+            self.env.registry.clear_cache()
         return result
+
+    def _has_activity_trigger(self):
+        """Whether the trigger lookups may list one of these campaigns (their caches must go)."""
+        return any(campaign.trigger_kind in ACTIVITY_TRIGGERS for campaign in self)
 
     # ------------------------------------------------------------------
     # Running campaigns per trigger, cached in the registry
