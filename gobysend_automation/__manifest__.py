@@ -29,6 +29,7 @@
         "data/mail_template_data.xml",
         "data/fastapi_endpoint_data.xml",
         "data/ir_cron_data.xml",
+        "data/ir_cron_campaign_trigger_data.xml",
         "data/queue_job_data.xml",
         "wizards/gobysend_api_key_wizard_views.xml",
         "wizards/gobysend_send_message_wizard_views.xml",

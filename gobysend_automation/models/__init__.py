@@ -32,3 +32,5 @@ from . import mail_thread
 from . import ir_config_parameter
 from . import gobysend_demo
 from . import ir_cron
+from . import gobysend_campaign_trigger
+from . import gobysend_segment_trigger

@@ -627,6 +627,8 @@ class GobysendIngest(models.AbstractModel):
             [row["partner_id"] for row, (_event_id, duplicate) in zip(rows, results, strict=True) if not duplicate],
             "activity",
         )
+        # Event campaigns start their journeys for these events (in the background, after commit).
+        self.env["gobysend.campaign"]._start_event_journeys(workspace, rows, results)
         return results
 
     @api.model

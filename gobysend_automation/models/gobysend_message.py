@@ -377,6 +377,8 @@ class GobysendMessage(models.Model):
                 }
             ],
         )
+        # Campaigns started by engagement with this message's campaign.
+        self.env["gobysend.campaign"]._start_engagement_journeys(message, status)
         return changed
 
     def _get_open_token(self):

@@ -64,6 +64,15 @@ class GobysendSegmentMembership(models.Model):
             """
         )
 
+        # Campaigns started by leaving a segment ask which rows an evaluation closed, by segment
+        # and moment (see gobysend.campaign._start_segment_journeys); closed rows only.
+        self.env.cr.execute(
+            """
+            CREATE INDEX IF NOT EXISTS gobysend_segment_membership_left_idx
+                ON gobysend_segment_membership (segment_id, left_at) WHERE left_at IS NOT NULL
+            """
+        )
+
     def _compute_is_current(self):
         for membership in self:
             membership.is_current = not membership.left_at
