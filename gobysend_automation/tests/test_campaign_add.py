@@ -255,6 +255,10 @@ class TestAddLeads(CampaignAddCase):
         self.assertEqual(len(partner.gobysend_journey_ids), 2)
         action = lead.action_gobysend_view_journeys()
         self.assertEqual(self.env["gobysend.journey"].search(action["domain"]), lead.gobysend_journey_ids)
+        for model in ("res.partner", "crm.lead"):
+            arch = self.env[model].with_user(self.sales_a).get_views([(False, "form")])["views"]["form"]["arch"]
+            self.assertIn('name="action_gobysend_view_journeys"', arch, model)
+            self.assertIn('name="gobysend_journey_ids"', arch, model)
         # Another workspace's member sees none of them.
         self.assertEqual(self.contacts[3].with_user(self.user_b).gobysend_journey_count, 0)
 
@@ -294,6 +298,12 @@ class TestCampaignStatisticsViews(CampaignCase):
         self.assertEqual((campaign.open_rate, campaign.click_rate), (0.5, 0.25))
         step = campaign.step_ids
         self.assertEqual((step.open_rate, step.click_rate), (0.4, 0.2))
+        # Shown on the statistics page and in the workflow's step list.
+        form = self.env["gobysend.campaign"].get_views([(False, "form")])["views"]["form"]["arch"]
+        self.assertRegex(form, r'<field name="open_rate"[^>]*widget="percentage"')
+        steps = self.env["gobysend.campaign.step"].get_views([(False, "list")])["views"]["list"]["arch"]
+        for name in ("sent_count", "opened_count", "clicked_count", "open_rate", "click_rate"):
+            self.assertIn(f'name="{name}"', steps)
 
     def test_recipients_filter_by_channel_and_state_and_group_by_step(self):
         campaign = self.launch(self.campaign())
