@@ -79,19 +79,14 @@ registry.category("web_tour.tours").add("gobysend_campaign_add_tour", {
             run: "click",
         },
         {
-            content: "Select every contact listed",
-            trigger: ".o_list_view thead .o_list_record_selector input:not(:checked)",
-            run: "click",
-        },
-        {
-            content: "Then none",
-            trigger: ".o_list_view thead .o_list_record_selector input:checked",
-            run: "click",
+            content: "Look for the first contact: the list reloads without the selection",
+            trigger: ".o_searchview_input",
+            run: "edit Tour Lead One && press Enter",
         },
         {
             content: "Open the first contact",
             trigger:
-                ".o_list_view:not(:has(.o_data_row .o_list_record_selector input:checked)) .o_data_row:contains('Tour Lead One') .o_data_cell[name=complete_name]",
+                ".o_list_view:not(:has(.o_data_row:contains('Tour Lead Two'))):not(:has(.o_list_record_selector input:checked)) .o_data_row:contains('Tour Lead One') .o_data_cell[name=complete_name]",
             run: "click",
         },
         {
