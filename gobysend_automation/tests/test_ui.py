@@ -140,3 +140,30 @@ class TestUi(GobysendHttpCase):
         self.assertEqual(campaign.journey_ids.create_uid, sales)
         self.assertTrue(self.subscription_of(self.workspace_ui, newcomer))
         self.assertFalse(elsewhere.journey_ids)
+
+    def test_manager_reads_a_campaigns_statistics(self):
+        contacts = self.env["res.partner"].create(
+            [{"name": f"Stats {n}", "phone": f"+8491200010{n}"} for n in range(5)]
+        )
+        self.env["gobysend.subscription"].create(
+            [{"workspace_id": self.workspace_ui.id, "partner_id": partner.id} for partner in contacts]
+        )
+        channel = self.env["gobysend.channel"].create(
+            {"name": "Stats SMS", "workspace_id": self.workspace_ui.id, "channel_type": "sms"}
+        )
+        campaign = self.env["gobysend.campaign"].create({"name": "Spring stats", "workspace_id": self.workspace_ui.id})
+        self.env["gobysend.campaign.step"].create(
+            {"campaign_id": campaign.id, "kind": "send", "channel_id": channel.id, "body": "Hello"}
+        )
+        campaign.write({"state": "running"})
+        self.env["gobysend.journey"]._enter(campaign, [{"partner_id": partner.id} for partner in contacts], run=True)
+        messages = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)], order="id")
+        self.assertEqual(len(messages), 5)
+        now = fields.Datetime.now()
+        for message, state in zip(messages, ("clicked", "opened", "bounced", "sent", "sent"), strict=True):
+            message.write({"state": state, "sent_at": now})
+        self.start_tour(
+            "/odoo/action-gobysend_automation.gobysend_campaign_action",
+            "gobysend_campaign_statistics_tour",
+            login="admin",
+        )
