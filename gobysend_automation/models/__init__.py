@@ -13,6 +13,7 @@ from . import gobysend_segment
 from . import gobysend_segment_membership
 from . import gobysend_segment_snapshot
 from . import res_partner
+from . import crm_lead
 from . import fastapi_endpoint
 from . import res_lang
 from . import gobysend_channel

@@ -28,9 +28,18 @@ REENTRY_POLICIES = [
     ("every_time", "Every time"),
     ("once_per_record", "Once per record"),
 ]
+
+
 BULK_AUDIENCES = [("customers", "All customers"), ("leads", "All leads"), ("both", "Customers and leads")]
 # Contacts a launch puts into journeys per transaction (and per job step of its progress).
 FAN_OUT_CHUNK = 5000
+
+
+def rates(reached, opened, clicked):
+    """Open and click rates (fractions of 1) of ``reached`` messages."""
+    if reached <= 0:
+        return 0.0, 0.0
+    return opened / reached, clicked / reached
 
 
 class GobysendCampaign(models.Model):
@@ -67,7 +76,10 @@ class GobysendCampaign(models.Model):
         compute="_compute_trigger_help", help="The fields the trigger kind uses (the form shows only those)."
     )
     uses_audience = fields.Boolean(compute="_compute_trigger_help")
-    state = fields.Selection(CAMPAIGN_STATES, required=True, default="draft", readonly=True, tracking=True, index=True)
+    # group_expand: the kanban by state shows every state's column, empty ones too.
+    state = fields.Selection(
+        CAMPAIGN_STATES, required=True, default="draft", readonly=True, tracking=True, index=True, group_expand=True
+    )
     reentry = fields.Selection(
         REENTRY_POLICIES,
         string="Re-entry",
@@ -228,6 +240,13 @@ class GobysendCampaign(models.Model):
     unsubscribed_count = fields.Integer(compute="_compute_statistics", string="Unsubscribed")
     first_run_at = fields.Datetime(compute="_compute_statistics", string="First Run")
     last_run_at_stat = fields.Datetime(compute="_compute_statistics", string="Last Run")
+    open_rate = fields.Float(
+        compute="_compute_rates",
+        help="Messages opened (or clicked) out of those that reached the provider and did not bounce.",
+    )
+    click_rate = fields.Float(
+        compute="_compute_rates", help="Messages clicked out of those that reached the provider and did not bounce."
+    )
 
     _sql_constraints = [("webhook_uuid_uniq", "unique(webhook_uuid)", "A campaign webhook address is used once.")]
 
@@ -325,6 +344,13 @@ class GobysendCampaign(models.Model):
                 campaign[name] = figures.get(name, 0)
             campaign.first_run_at = figures.get("first_run_at", False)
             campaign.last_run_at_stat = figures.get("last_run_at", False)
+
+    @api.depends("sent_count", "bounced_count", "opened_count", "clicked_count")
+    def _compute_rates(self):
+        for campaign in self:
+            campaign.open_rate, campaign.click_rate = rates(
+                campaign.sent_count - campaign.bounced_count, campaign.opened_count, campaign.clicked_count
+            )
 
     # ------------------------------------------------------------------
     # Constraints
@@ -659,14 +685,26 @@ class GobysendCampaign(models.Model):
         }
 
     def action_view_messages(self):
+        """The campaign's recipients, one message each, filterable by channel and state."""
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",
             "name": _("Messages of %(campaign)s", campaign=self.display_name),
             "res_model": "gobysend.message",
-            "view_mode": "list,form,pivot,graph",
-            "domain": [("campaign_id", "=", self.id)],
+            "view_mode": "list,graph,pivot,form",
+            "views": [(False, "list"), (False, "graph"), (False, "pivot"), (False, "form")],
+            "domain": [("campaign_id", "=", self.id), ("is_test", "=", False)],
         }
+
+    def action_view_statistics(self):
+        """Sent, opened and clicked messages of the campaign by day, per channel."""
+        action = self.action_view_messages()
+        action.update(
+            name=_("Statistics of %(campaign)s", campaign=self.display_name),
+            views=[(False, "graph"), (False, "pivot"), (False, "list"), (False, "form")],
+            view_mode="graph,pivot,list,form",
+        )
+        return action
 
     def action_send_test(self):
         """Run the campaign's send steps once for the test contact, as test messages."""

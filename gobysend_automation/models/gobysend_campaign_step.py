@@ -4,6 +4,7 @@ from odoo.exceptions import ValidationError
 from .. import kinds, templating
 from ..exceptions import InvalidInput
 from ..kinds.timing import UNITS
+from .gobysend_campaign import rates
 
 
 class GobysendCampaignStep(models.Model):
@@ -166,6 +167,8 @@ class GobysendCampaignStep(models.Model):
     sent_count = fields.Integer(compute="_compute_statistics", string="Sent")
     opened_count = fields.Integer(compute="_compute_statistics", string="Opened")
     clicked_count = fields.Integer(compute="_compute_statistics", string="Clicked")
+    open_rate = fields.Float(compute="_compute_statistics", help="Messages opened (or clicked) out of those sent.")
+    click_rate = fields.Float(compute="_compute_statistics", help="Messages clicked out of those sent.")
 
     @api.depends("kind", "channel_id", "template_id")
     def _compute_name(self):
@@ -191,6 +194,7 @@ class GobysendCampaignStep(models.Model):
             step.sent_count = figures.get("sent", 0)
             step.opened_count = figures.get("opened", 0)
             step.clicked_count = figures.get("clicked", 0)
+            step.open_rate, step.click_rate = rates(step.sent_count, step.opened_count, step.clicked_count)
 
     @api.onchange("template_id")
     def _onchange_template_id(self):

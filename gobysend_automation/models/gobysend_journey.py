@@ -147,7 +147,11 @@ class GobysendJourney(models.Model):
 
     @api.model
     def _get_job_channel(self):
-        channel = self.env.ref("gobysend_automation.queue_job_channel_gobysend_journeys", raise_if_not_found=False)
+        # sudo: only the channel's name; managers and sales staff who start journeys cannot
+        # read job channels.
+        channel = self.sudo().env.ref(
+            "gobysend_automation.queue_job_channel_gobysend_journeys", raise_if_not_found=False
+        )
         return channel.complete_name if channel else "root"
 
     @api.model

@@ -1,4 +1,4 @@
-from odoo import _, fields, models
+from odoo import _, api, fields, models
 from odoo.tools import SQL
 from odoo.tools.sql import column_exists, create_column, table_exists
 
@@ -57,6 +57,11 @@ class ResPartner(models.Model):
     gobysend_segment_history_ids = fields.One2many(
         "gobysend.segment.membership", "partner_id", string="Segment History", groups=GOBYSEND_USER
     )
+    # The contact's runs through campaigns, of the user's workspaces (record rules).
+    gobysend_journey_ids = fields.One2many("gobysend.journey", "partner_id", string="Journeys", groups=GOBYSEND_USER)
+    gobysend_journey_count = fields.Integer(
+        compute="_compute_gobysend_counts", string="Journey Count", groups=GOBYSEND_USER
+    )
 
     def _auto_init(self):
         if not column_exists(self.env.cr, "res_partner", "gobysend_ever_subscribed"):
@@ -74,6 +79,7 @@ class ResPartner(models.Model):
                     )
         return super()._auto_init()
 
+    @api.depends_context("uid")
     def _compute_gobysend_counts(self):
         # Counted under the current user's record rules: a user sees the activity of their
         # own workspaces only.
@@ -81,6 +87,7 @@ class ResPartner(models.Model):
             ("gobysend.event", "gobysend_event_count"),
             ("gobysend.device", "gobysend_device_count"),
             ("gobysend.subscription", "gobysend_subscription_count"),
+            ("gobysend.journey", "gobysend_journey_count"),
         ):
             counts = count_related(self, model, "partner_id")
             for partner in self:
@@ -123,6 +130,11 @@ class ResPartner(models.Model):
 
     def action_gobysend_view_devices(self):
         return self._gobysend_action("gobysend.device", _("Devices of %(name)s", name=self.display_name))
+
+    def action_gobysend_view_journeys(self):
+        action = self._gobysend_action("gobysend.journey", _("Journeys of %(name)s", name=self.display_name))
+        action["context"] = {}  # journeys are started by campaigns, not created by hand
+        return action
 
     def action_gobysend_view_subscriptions(self):
         return self._gobysend_action("gobysend.subscription", _("Workspaces of %(name)s", name=self.display_name))

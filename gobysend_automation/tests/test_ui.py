@@ -2,7 +2,7 @@
 
 from odoo import fields
 from odoo.sql_db import TestCursor
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 from odoo.tools.misc import Callbacks
 
 from .common import GobysendHttpCase
@@ -112,3 +112,58 @@ class TestUi(GobysendHttpCase):
         self.assertTrue(segment.rebuild_requested)
         segment._rebuild()
         self.assertEqual(segment.current_membership_ids.partner_id, self.partner)
+
+    def test_sales_user_adds_two_contacts_to_a_campaign(self):
+        sales = new_test_user(
+            self.env,
+            login="gbs_tour_sales",
+            groups="base.group_user,sales_team.group_sale_salesman,gobysend_automation.group_gobysend_user",
+        )
+        self.workspace_ui.member_ids = [(4, sales.id)]
+        Partner = self.env["res.partner"]
+        subscribed = Partner.create({"name": "Tour Lead One", "email": "one@example.com"})
+        self.env["gobysend.subscription"].create({"workspace_id": self.workspace_ui.id, "partner_id": subscribed.id})
+        newcomer = Partner.create({"name": "Tour Lead Two", "email": "two@example.com"})
+        Campaign = self.env["gobysend.campaign"]
+        channel = self.env["gobysend.channel"].create(
+            {"name": "Tour SMS", "workspace_id": self.workspace_ui.id, "channel_type": "sms"}
+        )
+        campaign = Campaign.create({"name": "Spring welcome", "workspace_id": self.workspace_ui.id})
+        self.env["gobysend.campaign.step"].create(
+            {"campaign_id": campaign.id, "kind": "send", "channel_id": channel.id, "body": "Welcome"}
+        )
+        campaign.write({"state": "running"})
+        elsewhere = Campaign.create({"name": "Spring elsewhere", "workspace_id": self.workspace_a.id})
+        elsewhere.write({"state": "running"})
+        self.start_tour("/odoo/action-contacts.action_contacts", "gobysend_campaign_add_tour", login=sales.login)
+        self.assertEqual(campaign.journey_ids.partner_id, subscribed | newcomer)
+        self.assertEqual(campaign.journey_ids.create_uid, sales)
+        self.assertTrue(self.subscription_of(self.workspace_ui, newcomer))
+        self.assertFalse(elsewhere.journey_ids)
+
+    def test_manager_reads_a_campaigns_statistics(self):
+        contacts = self.env["res.partner"].create(
+            [{"name": f"Stats {n}", "phone": f"+8491200010{n}"} for n in range(5)]
+        )
+        self.env["gobysend.subscription"].create(
+            [{"workspace_id": self.workspace_ui.id, "partner_id": partner.id} for partner in contacts]
+        )
+        channel = self.env["gobysend.channel"].create(
+            {"name": "Stats SMS", "workspace_id": self.workspace_ui.id, "channel_type": "sms"}
+        )
+        campaign = self.env["gobysend.campaign"].create({"name": "Spring stats", "workspace_id": self.workspace_ui.id})
+        self.env["gobysend.campaign.step"].create(
+            {"campaign_id": campaign.id, "kind": "send", "channel_id": channel.id, "body": "Hello"}
+        )
+        campaign.write({"state": "running"})
+        self.env["gobysend.journey"]._enter(campaign, [{"partner_id": partner.id} for partner in contacts], run=True)
+        messages = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)], order="id")
+        self.assertEqual(len(messages), 5)
+        now = fields.Datetime.now()
+        for message, state in zip(messages, ("clicked", "opened", "bounced", "sent", "sent"), strict=True):
+            message.write({"state": state, "sent_at": now})
+        self.start_tour(
+            "/odoo/action-gobysend_automation.gobysend_campaign_action",
+            "gobysend_campaign_statistics_tour",
+            login="admin",
+        )
