@@ -280,6 +280,27 @@ class GobysendCampaignStep(models.Model):
         settings = {"kind": self.inapp_kind, "link": self.inapp_link, "image_url": self.inapp_image_url}
         return {key: value for key, value in settings.items() if value}
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        steps = super().create(vals_list)
+        if any(step.kind == "wait_event" and step.campaign_id.state == "running" for step in steps):
+            self.env.registry.clear_cache()  # the awaited events of the workspace changed
+        return steps
+
+    def write(self, vals):
+        awaited = {"kind", "event_name"} & set(vals) and any(step.kind == "wait_event" for step in self)
+        result = super().write(vals)
+        if awaited or ({"kind", "event_name"} & set(vals) and any(step.kind == "wait_event" for step in self)):
+            self.env.registry.clear_cache()
+        return result
+
+    def unlink(self):
+        awaited = any(step.kind == "wait_event" for step in self)
+        result = super().unlink()
+        if awaited:
+            self.env.registry.clear_cache()
+        return result
+
     def _check_template(self):
         """Check the subject and body as templates of the step's channel."""
         self.ensure_one()

@@ -61,6 +61,9 @@ class GobysendCampaign(models.Model):
         result = super().write(vals)
         if relevant or (TRIGGER_LOOKUP_FIELDS & set(vals) and self._has_activity_trigger()):
             self.env.registry.clear_cache()
+        elif {"state", "active"} & set(vals) and self.step_ids.filtered(lambda step: step.kind == "wait_event"):
+            # Their waiting journeys are woken by the ingest only while they run.
+            self.env.registry.clear_cache()
         return result
 
     def unlink(self):
@@ -107,6 +110,15 @@ class GobysendCampaign(models.Model):
             [("trigger_kind", "=", "engagement"), ("engagement_campaign_id", "=", campaign_id)]
         )
         return tuple((c.id, c.engagement_kind) for c in campaigns)
+
+    @api.model
+    @tools.ormcache("workspace_id")
+    def _get_awaited_events(self, workspace_id):
+        """Names of the events that journeys of the workspace's running campaigns may wait for
+        (their *wait for an event* steps): the ingest wakes those journeys."""
+        campaigns = self._running_campaigns([("workspace_id", "=", workspace_id)])
+        steps = campaigns.step_ids.filtered(lambda step: step.kind == "wait_event")
+        return tuple(sorted({(step.event_name or "").strip() for step in steps} - {""}))
 
     def _start_journeys(self, entries):
         """Start journeys of this campaign for ``entries`` in the background, never in the

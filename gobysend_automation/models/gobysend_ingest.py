@@ -16,6 +16,7 @@ from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
 from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, UnknownDevice
+from ..kinds.steps.wait_event import wake_waiting
 from ..tools import coerce_attribute_value, find_nul_character, infer_attribute_type, parse_timestamp
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
@@ -629,6 +630,8 @@ class GobysendIngest(models.AbstractModel):
         )
         # Event campaigns start their journeys for these events (in the background, after commit).
         self.env["gobysend.campaign"]._start_event_journeys(workspace, rows, results)
+        # Journeys waiting for one of these events go on now rather than at their time-out.
+        wake_waiting(self.env, workspace.id, {row["partner_id"] for row in rows}, {row["name"] for row in rows})
         return results
 
     @api.model

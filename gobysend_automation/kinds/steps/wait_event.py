@@ -1,13 +1,11 @@
-import datetime
-
 from odoo import fields
 from odoo.exceptions import ValidationError
 from odoo.tools import SQL
 from odoo.tools.translate import LazyTranslate
 
 from .. import STEPS, Outcome, StepKind, register
-from ..filters import property_filter_sql
 from ..timing import UNITS
+from ..triggers.event import event_filter_sql
 
 _lt = LazyTranslate(__name__)
 
@@ -34,7 +32,7 @@ class WaitForEventStep(StepKind):
             raise ValidationError(
                 step.env._("Step “%(step)s”: say how long to wait for the event at most.", step=step.display_name)
             )
-        property_filter_sql(step.env, step.event_filter, "e")
+        event_filter_sql(step.env, step.event_filter, SQL.identifier("e"))
 
     def summary(self, step):
         return f"{step.event_name or ''} ≤ {step.delay_amount} {step.delay_unit or ''}"
@@ -44,7 +42,7 @@ class WaitForEventStep(StepKind):
         # A journey arriving now waits from now; one woken up waits from when it arrived.
         since = {row.id: (row.wait_until - timeout) if row.wait_until else batch.now for row in rows}
         until = {row.id: row.wait_until or batch.now + timeout for row in rows}
-        test = property_filter_sql(batch.env, step.event_filter, "e") or SQL("TRUE")
+        test = event_filter_sql(batch.env, step.event_filter, SQL.identifier("e"))
         batch.env.cr.execute(
             SQL(
                 """
@@ -74,23 +72,24 @@ class WaitForEventStep(StepKind):
 
 def wake_waiting(env, workspace_id, partner_ids, names, now=None):
     """Wake the journeys of these contacts waiting for one of these events: called by the ingest
-    once events are stored. One UPDATE, from the partial index of waiting journeys."""
+    once events are stored. Nothing is asked of the database unless a running campaign of the
+    workspace waits for one of these events (``_get_awaited_events``, cached)."""
+    names = set(names) & set(env["gobysend.campaign"]._get_awaited_events(workspace_id))
     if not partner_ids or not names:
         return 0
     now = now or fields.Datetime.now()
     env.cr.execute(
         """
-        UPDATE gobysend_journey j SET wake_at = %s
+        UPDATE gobysend_journey j SET wake_at = %(now)s
           FROM gobysend_campaign_step s
-         WHERE s.id = j.step_id AND s.kind = 'wait_event' AND s.event_name = ANY(%s)
-           AND j.state = 'waiting' AND j.workspace_id = %s AND j.partner_id = ANY(%s) AND j.wake_at > %s
+         WHERE s.id = j.step_id AND s.kind = 'wait_event' AND s.event_name = ANY(%(names)s)
+           AND j.state = 'waiting' AND j.workspace_id = %(workspace)s AND j.partner_id = ANY(%(partners)s)
+           AND j.wake_at > %(now)s
         """,
-        (
-            now or datetime.datetime.utcnow(),
-            list(names),
-            workspace_id,
-            list(partner_ids),
-            now or datetime.datetime.utcnow(),
-        ),
+        {"now": now, "names": list(names), "workspace": workspace_id, "partners": list(partner_ids)},
     )
-    return env.cr.rowcount
+    woken = env.cr.rowcount
+    if woken:
+        env["gobysend.journey"].invalidate_model(["wake_at"])
+        env["gobysend.journey"]._enqueue_advance(after_commit=True)
+    return woken
