@@ -61,6 +61,7 @@ class GobysendDemo(models.AbstractModel):
         first_seen = self._demo_activity(workspace, rng, partners, now)
         self._demo_messages(workspace, rng, partners, now)
         self._demo_segments(workspace, first_seen, now)
+        self._demo_campaigns(workspace)
 
     def _demo_contacts(self, workspace, rng, count):
         country = workspace.country_id
@@ -264,3 +265,75 @@ class GobysendDemo(models.AbstractModel):
                     }
                 )
         Snapshot.create(history)
+
+    def _demo_campaigns(self, workspace):
+        """A running campaign that thanks each buyer and asks for feedback three days later, and
+        a draft weekend promotion for the paying customers, ready to launch."""
+        Channel = self.env["gobysend.channel"]
+        email = Channel.search([("workspace_id", "=", workspace.id), ("channel_type", "=", "email")], limit=1)
+        Campaign = self.env["gobysend.campaign"]
+        thanks = Campaign.create(
+            {
+                "name": "Cảm ơn và xin ý kiến (demo)",
+                "workspace_id": workspace.id,
+                "trigger_kind": "event",
+                "event_name": "order_completed",
+                "reentry": "every_time",
+                "step_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "sequence": 1,
+                            "kind": "send",
+                            "channel_id": email.id,
+                            "subject": "Cảm ơn {{ contact.first_name }}!",
+                            "body": "<p>Cảm ơn bạn đã đặt hàng {{ event.properties.total }} đ.</p>",
+                        },
+                    ),
+                    (0, 0, {"sequence": 2, "kind": "wait", "timing": "delay", "delay_amount": 3, "delay_unit": "days"}),
+                    (
+                        0,
+                        0,
+                        {
+                            "sequence": 3,
+                            "kind": "send",
+                            "channel_id": email.id,
+                            "subject": "Bạn thấy sản phẩm thế nào?",
+                            "body": "<p>Chào {{ contact.first_name }}, hãy cho chúng tôi biết cảm nhận của bạn.</p>",
+                        },
+                    ),
+                ],
+            }
+        )
+        thanks.action_launch()
+        paying = self.env["gobysend.segment"].search(
+            [("workspace_id", "=", workspace.id), ("predefined", "=", "paying")], limit=1
+        )
+        Campaign.create(
+            {
+                "name": "Khuyến mãi cuối tuần (demo)",
+                "workspace_id": workspace.id,
+                "trigger_kind": "manual",
+                "segment_ids": [(6, 0, paying.ids)],
+                "step_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "kind": "send",
+                            "channel_id": email.id,
+                            "timing": "time_of_day",
+                            "time_of_day": 9.0,
+                            "on_mon": False,
+                            "on_tue": False,
+                            "on_wed": False,
+                            "on_thu": False,
+                            "on_fri": False,
+                            "subject": "Cuối tuần giảm 15%",
+                            "body": "<p>{{ contact.first_name }} ơi, cuối tuần này giảm 15% cho bạn.</p>",
+                        },
+                    ),
+                ],
+            }
+        )
