@@ -148,7 +148,8 @@ class GobysendJourney(models.Model):
     @api.model
     def _get_job_channel(self):
         channel = self.env.ref("gobysend_automation.queue_job_channel_gobysend_journeys", raise_if_not_found=False)
-        return channel.complete_name if channel else "root"
+        # sudo: the channel's name only; a manager resuming a campaign cannot read job channels.
+        return channel.sudo().complete_name if channel else "root"
 
     @api.model
     def _enqueue_advance(self, after_commit=False, eta=None):
