@@ -12,3 +12,4 @@ from . import test_outbound_destinations
 from . import test_tenant_boundary
 from . import test_campaign
 from . import test_campaign_records
+from . import test_campaign_records_ui
