@@ -215,6 +215,29 @@ class TestRecordCampaign(RecordCampaignCase):
         first = journeys[0].trigger_context
         self.assertEqual((first["old"], first["record"]["stage_id"]), ({"stage_id": "Fresh"}, "Signed"))
 
+    def test_the_hand_over_is_set_based(self):
+        """The writer pays the same few queries for one record as for ten: one ``_enter``, no
+        query per record."""
+        campaign = self.launch(self.record_campaign(reentry="every_time"))
+        leads = self.env["crm.lead"]
+        for index in range(11):
+            leads |= self.lead(name=f"Lead {index}", partner_id=self.contacts[index % 5].id)
+        self.commit_writer()
+
+        def queries_to_record(batch):
+            batch.stage_id = self.stage_won
+            self.env.flush_all()
+            self.env.invalidate_all()
+            before = self.env.cr.sql_log_count
+            self.commit_writer()
+            return self.env.cr.sql_log_count - before
+
+        one = queries_to_record(leads[0])
+        ten = queries_to_record(leads[1:])
+        self.assertEqual(len(campaign.journey_ids), 11)
+        self.assertLessEqual(ten, one)
+        self.assertLessEqual(one, 35, (one, ten))
+
     def test_a_change_rolled_back_starts_nothing(self):
         campaign = self.launch(self.record_campaign())
         lead = self.lead()

@@ -149,15 +149,35 @@ def readable_fields(Model):
 
 def record_values(records):
     """{record id: the record as plain data}: scalar fields as they are (texts cut, dates as
-    text) and the display name of the record each many2one field names, as its user reads them."""
+    text) and the name of the record each many2one field names, as its user reads them.
+
+    The names are a related record's own name (``_rec_name``), not its computed display name,
+    and are read without prefetching the rest of its row: the writer's transaction pays for
+    them, and a contact's or a user's display name costs more than the rest of the hand-over."""
     names = readable_fields(records)
+    scalars = [name for name in names if records._fields[name].type != "many2one"]
     values = {}
-    for row in records.read([*names, "display_name"]):
+    for row in records.read([*scalars, "display_name"]):
         values[row["id"]] = {
-            name: plain_value(records._fields[name], value, read=True) if name != "display_name" else value
+            name: value if name == "display_name" else plain_value(records._fields[name], value, read=True)
             for name, value in row.items()
         }
+    for name in names:
+        if name in scalars:
+            continue
+        # sudo: names only, as read() shows a related record's name to whoever reads the field.
+        targets = records.mapped(name).sudo().with_context(prefetch_fields=False)
+        shown = {target.id: record_name(target) for target in targets}
+        for record in records:
+            values[record.id][name] = shown.get(record[name].id, "")
     return values
+
+
+def record_name(record):
+    rec_name = record._rec_name
+    if rec_name and rec_name in record._fields and record._fields[rec_name].type == "char":
+        return record[rec_name] or ""
+    return record.display_name or ""
 
 
 def plain_value(field, value, read=False):
@@ -165,7 +185,7 @@ def plain_value(field, value, read=False):
     if field.type == "many2one":
         if read:
             return value[1] if value else ""
-        return value.sudo().display_name if value else ""  # sudo: a name, as read() shows it
+        return record_name(value.sudo()) if value else ""  # sudo: a name, as read() shows it
     if field.type in ("many2many", "one2many"):
         return [record.sudo().display_name for record in value[:MAX_NAMES]]  # sudo: names, as above
     if (value is False or value is None) and field.type != "boolean":
