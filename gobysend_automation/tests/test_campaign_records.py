@@ -220,7 +220,7 @@ class TestRecordCampaign(RecordCampaignCase):
         query per record."""
         campaign = self.launch(self.record_campaign(reentry="every_time"))
         leads = self.env["crm.lead"]
-        for index in range(11):
+        for index in range(12):
             leads |= self.lead(name=f"Lead {index}", partner_id=self.contacts[index % 5].id)
         self.commit_writer()
 
@@ -232,9 +232,10 @@ class TestRecordCampaign(RecordCampaignCase):
             self.commit_writer()
             return self.env.cr.sql_log_count - before
 
-        one = queries_to_record(leads[0])
-        ten = queries_to_record(leads[1:])
-        self.assertEqual(len(campaign.journey_ids), 11)
+        queries_to_record(leads[0])  # the first hand-over of the test fills the caches
+        one = queries_to_record(leads[1])
+        ten = queries_to_record(leads[2:])
+        self.assertEqual(len(campaign.journey_ids), 12)
         self.assertLessEqual(ten, one)
         self.assertLessEqual(one, 35, (one, ten))
 
