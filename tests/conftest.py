@@ -249,6 +249,26 @@ def odoo_server(request):
     server.cleanup()
 
 
+@pytest.fixture(scope="module")
+def start_odoo_server():
+    """Start servers on other databases than the end-to-end one (``start(database)`` returns an
+    ``OdooServer``, with ``admin``, an ``Rpc`` as admin); they stop with the module."""
+    servers = []
+
+    def start(database):
+        server = OdooServer(database, os.environ["GOBYSEND_ADDONS_PATH"])
+        servers.append(server)
+        server.start()
+        server.admin = Rpc(server.base_url, database, ADMIN_LOGIN, ADMIN_PASSWORD)
+        server.admin.call("ir.config_parameter", "set_param", ALLOWED_NETWORKS_PARAMETER, LOCAL_TEST_NETWORKS)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        server.cleanup()
+
+
 @pytest.fixture(scope="session")
 def registry():
     """The end-to-end database's registry, for tests that commit through the ORM themselves,

@@ -790,6 +790,19 @@ class GobysendCampaign(models.Model):
         return True
 
     # ------------------------------------------------------------------
+    # Record triggers
+    # ------------------------------------------------------------------
+
+    def _enter_from_records(self, records):
+        """Called by the campaign's own automation rule (``automation_id``) in the transaction
+        that created or changed ``records``: hand them over to the record trigger, which starts
+        their journeys when the transaction commits."""
+        self.ensure_one()
+        kind = kinds.TRIGGERS.get(self.trigger_kind)
+        if kind and kind.record_based:
+            kind.hand_over(self, records)
+
+    # ------------------------------------------------------------------
     # Scheduled entry points
     # ------------------------------------------------------------------
 

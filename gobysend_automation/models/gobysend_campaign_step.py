@@ -178,6 +178,7 @@ class GobysendCampaignStep(models.Model):
             kind = kinds.STEPS.get(step.kind)
             step.name = str(kind.label) if kind else step.kind
 
+    @api.depends("kind", "channel_id", "template_id", "subject")
     def _compute_summary(self):
         for step in self:
             kind = kinds.STEPS.get(step.kind)

@@ -17,6 +17,7 @@ CONSENT_SOURCES = [
     ("api", "Tracking API"),
     ("manual", "Set by a user"),
     ("import", "Import"),
+    ("record", "Odoo record"),
     ("form", "Sign-up form"),
     ("double_opt_in", "Double opt-in confirmation"),
     ("unsubscribe_link", "Unsubscribe link"),

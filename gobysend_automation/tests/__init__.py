@@ -13,3 +13,5 @@ from . import test_tenant_boundary
 from . import test_campaign
 from . import test_inapp
 from . import test_workflow_steps
+from . import test_campaign_records
+from . import test_campaign_records_ui

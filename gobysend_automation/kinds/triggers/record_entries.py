@@ -1,0 +1,401 @@
+"""What a record-triggered campaign does with the records its automation rule hands over.
+
+The rule's server action runs in the writer's transaction, once per record (that is how
+``base.automation`` runs actions). It only notes the record and its watched fields' old values
+(``hand_over``); just before the transaction commits, a precommit hook turns everything noted for
+a campaign into journeys with one ``_enter`` call (``enter_records``): however many records one
+write or one transaction changed, a campaign costs the writer a few queries, and nothing is sent
+before the transaction commits (send steps put messages in the outbox, dispatched by their own
+jobs). A change rolled back to a savepoint takes its hand-over with it: Odoo clears the precommit
+hooks and their data with the savepoint.
+
+Trust: the records count only when the user who set the campaign's filters can see them and
+they match the "after" filter with that user's rights; the contact they lead to must be visible
+to that user too. The templates see what that user can read of the record.
+"""
+
+import datetime
+import functools
+import logging
+
+from odoo import fields, tools
+from odoo.exceptions import UserError, ValidationError
+from odoo.tools.safe_eval import safe_eval
+
+from .. import TRIGGERS
+
+_logger = logging.getLogger(__name__)
+
+# Where the records handed over wait for the precommit hook (``cr.precommit.data``).
+PENDING_KEY = "gobysend.record_entries"
+# Field types whose values the templates get as they are.
+SCALAR_TYPES = ("char", "text", "selection", "integer", "float", "monetary", "boolean", "date", "datetime")
+# Longest text of a field the templates get (a description or a note is cut there).
+MAX_TEXT = 500
+# Most display names of a many2many field's old value the templates get.
+MAX_NAMES = 20
+# Fields no template needs: who created or last wrote the record.
+SKIPPED_FIELDS = ("create_uid", "write_uid")
+
+
+# ----------------------------------------------------------------------
+# In the writer's transaction
+# ----------------------------------------------------------------------
+
+
+def hand_over(campaign, records):
+    """Note ``records``, fired by ``campaign``'s rule, with the old values of the fields written
+    (``old_values`` in the rule's context; None on creation) for the precommit hook."""
+    if not records:
+        return
+    cr = records.env.cr
+    pending = cr.precommit.data.get(PENDING_KEY)
+    if pending is None:
+        pending = cr.precommit.data[PENDING_KEY] = {}
+        cr.precommit.add(functools.partial(_enter_pending, campaign.env(context={}, su=True)))
+    old_values = records.env.context.get("old_values")
+    noted = pending.setdefault(campaign.id, {})
+    for record_id in records.ids:
+        old = None if old_values is None else old_values.get(record_id, {})
+        entry = noted.get(record_id)
+        if entry is None:
+            noted[record_id] = {"created": old is None, "old": dict(old or {})}
+        else:
+            # Written again in the same transaction: the values before the first change count.
+            for name, value in (old or {}).items():
+                entry["old"].setdefault(name, value)
+
+
+def _enter_pending(env):
+    pending = env.cr.precommit.data.pop(PENDING_KEY, None) or {}
+    for campaign_id, noted in pending.items():
+        campaign = env["gobysend.campaign"].browse(campaign_id).exists()
+        if not campaign:
+            continue
+        try:
+            with env.cr.savepoint(flush=False):
+                enter_records(campaign, noted)
+                # The transaction commits right after its precommit hooks: nothing may stay unwritten.
+                env.flush_all()
+        except UserError as error:
+            # A campaign set up wrongly must not stop the sale or the lead that fired it.
+            env.invalidate_all(flush=False)
+            _logger.warning("Campaign %s started no journeys for %s records: %s", campaign_id, len(noted), error)
+
+
+def enter_records(campaign, noted):
+    """Start ``campaign``'s journeys for the records ``noted`` ({record id: {"created", "old"}});
+    return the new journeys' ids."""
+    kind = TRIGGERS.get(campaign.trigger_kind)
+    if campaign.state != "running" or not campaign.active or not kind or not kind.record_based:
+        return []
+    Model = kind.records_model(campaign)
+    if Model is None:
+        return []
+    writer_uid = campaign.env.uid
+    # The "after" filter again, now with the rights of who set it: the rule evaluated it as the
+    # writer, who may see more. Its text is plain data (``records.parse_filter``).
+    after = safe_eval(campaign.filter_domain or "[]", {"uid": writer_uid}) if campaign.filter_domain else []
+    records = Model.search([("id", "in", list(noted)), *after], order="id")
+    watched = [field.name for field in campaign.trigger_field_ids if field.name in Model._fields]
+    changes, olds = {}, {}
+    for record in records:
+        entry = noted[record.id]
+        if entry["created"]:
+            changed = [name for name in watched if record[name]]
+        else:
+            changed = [name for name in watched if name in entry["old"] and record[name] != entry["old"][name]]
+        if changed:
+            changes[record.id] = changed
+            olds[record.id] = {
+                name: plain_value(Model._fields[name], entry["old"][name]) for name in watched if name in entry["old"]
+            }
+    records = records.browse([record_id for record_id in records.ids if record_id in changes])
+    if not records:
+        return []
+    contacts = resolve_contacts(campaign, records)
+    records = records.browse([record_id for record_id in records.ids if record_id in contacts])
+    if not records:
+        return []
+    snapshots = record_values(records)
+    entries = [
+        {
+            "partner_id": contacts[record.id],
+            "res_model": records._name,
+            "res_id": record.id,
+            "context": {"record": snapshots[record.id], "old": olds[record.id], "changes": changes[record.id]},
+        }
+        for record in records
+    ]
+    return campaign.env["gobysend.journey"]._enter(campaign, entries, run=False)
+
+
+# ----------------------------------------------------------------------
+# What the templates see
+# ----------------------------------------------------------------------
+
+
+def readable_fields(Model):
+    """The stored scalar and many2one fields of ``Model`` its user may read."""
+    return [
+        name
+        for name, field in Model._fields.items()
+        if field.store
+        and (field.type in SCALAR_TYPES or field.type == "many2one")
+        and name not in SKIPPED_FIELDS
+        and field.is_accessible(Model.env)
+    ]
+
+
+def record_values(records):
+    """{record id: the record as plain data}: scalar fields as they are (texts cut, dates as
+    text) and the name of the record each many2one field names, as its user reads them.
+
+    The names are a related record's own name (``_rec_name``), not its computed display name,
+    and are read without prefetching the rest of its row: the writer's transaction pays for
+    them, and a contact's or a user's display name costs more than the rest of the hand-over."""
+    names = readable_fields(records)
+    scalars = [name for name in names if records._fields[name].type != "many2one"]
+    values = {}
+    for row in records.read([*scalars, "display_name"]):
+        values[row["id"]] = {
+            name: value if name == "display_name" else plain_value(records._fields[name], value, read=True)
+            for name, value in row.items()
+        }
+    for name in names:
+        if name in scalars:
+            continue
+        # sudo: names only, as read() shows a related record's name to whoever reads the field.
+        targets = records.mapped(name).sudo().with_context(prefetch_fields=False)
+        shown = {target.id: record_name(target) for target in targets}
+        for record in records:
+            values[record.id][name] = shown.get(record[name].id, "")
+    return values
+
+
+def record_name(record):
+    rec_name = record._rec_name
+    if rec_name and rec_name in record._fields and record._fields[rec_name].type == "char":
+        return record[rec_name] or ""
+    return record.display_name or ""
+
+
+def plain_value(field, value, read=False):
+    """``value`` of ``field`` (as ``read`` gives it, or as the record holds it) as plain data."""
+    if field.type == "many2one":
+        if read:
+            return value[1] if value else ""
+        return record_name(value.sudo()) if value else ""  # sudo: a name, as read() shows it
+    if field.type in ("many2many", "one2many"):
+        return [record.sudo().display_name for record in value[:MAX_NAMES]]  # sudo: names, as above
+    if (value is False or value is None) and field.type != "boolean":
+        return ""  # an empty field prints as nothing, not as "None"
+    if isinstance(value, datetime.datetime):
+        return fields.Datetime.to_string(value)
+    if isinstance(value, datetime.date):
+        return fields.Date.to_string(value)
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if isinstance(value, int | float | bool):
+        return value
+    return str(value)[:MAX_TEXT]
+
+
+# ----------------------------------------------------------------------
+# From a record to its contact
+# ----------------------------------------------------------------------
+
+
+def partner_path_fields(Model, path):
+    """The fields of ``path`` from ``Model`` to ``res.partner`` (none for ``id`` on contacts
+    themselves); raise ``ValidationError`` naming what is wrong."""
+    env = Model.env
+    if path == "id":
+        if Model._name == "res.partner":
+            return []
+        raise ValidationError(
+            env._("“id” leads to a contact only on Contacts; choose the field of the contact instead.")
+        )
+    current = Model
+    chain = []
+    for name in path.split("."):
+        field = current._fields.get(name)
+        if field is None or field.type != "many2one" or not field.is_accessible(env):
+            raise ValidationError(
+                env._(
+                    "“%(path)s” does not lead from %(model)s to a contact: %(where)s has no readable "
+                    "many-to-one field “%(field)s”.",
+                    path=path,
+                    model=Model._description,
+                    where=current._description,
+                    field=name,
+                )
+            )
+        chain.append(field)
+        current = env[field.comodel_name]
+        if not current.has_access("read"):
+            raise ValidationError(
+                env._(
+                    "“%(path)s” does not lead from %(model)s to a contact: %(user)s cannot read %(where)s.",
+                    path=path,
+                    model=Model._description,
+                    user=env.user.name,
+                    where=current._description,
+                )
+            )
+    if current._name != "res.partner":
+        raise ValidationError(
+            env._(
+                "“%(path)s” leads from %(model)s to %(target)s, not to a contact.",
+                path=path,
+                model=Model._description,
+                target=current._description,
+            )
+        )
+    return chain
+
+
+def follow_partner_path(records, path):
+    """{record id: partner id} along ``path``, with the rights of ``records``' user: a step
+    through a record that user cannot see leads nowhere."""
+    if path == "id":
+        return {record.id: record.id for record in records}
+    reached = {record.id: record for record in records}
+    for position, name in enumerate(path.split(".")):
+        if position and reached:
+            here = next(iter(reached.values())).browse()
+            visible = set(here.search([("id", "in", list({rec.id for rec in reached.values()}))]).ids)
+            reached = {record_id: rec for record_id, rec in reached.items() if rec.id in visible}
+        reached = {record_id: rec[name] for record_id, rec in reached.items()}
+        reached = {record_id: rec for record_id, rec in reached.items() if rec}
+    return {record_id: partner.id for record_id, partner in reached.items()}
+
+
+def resolve_contacts(campaign, records):
+    """{record id: partner id} for ``records`` (with the rights of who set the campaign's
+    filters): the contact along the path to the contact, else the contact of the record's email
+    address (found or created in the workspace), when that user can see it and it is, or may
+    become, one of the workspace's contacts."""
+    found = {}
+    if campaign.partner_path:
+        found = follow_partner_path(records, campaign.partner_path.strip())
+    if campaign.email_path:
+        field_name = campaign.email_path.strip()
+        emails = {
+            record.id: tools.email_normalize(record[field_name] or "")
+            for record in records
+            if record.id not in found and record[field_name]
+        }
+        found.update(contacts_by_email(campaign, records, {rid: email for rid, email in emails.items() if email}))
+    if not found:
+        return {}
+    # Archived contacts are left alone (active_test): nobody is written to through them.
+    Partner = records.env["res.partner"].with_context(active_test=True)
+    visible = set(Partner.search([("id", "in", list(set(found.values())))]).ids)
+    members = workspace_members(campaign, visible)
+    return {record_id: partner_id for record_id, partner_id in found.items() if partner_id in members}
+
+
+def contacts_by_email(campaign, records, emails):
+    """{record id: partner id} for ``emails`` ({record id: normalised address}): the workspace's
+    contact with that address, else a contact this workspace created before, else a new one
+    owned by the workspace. Contacts of Odoo users, companies and other workspaces are never
+    adopted, as the tracking API's identify does not adopt them."""
+    if not emails:
+        return {}
+    env = campaign.env
+    workspace = campaign.workspace_id
+    Ingest = env["gobysend.ingest"]
+    addresses = sorted(set(emails.values()))
+    found = Ingest._find_partner_ids(workspace, [{"id": None, "email": email, "phone": None} for email in addresses])
+    by_email = {email: found["email", email] for email in addresses if ("email", email) in found}
+    unknown = [email for email in addresses if email not in by_email]
+    if unknown:
+        # sudo: looks only for contacts this workspace created, by their address.
+        Partner = env["res.partner"].sudo()
+        earlier = Partner.search(
+            [("email_normalized", "in", unknown), ("gobysend_origin_workspace_id", "=", workspace.id)], order="id"
+        )
+        for partner in earlier:
+            if partner.email_normalized not in by_email and not Ingest._is_odoo_account(partner):
+                by_email[partner.email_normalized] = partner.id
+        new = [email for email in unknown if email not in by_email]
+        if new:
+            claim_identifiers(env, workspace, [f"email:{email}" for email in new])
+            names = {}
+            for record in records:
+                email = emails.get(record.id)
+                if email in new and email not in names:
+                    names[email] = (record["contact_name"] if "contact_name" in record._fields else None) or email
+            created = Partner.with_context(mail_create_nolog=True, mail_create_nosubscribe=True).create(
+                [{"name": names[email], "email": email, "gobysend_origin_workspace_id": workspace.id} for email in new]
+            )
+            by_email.update(zip(new, created.ids, strict=True))
+    return {record_id: by_email[email] for record_id, email in emails.items() if email in by_email}
+
+
+def workspace_members(campaign, partner_ids):
+    """Those of ``partner_ids`` that are the workspace's contacts, subscribing those that have no
+    subscription yet and may get one: not the partner of an internal user or of a company of this
+    database (the business's own people), nor a contact another workspace created. A contact whose
+    subscription was archived stays out."""
+    if not partner_ids:
+        return set()
+    env = campaign.env
+    workspace = campaign.workspace_id
+    # sudo: the subscriptions of this workspace, which the engine reads for every trigger.
+    Subscription = env["gobysend.subscription"].sudo().with_context(active_test=False)
+    existing = Subscription.search([("workspace_id", "=", workspace.id), ("partner_id", "in", list(partner_ids))])
+    members = {subscription.partner_id.id for subscription in existing if subscription.active}
+    unknown = set(partner_ids) - set(existing.partner_id.ids)
+    newcomers = sorted(unknown - not_adoptable(env, workspace, unknown)) if unknown else []
+    if newcomers:
+        claim_identifiers(env, workspace, [f"partner:{partner_id}" for partner_id in newcomers])
+        # The contact is the business's customer of a record in Odoo: subscribed, like a contact a
+        # user adds, with the record as the consent's source; a double opt-in workspace asks them
+        # to confirm first (the subscription model does).
+        Subscription.with_context(mail_create_nolog=True, mail_create_nosubscribe=True).create(
+            [{"workspace_id": workspace.id, "partner_id": partner_id, "source": "record"} for partner_id in newcomers]
+        )
+        members.update(newcomers)
+    return members
+
+
+def not_adoptable(env, workspace, partner_ids):
+    """Those of ``partner_ids`` a record may not bring into ``workspace``."""
+    ids = list(partner_ids)
+    # sudo: who owns each partner; only ids are read.
+    staff = (
+        env["res.users"]
+        .sudo()
+        .with_context(active_test=False)
+        .search([("partner_id", "in", ids), ("share", "=", False)])
+    )
+    companies = env["res.company"].sudo().with_context(active_test=False).search([("partner_id", "in", ids)])
+    others = (
+        env["res.partner"]
+        .sudo()
+        .with_context(active_test=False)
+        .search(
+            [
+                ("id", "in", ids),
+                ("gobysend_origin_workspace_id", "!=", False),
+                ("gobysend_origin_workspace_id", "!=", workspace.id),
+            ]
+        )
+    )
+    return set(staff.partner_id.ids) | set(companies.partner_id.ids) | set(others.ids)
+
+
+def claim_identifiers(env, workspace, identifiers):
+    """Make two transactions that bring the same contact into the workspace at once collide,
+    as the tracking API's identify does (``gobysend.ingest._claim_new_contact``): the second
+    waits for the first, then fails to serialize and is run again by Odoo, finding the contact."""
+    env.cr.execute(
+        """
+        INSERT INTO gobysend_contact_claim (workspace_id, identifier, claimed_at)
+             SELECT %s, identifier, now() at time zone 'UTC' FROM unnest(%s::varchar[]) AS identifier
+        ON CONFLICT (workspace_id, identifier) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
+        """,
+        (workspace.id, sorted(identifiers)),
+    )
