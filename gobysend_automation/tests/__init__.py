@@ -10,3 +10,4 @@ from . import test_partner_write_cost
 from . import test_transport
 from . import test_outbound_destinations
 from . import test_tenant_boundary
+from . import test_contacts_bulk
