@@ -16,7 +16,14 @@ from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
 from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, UnknownDevice
-from ..tools import coerce_attribute_value, find_nul_character, infer_attribute_type, parse_timestamp
+from ..tools import (
+    coerce_attribute_value,
+    find_nul_character,
+    infer_attribute_type,
+    normalize_email,
+    normalize_phone,
+    parse_timestamp,
+)
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
@@ -81,9 +88,12 @@ class GobysendIngest(models.AbstractModel):
             raise InvalidInput(field, _("Text cannot contain NUL characters (\\u0000)."))
 
     @api.model
-    def _read_contact_ref(self, workspace, payload):
-        """Return the normalised identifiers of a payload: {"id", "email", "phone"} (None when absent)."""
-        self._check_storable({key: payload.get(key) for key in ("id", "email", "phone")})
+    def _read_contact_ref(self, workspace, payload, region=None, checked=False):
+        """Return the normalised identifiers of a payload: {"id", "email", "phone"} (None when absent).
+        ``region`` is the workspace's phone region, ``checked`` that the payload is storable:
+        callers reading many payloads pass both once."""
+        if not checked:
+            self._check_storable({key: payload.get(key) for key in ("id", "email", "phone")})
         ref = {"id": None, "email": None, "phone": None}
         external_id = payload.get("id")
         if external_id is not None:
@@ -96,7 +106,7 @@ class GobysendIngest(models.AbstractModel):
             ref["id"] = external_id.strip()
         email = payload.get("email")
         if email is not None:
-            normalized = tools.email_normalize(email) if isinstance(email, str) else False
+            normalized = normalize_email(email)
             if not normalized:
                 raise InvalidInput("email", _("“%(email)s” is not a valid email address.", email=email))
             ref["email"] = normalized
@@ -104,7 +114,7 @@ class GobysendIngest(models.AbstractModel):
         if phone is not None:
             if not isinstance(phone, str):
                 raise InvalidInput("phone", _("A phone number must be a string."))
-            ref["phone"] = workspace._normalize_phone(phone)
+            ref["phone"] = normalize_phone(phone, region or workspace._get_phone_region())
         if not any(ref.values()):
             raise InvalidInput("id", _("Identify the contact with one of id, email or phone."))
         return ref
@@ -254,12 +264,12 @@ class GobysendIngest(models.AbstractModel):
         return results
 
     @api.model
-    def _read_identify(self, workspace, payload, known_types):
+    def _read_identify(self, workspace, payload, known_types, region=None):
         """Validate one identify payload into the item a round works on."""
         if not isinstance(payload, dict):
             raise InvalidInput("type", _("Each batch item must be a JSON object."))
         self._check_storable(payload)
-        ref = self._read_contact_ref(workspace, payload)
+        ref = self._read_contact_ref(workspace, payload, region=region, checked=True)
         attributes = payload.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise InvalidInput("attributes", _("Attributes must be a JSON object of key/value pairs."))
@@ -306,10 +316,11 @@ class GobysendIngest(models.AbstractModel):
         """Identify the longest run of ``pending`` payloads that are independent of each other;
         return the indexes left for the next round."""
         known_types = self._known_attribute_types(workspace, [payloads[index] for index in pending])
+        region = workspace._get_phone_region()
         items, rest, taken, introduced = [], [], set(), {}
         for position, index in enumerate(pending):
             try:
-                item = self._read_identify(workspace, payloads[index], known_types)
+                item = self._read_identify(workspace, payloads[index], known_types, region)
             except InvalidInput as error:
                 results[index] = error
                 continue
@@ -449,11 +460,13 @@ class GobysendIngest(models.AbstractModel):
         self._claim_new_contacts(workspace, [item["ref"] for item in new_items])
         to_create = [item for item in new_items if not item["adopt"]]
         if to_create:
-            # Through the ORM, in one call: other addons override res.partner's create.
+            # Through the ORM, in one call: other addons override res.partner's create. Without
+            # the chatter's work on creation (no log message, no follower: as one by one), which
+            # it otherwise does record by record.
             partners = (
                 self.env["res.partner"]
                 .sudo()
-                .with_context(mail_create_nolog=True, mail_create_nosubscribe=True)
+                .with_context(mail_create_nolog=True, mail_create_nosubscribe=True, tracking_disable=True)
                 .create(
                     [
                         dict(
@@ -463,6 +476,7 @@ class GobysendIngest(models.AbstractModel):
                             or item["ref"]["phone"]
                             or item["ref"]["id"],
                             gobysend_origin_workspace_id=workspace.id,
+                            gobysend_ever_subscribed=True,
                         )
                         for item in to_create
                     ]
@@ -593,16 +607,17 @@ class GobysendIngest(models.AbstractModel):
         Subscription.invalidate_model()
         self.env["gobysend.consent.log"].invalidate_model()
         subscriptions = Subscription.browse([subscription_ids[item["partner_id"]] for item in items])
-        subscriptions.partner_id._gobysend_flag_subscribed()
+        # New partners were created with the flag; adopted ones may lack it.
+        self.env["res.partner"].browse(
+            [item["partner_id"] for item in items if item["adopt"]]
+        )._gobysend_flag_subscribed()
         for subscription, row in zip(subscriptions, states, strict=True):
             for channel in ("email", "sms"):
                 if row[channel] == "unsubscribed":
                     subscription._sync_blacklists(channel, "unsubscribed")
         if pending_first:
             subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
-        self.env["gobysend.segment"]._mark_dirty(subscriptions.partner_id.ids, "subscription")
-        for item, subscription in zip(items, subscriptions, strict=True):
-            item["subscription_id"] = subscription.id
+        self.env["gobysend.segment"]._mark_dirty([item["partner_id"] for item in items], "subscription")
 
     @api.model
     def _same_value(self, partner, field_name, value):
@@ -766,6 +781,41 @@ class GobysendIngest(models.AbstractModel):
         return {STANDARD_KEYS[key]: value.strip()}
 
     @api.model
+    def _drop_unchanged_values(self, upserts):
+        """Leave out of ``upserts`` the values that contacts already hold, read in one query:
+        an upsert would lock (and so write) every row it meets, changed or not."""
+        pairs = [
+            (attribute_id, partner_id)
+            for attribute_ids, partner_ids, _values in upserts.values()
+            for attribute_id, partner_id in zip(attribute_ids, partner_ids, strict=True)
+        ]
+        if not pairs:
+            return
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT v.attribute_id, v.partner_id, %(columns)s
+                  FROM gobysend_attribute_value v
+                 WHERE v.partner_id = ANY(%(partner_ids)s) AND v.attribute_id = ANY(%(attribute_ids)s)
+                """,
+                columns=SQL(", ").join(SQL.identifier("v", column) for column in VALUE_FIELDS.values()),
+                partner_ids=list({partner_id for _a, partner_id in pairs}),
+                attribute_ids=list({attribute_id for attribute_id, _p in pairs}),
+            )
+        )
+        columns = list(VALUE_FIELDS)
+        current = {(row[0], row[1]): dict(zip(columns, row[2:], strict=True)) for row in self.env.cr.fetchall()}
+        if not current:
+            return
+        for value_type, (attribute_ids, partner_ids, values) in upserts.items():
+            kept = [
+                (attribute_id, partner_id, value)
+                for attribute_id, partner_id, value in zip(attribute_ids, partner_ids, values, strict=True)
+                if (attribute_id, partner_id) not in current or current[attribute_id, partner_id][value_type] != value
+            ]
+            upserts[value_type] = tuple(map(list, zip(*kept, strict=True))) if kept else ([], [], [])
+
+    @api.model
     def _write_attribute_values_bulk(self, workspace, items):
         """Store the attribute values of ``items`` (each with its ``partner_id``): the missing
         attributes are declared with their inferred type, then values are inserted or changed
@@ -819,7 +869,10 @@ class GobysendIngest(models.AbstractModel):
             columns[2].append(value)
         changed = set()
         now = self.env.cr.now()
+        self._drop_unchanged_values(upserts)
         for value_type, (attribute_ids, partner_ids, values) in upserts.items():
+            if not attribute_ids:
+                continue
             column = VALUE_FIELDS[value_type]
             self.env.cr.execute(
                 SQL(

@@ -1,9 +1,11 @@
 """Identify in bulk: a batch of contacts costs a fixed number of statements, whatever its size,
 with the same outcome as identifying its items one after the other."""
 
+from odoo import tools
 from odoo.tests import tagged
 
 from ..exceptions import ContactNotWritable, InvalidInput
+from ..tools import normalize_email
 from .common import GobysendCase
 
 
@@ -189,3 +191,27 @@ class TestBulkIdentify(GobysendCase):
         self.assertIsInstance(results[0], InvalidInput)
         self.assertEqual([results[0].field, results[2].field, results[3].field], ["email", "type", "phone"])
         self.assertTrue(results[1]["created"])
+
+    def test_the_quick_email_reading_agrees_with_odoos(self):
+        for email in (
+            "Lan.Nguyen@Example.COM",
+            "a@b.c",
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "a@example..com",
+            "a@-example.com",
+            "first_last+tag%x@sub.example.co.uk",
+            "-@example.com",
+            "a@example",
+            "a b@example.com",
+            " lan@example.com ",
+            "Lan <lan@example.com>",
+            '"quoted"@example.com',
+            "a@b@example.com",
+            "lan@example.com, minh@example.com",
+            "",
+            "@example.com",
+        ):
+            with self.subTest(email=email):
+                self.assertEqual(normalize_email(email), tools.email_normalize(email))
