@@ -10,7 +10,7 @@
     "license": "LGPL-3",
     "application": True,
     "installable": True,
-    "depends": ["mail", "sms", "phone_validation", "contacts", "link_tracker", "fastapi", "queue_job"],
+    "depends": ["mail", "sms", "phone_validation", "contacts", "link_tracker", "base_import", "fastapi", "queue_job"],
     "external_dependencies": {"python": ["phonenumbers", "jinja2", "requests", "fastapi", "pydantic"]},
     "data": [
         "security/gobysend_security.xml",
@@ -23,6 +23,8 @@
         "wizards/gobysend_api_key_wizard_views.xml",
         "wizards/gobysend_send_message_wizard_views.xml",
         "wizards/gobysend_token_top_up_wizard_views.xml",
+        "wizards/gobysend_contact_import_wizard_views.xml",
+        "views/gobysend_contact_import_views.xml",
         "views/gobysend_workspace_views.xml",
         "views/gobysend_subscription_views.xml",
         "views/gobysend_attribute_views.xml",

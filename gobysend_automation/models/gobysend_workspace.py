@@ -252,6 +252,17 @@ class GobysendWorkspace(models.Model):
         )
         return entry.id
 
+    def action_open_contact_import_wizard(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Import Contacts"),
+            "res_model": "gobysend.contact.import.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_workspace_id": self.id},
+        }
+
     def action_open_top_up_wizard(self):
         self.ensure_one()
         return {

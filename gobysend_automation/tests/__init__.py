@@ -11,3 +11,4 @@ from . import test_transport
 from . import test_outbound_destinations
 from . import test_tenant_boundary
 from . import test_contacts_bulk
+from . import test_contact_import

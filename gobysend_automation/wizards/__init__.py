@@ -1,3 +1,4 @@
 from . import gobysend_api_key_wizard
 from . import gobysend_send_message_wizard
 from . import gobysend_token_top_up_wizard
+from . import gobysend_contact_import_wizard
