@@ -39,6 +39,13 @@ class ResPartner(models.Model):
     )
     gobysend_event_ids = fields.One2many("gobysend.event", "partner_id", string="Activity", groups=GOBYSEND_USER)
     gobysend_device_ids = fields.One2many("gobysend.device", "partner_id", string="Devices", groups=GOBYSEND_USER)
+    # Every attribute of the contact in one exportable column ("tier: gold; points: 1200"), so
+    # that Odoo's own export takes them along with the contact's fields. In the workspace of the
+    # context's ``gobysend_workspace_id`` (set by a segment's member list), else in all the
+    # user's workspaces.
+    gobysend_attributes = fields.Char(
+        string="Gobysend Attributes", compute="_compute_gobysend_attributes", groups=GOBYSEND_USER
+    )
     gobysend_event_count = fields.Integer(compute="_compute_gobysend_counts", string="Events", groups=GOBYSEND_USER)
     gobysend_device_count = fields.Integer(
         compute="_compute_gobysend_counts", string="Device Count", groups=GOBYSEND_USER
@@ -85,6 +92,19 @@ class ResPartner(models.Model):
             counts = count_related(self, model, "partner_id")
             for partner in self:
                 partner[field] = counts.get(partner, 0)
+
+    def _compute_gobysend_attributes(self):
+        domain = [("partner_id", "in", self.ids)]
+        workspace_id = self.env.context.get("gobysend_workspace_id")
+        if workspace_id:
+            domain.append(("workspace_id", "=", workspace_id))
+        # Read under the user's record rules: values of the workspaces they are a member of.
+        values = self.env["gobysend.attribute.value"].search(domain, order="partner_id, workspace_id, id")
+        texts = {}
+        for value in values.sorted(lambda value: (value.partner_id.id, value.workspace_id.id, value.key)):
+            texts.setdefault(value.partner_id.id, []).append(f"{value.key}: {value.value_display}")
+        for partner in self:
+            partner.gobysend_attributes = "; ".join(texts.get(partner.id, []))
 
     def write(self, vals):
         result = super().write(vals)

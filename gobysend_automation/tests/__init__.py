@@ -12,3 +12,4 @@ from . import test_outbound_destinations
 from . import test_tenant_boundary
 from . import test_contacts_bulk
 from . import test_contact_import
+from . import test_segment_export
