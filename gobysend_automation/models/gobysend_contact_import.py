@@ -15,8 +15,11 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools.mimetypes import guess_mimetype
 
+from odoo.addons.queue_job.exception import RetryableJobError
+
 from ..exceptions import InvalidInput
 from .gobysend_attribute import ATTRIBUTE_TYPE_SELECTION, KEY_RE, STANDARD_KEYS
+from .gobysend_ingest import ConcurrentContactCreation
 from .gobysend_subscription import CHANNELS
 
 _logger = logging.getLogger(__name__)
@@ -356,7 +359,15 @@ class GobysendContactImport(models.Model):
             date=fields.Date.context_today(record),
         )
         record.attachment_id = self.env["ir.attachment"].create(
-            {"name": file_name, "raw": raw, "res_model": self._name, "res_id": record.id}
+            {
+                "name": file_name,
+                "raw": raw,
+                "res_model": self._name,
+                "res_id": record.id,
+                # Not text/csv: Odoo would copy every word of a text file into the database
+                # for search, a hundred megabytes for a million rows.
+                "mimetype": "application/octet-stream",
+            }
         )
         record._enqueue()
         return record
@@ -388,6 +399,10 @@ class GobysendContactImport(models.Model):
             if self.state == "queued":
                 self._prepare_run()
             left = self._import_next_rows()
+        except ConcurrentContactCreation as error:
+            # The API created one of this chunk's contacts at the same moment: the chunk runs
+            # again shortly, on a fresh transaction that sees it.
+            raise RetryableJobError(str(error), seconds=5) from error
         except UserError as error:
             self.write({"state": "failed", "error": str(error)})
             self._clear_keys()
