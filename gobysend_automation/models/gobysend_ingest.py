@@ -369,8 +369,11 @@ class GobysendIngest(models.AbstractModel):
             item["partner_id"] = target
 
         partners = self.env["res.partner"].sudo().with_context(active_test=False).browse(list(targets))
+        # Read once for all: a record browsed alone would fetch its fields alone.
+        partners.fetch(set(STANDARD_KEYS.values()) | {"email_normalized", "phone_sanitized"})
+        by_id = {partner.id: partner for partner in partners}
         for item in items:
-            partner = partners.browse(item["partner_id"]) if item["partner_id"] else None
+            partner = by_id.get(item["partner_id"])
             item["changed"] = {
                 key: value
                 for key, value in item["partner_vals"].items()
