@@ -485,19 +485,21 @@ class GobysendContactImport(models.Model):
                 continue
             for identifier in identifiers:
                 first_row_of[identifier] = number
-            accepted.append((number, row, payload, consent, identifiers))
+            accepted.append((number, row, payload, consent, identifiers, ref))
         accepted = self._drop_rows_of_earlier_chunks(accepted, rejected)
         created = updated = 0
         for start in range(0, len(accepted), IDENTIFY_SLICE):
             rows = accepted[start : start + IDENTIFY_SLICE]
             results = Ingest._identify_many(
                 workspace,
-                [payload for _n, _r, payload, _c, _i in rows],
+                [entry[2] for entry in rows],
                 source="import",
-                consents={index: consent for index, (_n, _r, _p, consent, _i) in enumerate(rows) if consent},
+                consents={index: entry[3] for index, entry in enumerate(rows) if entry[3]},
                 note=self.consent_note,
+                # Read once for the duplicate check: the bulk identify takes them as they are.
+                refs={index: entry[5] for index, entry in enumerate(rows)},
             )
-            for (number, row, _payload, _consent, _identifiers), result in zip(rows, results, strict=True):
+            for (number, row, *_rest), result in zip(rows, results, strict=True):
                 if isinstance(result, InvalidInput):
                     rejected.append((number, rejection_reason(result, columns), row))
                 elif result["created"]:
@@ -527,7 +529,7 @@ class GobysendContactImport(models.Model):
         Plain SQL on the import's key table: one query each way per chunk."""
         if not accepted:
             return accepted
-        identifiers = [identifier for *_rest, row_identifiers in accepted for identifier in row_identifiers]
+        identifiers = [identifier for entry in accepted for identifier in entry[4]]
         self.env.cr.execute(
             "SELECT identifier, row_number FROM gobysend_contact_import_key "
             "WHERE import_id = %s AND identifier = ANY(%s)",
@@ -536,13 +538,13 @@ class GobysendContactImport(models.Model):
         earlier = dict(self.env.cr.fetchall())
         kept = []
         for entry in accepted:
-            number, row, _payload, _consent, row_identifiers = entry
+            number, row, _payload, _consent, row_identifiers, _ref = entry
             first = next((earlier[i] for i in row_identifiers if i in earlier), None)
             if first:
                 rejected.append((number, self._duplicate_reason(first), row))
             else:
                 kept.append(entry)
-        rows = [(identifier, number) for number, *_rest, row_identifiers in kept for identifier in row_identifiers]
+        rows = [(identifier, entry[0]) for entry in kept for identifier in entry[4]]
         if rows:
             self.env.cr.execute(
                 """

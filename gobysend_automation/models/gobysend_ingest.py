@@ -241,7 +241,7 @@ class GobysendIngest(models.AbstractModel):
         return result
 
     @api.model
-    def _identify_many(self, workspace, payloads, source="api", consents=None, note=None):
+    def _identify_many(self, workspace, payloads, source="api", consents=None, note=None, refs=None):
         """Identify many contacts at once, with the same outcome as identifying them one after
         the other: one result per payload, {"contact_id", "created"} or the ``InvalidInput``
         that refuses it, which writes nothing of that payload.
@@ -255,21 +255,25 @@ class GobysendIngest(models.AbstractModel):
         resolve to one contact.
 
         ``consents`` ({payload index: {channel: state}}) sets consent per channel, logged with
-        ``source`` and ``note`` as its proof; imports use it, the API does not.
+        ``source`` and ``note`` as its proof; imports use it, the API does not. ``refs`` are the
+        payloads' identifiers as ``_read_contact_ref`` read them already, if the caller did.
         """
         results = [None] * len(payloads)
         pending = list(range(len(payloads)))
         while pending:
-            pending = self._identify_round(workspace, payloads, pending, results, source, consents or {}, note)
+            pending = self._identify_round(
+                workspace, payloads, pending, results, source, consents or {}, note, refs or {}
+            )
         return results
 
     @api.model
-    def _read_identify(self, workspace, payload, known_types, region=None):
+    def _read_identify(self, workspace, payload, known_types, region=None, ref=None):
         """Validate one identify payload into the item a round works on."""
         if not isinstance(payload, dict):
             raise InvalidInput("type", _("Each batch item must be a JSON object."))
         self._check_storable(payload)
-        ref = self._read_contact_ref(workspace, payload, region=region, checked=True)
+        if ref is None:
+            ref = self._read_contact_ref(workspace, payload, region=region, checked=True)
         attributes = payload.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise InvalidInput("attributes", _("Attributes must be a JSON object of key/value pairs."))
@@ -312,7 +316,7 @@ class GobysendIngest(models.AbstractModel):
         }
 
     @api.model
-    def _identify_round(self, workspace, payloads, pending, results, source, consents, note):
+    def _identify_round(self, workspace, payloads, pending, results, source, consents, note, refs):
         """Identify the longest run of ``pending`` payloads that are independent of each other;
         return the indexes left for the next round."""
         known_types = self._known_attribute_types(workspace, [payloads[index] for index in pending])
@@ -320,7 +324,7 @@ class GobysendIngest(models.AbstractModel):
         items, rest, taken, introduced = [], [], set(), {}
         for position, index in enumerate(pending):
             try:
-                item = self._read_identify(workspace, payloads[index], known_types, region)
+                item = self._read_identify(workspace, payloads[index], known_types, region, refs.get(index))
             except InvalidInput as error:
                 results[index] = error
                 continue
