@@ -27,7 +27,7 @@ from ..tools import (
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
-from .gobysend_subscription import CHANNELS
+from .gobysend_subscription import BLACKLIST_FLAGS, CHANNELS
 
 _logger = logging.getLogger(__name__)
 
@@ -512,6 +512,10 @@ class GobysendIngest(models.AbstractModel):
             Partner.browse(partner_ids).write(dict(changed))
         self._write_attribute_values_bulk(workspace, items)
         self.env.flush_all()
+        self._add_to_blacklists(
+            [item["partner_id"] for item in new_items if "email" in item["opted_out"]],
+            [item["partner_id"] for item in new_items if "sms" in item["opted_out"]],
+        )
 
     @api.model
     def _claim_new_contacts(self, workspace, refs):
@@ -618,13 +622,50 @@ class GobysendIngest(models.AbstractModel):
         self.env["res.partner"].browse(
             [item["partner_id"] for item in items if item["adopt"]]
         )._gobysend_flag_subscribed()
-        for subscription, row in zip(subscriptions, states, strict=True):
-            for channel in ("email", "sms"):
-                if row[channel] == "unsubscribed":
-                    subscription._sync_blacklists(channel, "unsubscribed")
+        for item, row in zip(items, states, strict=True):
+            item["opted_out"] = [channel for channel in ("email", "sms") if row[channel] == "unsubscribed"]
         if pending_first:
             subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
         self.env["gobysend.segment"]._mark_dirty([item["partner_id"] for item in items], "subscription")
+
+    @api.model
+    def _add_to_blacklists(self, email_partner_ids, sms_partner_ids):
+        """Put the addresses and numbers of new contacts that opted out into Odoo's email and
+        phone blacklists, as a subscription created unsubscribed does one by one.
+
+        Plain SQL, one statement per list: through ``mail.blacklist._add`` each entry costs a
+        record and a chatter message, which made an import with opt-outs crawl. The consent
+        records of the subscriptions are the proof of these opt-outs."""
+        for partner_ids, table, column, source in (
+            (email_partner_ids, "mail_blacklist", "email", "email_normalized"),
+            (sms_partner_ids, "phone_blacklist", "number", "phone_sanitized"),
+        ):
+            if not partner_ids:
+                continue
+            self.env.cr.execute(
+                SQL(
+                    """
+                    INSERT INTO %(table)s AS b (%(column)s, active, create_uid, create_date, write_uid, write_date)
+                         SELECT DISTINCT p.%(source)s, true, %(uid)s, %(now)s, %(uid)s, %(now)s
+                           FROM res_partner p
+                          WHERE p.id = ANY(%(partner_ids)s) AND p.%(source)s IS NOT NULL
+                    ON CONFLICT (%(column)s) DO UPDATE SET active = true, write_uid = EXCLUDED.write_uid,
+                                                           write_date = EXCLUDED.write_date
+                          WHERE NOT b.active
+                    """,
+                    table=SQL.identifier(table),
+                    column=SQL.identifier(column),
+                    source=SQL.identifier(source),
+                    uid=self.env.uid,
+                    now=self.env.cr.now(),
+                    partner_ids=partner_ids,
+                )
+            )
+        if email_partner_ids or sms_partner_ids:
+            self.env["mail.blacklist"].invalidate_model()
+            self.env["phone.blacklist"].invalidate_model()
+            partners = self.env["res.partner"]
+            partners.invalidate_model([name for name in BLACKLIST_FLAGS if name in partners._fields])
 
     @api.model
     def _same_value(self, partner, field_name, value):

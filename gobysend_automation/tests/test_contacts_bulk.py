@@ -166,9 +166,13 @@ class TestBulkIdentify(GobysendCase):
     def test_consent_given_in_bulk_is_logged_with_its_source(self):
         results = self.ingest._identify_many(
             self.workspace_a,
-            [{"id": "C-1", "email": "lan@example.com"}, {"id": "C-2", "email": "minh@example.com"}],
+            [
+                {"id": "C-1", "email": "lan@example.com"},
+                {"id": "C-2", "email": "minh@example.com"},
+                {"id": "C-3", "phone": "0912 345 678", "email": "an@example.com"},
+            ],
             source="import",
-            consents={0: {"email": "unsubscribed", "sms": "subscribed"}},
+            consents={0: {"email": "unsubscribed", "sms": "subscribed"}, 2: {"sms": "unsubscribed"}},
             note="customers.csv",
         )
         subscription = self.subscription_of(self.workspace_a, results[0]["contact_id"])
@@ -178,6 +182,9 @@ class TestBulkIdentify(GobysendCase):
         self.assertEqual((log.state, log.source, log.note), ("unsubscribed", "import", "customers.csv"))
         # An opt-out reaches Odoo's own blacklist, as one by one.
         self.assertTrue(self.env["mail.blacklist"].search([("email", "=", "lan@example.com")]))
+        self.assertTrue(self.env["res.partner"].browse(results[0]["contact_id"]).is_blacklisted)
+        self.assertTrue(self.env["phone.blacklist"].search([("number", "=", "+84912345678")]))
+        self.assertFalse(self.env["mail.blacklist"].search([("email", "in", ["minh@example.com", "an@example.com"])]))
         # Consent of a known contact changes through the consent log too.
         self.ingest._identify_many(
             self.workspace_a, [{"id": "C-2"}], source="import", consents={0: {"zalo": "unsubscribed"}}, note="again"
