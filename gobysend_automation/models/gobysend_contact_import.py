@@ -384,6 +384,8 @@ class GobysendContactImport(models.Model):
     # ------------------------------------------------------------------
 
     def _open_file(self):
+        # sudo: the file of this import, whose record the user may read; the filestore path is
+        # readable by administrators only.
         attachment = self.attachment_id.sudo()
         if attachment.store_fname:
             return open(attachment._full_path(attachment.store_fname), "rb")
@@ -507,6 +509,7 @@ class GobysendContactImport(models.Model):
                 else:
                     updated += 1
         if rejected:
+            # sudo: the rejected rows of this import, which members may read but not write.
             self.env["gobysend.contact.import.rejection"].sudo().create(
                 [
                     {"import_id": self.id, "row_number": number, "reason": reason, "cells": self._cells_text(row)}

@@ -307,6 +307,7 @@ class GobysendIngest(models.AbstractModel):
         }
         if not keys:
             return {}
+        # sudo: the types of this workspace's attributes only; the API's user cannot read them.
         attributes = self.env["gobysend.attribute"].sudo()
         return {
             attribute["key"]: attribute["value_type"]
@@ -372,6 +373,8 @@ class GobysendIngest(models.AbstractModel):
                 targets.add(target)
             item["partner_id"] = target
 
+        # sudo: reads the contacts this workspace's subscriptions (or its own earlier contacts)
+        # point at, to compare the payloads with; nothing is written before the trust checks.
         partners = self.env["res.partner"].sudo().with_context(active_test=False).browse(list(targets))
         # Read once for all: a record browsed alone would fetch its fields alone.
         partners.fetch(set(STANDARD_KEYS.values()) | {"email_normalized", "phone_sanitized"})
@@ -467,6 +470,8 @@ class GobysendIngest(models.AbstractModel):
         self._claim_new_contacts(workspace, [item["ref"] for item in new_items])
         to_create = [item for item in new_items if not item["adopt"]]
         if to_create:
+            # sudo: the API's user cannot create partners; these are new contacts of this
+            # workspace, marked as created by it.
             # Through the ORM, in one call: other addons override res.partner's create. Without
             # the chatter's work on creation (no log message, no follower: as one by one), which
             # it otherwise does record by record.
@@ -493,6 +498,7 @@ class GobysendIngest(models.AbstractModel):
                 item["partner_id"] = partner.id
                 item["changed"] = {}
         self._insert_subscriptions(workspace, new_items, source, note)
+        # sudo: the subscriptions found or created in this workspace for these very items.
         Subscription = self.env["gobysend.subscription"].sudo()
         for item in items:
             if item["set_external_id"]:
@@ -552,6 +558,7 @@ class GobysendIngest(models.AbstractModel):
         """
         if not items:
             return
+        # sudo: only to invalidate and browse the subscriptions inserted here, in this workspace.
         Subscription = self.env["gobysend.subscription"].sudo()
         pending_first = workspace.double_opt_in and not self.env.context.get("gobysend_skip_double_opt_in")
         states = []
@@ -880,6 +887,7 @@ class GobysendIngest(models.AbstractModel):
         ]
         if not typed:
             return
+        # sudo: declares and reads this workspace's attributes, as the API always did.
         Attribute = self.env["gobysend.attribute"].sudo()
         by_key = {
             attribute["key"]: (attribute["id"], attribute["value_type"])
