@@ -81,6 +81,21 @@ class ResPartner(models.Model):
                     )
         return super()._auto_init()
 
+    def init(self):
+        super().init()
+        # The tracking API and imports look contacts up by address and number, a batch at a
+        # time (``= ANY(...)``); Odoo indexes email_normalized for ``ilike`` only (trigram) and
+        # phone_sanitized not at all, so each lookup read every partner.
+        for column in ("email_normalized", "phone_sanitized"):
+            self.env.cr.execute(
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS %s ON res_partner (%s) WHERE %s IS NOT NULL",
+                    SQL.identifier(f"res_partner_gobysend_{column}_idx"),
+                    SQL.identifier(column),
+                    SQL.identifier(column),
+                )
+            )
+
     def _compute_gobysend_counts(self):
         # Counted under the current user's record rules: a user sees the activity of their
         # own workspaces only.
