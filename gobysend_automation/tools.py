@@ -8,7 +8,7 @@ import re
 import phonenumbers
 import pytz
 
-from odoo import _
+from odoo import _, tools
 
 from .exceptions import InvalidInput
 
@@ -52,6 +52,21 @@ def related_list_action(record, model, inverse_field, name):
         "domain": [(inverse_field, "=", record.id)],
         "context": {f"default_{inverse_field}": record.id},
     }
+
+
+# Plain addresses (dot-separated atoms of the common characters, no quotes, comments, display
+# names or spaces): ``email_normalize`` reads them as they are, lowercased.
+PLAIN_EMAIL_RE = re.compile(r"^[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+
+
+def normalize_email(email):
+    """``email_normalize`` of ``email``, or False when it is no valid address or no text. Plain
+    addresses skip the full parser: the bulk paths read a hundred thousand of them at once."""
+    if not isinstance(email, str):
+        return False
+    if PLAIN_EMAIL_RE.match(email):
+        return email.lower()
+    return tools.email_normalize(email)
 
 
 def normalize_phone(number, region, field_name="phone"):

@@ -1,4 +1,5 @@
 from . import gobysend_workspace_bound
+from . import gobysend_contact_import
 from . import gobysend_workspace
 from . import gobysend_api_key
 from . import gobysend_subscription

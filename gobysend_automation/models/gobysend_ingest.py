@@ -17,11 +17,18 @@ from odoo.tools import SQL
 
 from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, UnknownDevice
 from ..kinds.steps.wait_event import wake_waiting
-from ..tools import coerce_attribute_value, find_nul_character, infer_attribute_type, parse_timestamp
+from ..tools import (
+    coerce_attribute_value,
+    find_nul_character,
+    infer_attribute_type,
+    normalize_email,
+    normalize_phone,
+    parse_timestamp,
+)
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
-from .gobysend_subscription import CHANNELS
+from .gobysend_subscription import BLACKLIST_FLAGS, CHANNELS
 
 _logger = logging.getLogger(__name__)
 
@@ -37,6 +44,14 @@ STANDARD_KEY_OF_FIELD = {field: key for key, field in STANDARD_KEYS.items()}
 # space around them is dropped).
 DEVICE_TOKEN_PATTERN = r"^[ \t\r\n]*[!-~]+[ \t\r\n]*$"
 DEVICE_TOKEN_RE = re.compile(DEVICE_TOKEN_PATTERN)
+# The column type of each attribute value type, for the arrays that bulk writes send.
+VALUE_SQL_TYPES = {
+    "string": "varchar",
+    "number": "float8",
+    "boolean": "boolean",
+    "date": "date",
+    "datetime": "timestamp",
+}
 
 
 class ConcurrentContactCreation(Exception):
@@ -74,9 +89,12 @@ class GobysendIngest(models.AbstractModel):
             raise InvalidInput(field, _("Text cannot contain NUL characters (\\u0000)."))
 
     @api.model
-    def _read_contact_ref(self, workspace, payload):
-        """Return the normalised identifiers of a payload: {"id", "email", "phone"} (None when absent)."""
-        self._check_storable({key: payload.get(key) for key in ("id", "email", "phone")})
+    def _read_contact_ref(self, workspace, payload, region=None, checked=False):
+        """Return the normalised identifiers of a payload: {"id", "email", "phone"} (None when absent).
+        ``region`` is the workspace's phone region, ``checked`` that the payload is storable:
+        callers reading many payloads pass both once."""
+        if not checked:
+            self._check_storable({key: payload.get(key) for key in ("id", "email", "phone")})
         ref = {"id": None, "email": None, "phone": None}
         external_id = payload.get("id")
         if external_id is not None:
@@ -89,7 +107,7 @@ class GobysendIngest(models.AbstractModel):
             ref["id"] = external_id.strip()
         email = payload.get("email")
         if email is not None:
-            normalized = tools.email_normalize(email) if isinstance(email, str) else False
+            normalized = normalize_email(email)
             if not normalized:
                 raise InvalidInput("email", _("“%(email)s” is not a valid email address.", email=email))
             ref["email"] = normalized
@@ -97,7 +115,7 @@ class GobysendIngest(models.AbstractModel):
         if phone is not None:
             if not isinstance(phone, str):
                 raise InvalidInput("phone", _("A phone number must be a string."))
-            ref["phone"] = workspace._normalize_phone(phone)
+            ref["phone"] = normalize_phone(phone, region or workspace._get_phone_region())
         if not any(ref.values()):
             raise InvalidInput("id", _("Identify the contact with one of id, email or phone."))
         return ref
@@ -124,9 +142,15 @@ class GobysendIngest(models.AbstractModel):
         """``_find_subscription`` for many refs at once, in one query per identifier kind.
 
         Returns {(key, value): partner id} for the identifiers found; ``_match_contact`` picks
-        one ref's contact from it. The hot path of event ingestion: plain SQL, because the ORM
-        would cost a search and a record fetch per event.
+        one ref's contact from it. The hot path of event ingestion.
         """
+        return {key: row[1] for key, row in self._find_subscription_rows(workspace, refs).items()}
+
+    @api.model
+    def _find_subscription_rows(self, workspace, refs):
+        """The subscriptions of many refs, in one query per identifier kind: {(key, value):
+        (subscription id, partner id, customer id)}. Plain SQL, because the ORM would cost a
+        search and a record fetch per contact on the hot paths of ingestion and imports."""
         found = {}
         unmatched = list(refs)
         if not unmatched:
@@ -142,7 +166,7 @@ class GobysendIngest(models.AbstractModel):
             self.env.cr.execute(
                 SQL(
                     """
-                    SELECT DISTINCT ON (%(column)s) %(column)s, s.partner_id
+                    SELECT DISTINCT ON (%(column)s) %(column)s, s.id, s.partner_id, s.external_id
                       FROM gobysend_subscription s
                       JOIN res_partner p ON p.id = s.partner_id
                      WHERE s.workspace_id = %(workspace_id)s AND %(column)s = ANY(%(values)s)
@@ -153,7 +177,7 @@ class GobysendIngest(models.AbstractModel):
                     values=values,
                 )
             )
-            found.update(((key, value), partner_id) for value, partner_id in self.env.cr.fetchall())
+            found.update(((key, value), tuple(row)) for value, *row in self.env.cr.fetchall())
             unmatched = [ref for ref in unmatched if not any((k, ref[k]) in found for k, _c in CONTACT_KEYS)]
         return found
 
@@ -212,144 +236,329 @@ class GobysendIngest(models.AbstractModel):
     @api.model
     def identify(self, workspace, payload):
         """Create or update a contact and its attributes. Returns {"contact_id", "created"}."""
+        (result,) = self._identify_many(workspace, [payload])
+        if isinstance(result, InvalidInput):
+            raise result
+        return result
+
+    @api.model
+    def _identify_many(self, workspace, payloads, source="api", consents=None, note=None, refs=None):
+        """Identify many contacts at once, with the same outcome as identifying them one after
+        the other: one result per payload, {"contact_id", "created"} or the ``InvalidInput``
+        that refuses it, which writes nothing of that payload.
+
+        The payloads are taken in rounds of items that cannot see each other's writes (no
+        identifier, contact or newly typed attribute in common); each round looks its contacts
+        up in one query per identifier kind, creates the missing partners with one ORM
+        ``create`` and writes subscriptions, consent records and attribute values in one
+        statement each. A payload that shares something with an earlier one of its round
+        starts the next round, which sees what the earlier one wrote: duplicates in one batch
+        resolve to one contact.
+
+        ``consents`` ({payload index: {channel: state}}) sets consent per channel, logged with
+        ``source`` and ``note`` as its proof; imports use it, the API does not. ``refs`` are the
+        payloads' identifiers as ``_read_contact_ref`` read them already, if the caller did.
+        """
+        results = [None] * len(payloads)
+        pending = list(range(len(payloads)))
+        while pending:
+            pending = self._identify_round(
+                workspace, payloads, pending, results, source, consents or {}, note, refs or {}
+            )
+        return results
+
+    @api.model
+    def _read_identify(self, workspace, payload, known_types, region=None, ref=None):
+        """Validate one identify payload into the item a round works on."""
+        if not isinstance(payload, dict):
+            raise InvalidInput("type", _("Each batch item must be a JSON object."))
         self._check_storable(payload)
-        ref = self._read_contact_ref(workspace, payload)
+        if ref is None:
+            ref = self._read_contact_ref(workspace, payload, region=region, checked=True)
         attributes = payload.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise InvalidInput("attributes", _("Attributes must be a JSON object of key/value pairs."))
-        partner_vals, attribute_values = self._prepare_attributes(workspace, attributes)
+        partner_vals, typed_values = self._prepare_attributes(workspace, attributes, known_types)
         if ref["email"]:
             partner_vals.setdefault("email", ref["email"])
         if ref["phone"]:
             partner_vals.setdefault("phone", ref["phone"])
+        identifiers = {f"{key}:{ref[key]}" for key in ("id", "email", "phone") if ref[key]}
+        # An address or number written by this item is one a later item may look the contact up by.
+        for field_name in ("email", "phone"):
+            if partner_vals.get(field_name):
+                identifiers.add(f"{field_name}:{partner_vals[field_name]}")
+        return {
+            "ref": ref,
+            "attributes": attributes,
+            "partner_vals": partner_vals,
+            "typed_values": typed_values,
+            "identifiers": identifiers,
+        }
 
-        subscription = self._find_subscription(workspace, ref)
-        created = not subscription
+    @api.model
+    def _known_attribute_types(self, workspace, payloads):
+        """{key: type} of the workspace's attributes that ``payloads`` name, in one query."""
+        keys = {
+            key
+            for payload in payloads
+            if isinstance(payload, dict) and isinstance(payload.get("attributes"), dict)
+            for key in payload["attributes"]
+            if isinstance(key, str) and key not in STANDARD_KEYS
+        }
+        if not keys:
+            return {}
+        # sudo: the types of this workspace's attributes only; the API's user cannot read them.
+        attributes = self.env["gobysend.attribute"].sudo()
+        return {
+            attribute["key"]: attribute["value_type"]
+            for attribute in attributes.search_read(
+                [("workspace_id", "=", workspace.id), ("key", "in", list(keys))], ["key", "value_type"]
+            )
+        }
+
+    @api.model
+    def _identify_round(self, workspace, payloads, pending, results, source, consents, note, refs):
+        """Identify the longest run of ``pending`` payloads that are independent of each other;
+        return the indexes left for the next round."""
+        known_types = self._known_attribute_types(workspace, [payloads[index] for index in pending])
+        region = workspace._get_phone_region()
+        items, rest, taken, introduced = [], [], set(), {}
+        for position, index in enumerate(pending):
+            try:
+                item = self._read_identify(workspace, payloads[index], known_types, region, refs.get(index))
+            except InvalidInput as error:
+                results[index] = error
+                continue
+            new_types = {
+                key: value_type
+                for key, value_type, value in item["typed_values"]
+                if key not in known_types and value is not None
+            }
+            # An attribute first seen earlier in this round gets that item's type when the item
+            # succeeds: only the same inferred type makes the order irrelevant.
+            if item["identifiers"] & taken or any(introduced.get(k, t) != t for k, t in new_types.items()):
+                rest = pending[position:]
+                break
+            taken |= item["identifiers"]
+            for key, value_type in new_types.items():
+                introduced.setdefault(key, value_type)
+            item["index"] = index
+            item["consent"] = consents.get(index) or {}
+            items.append(item)
+        if not items:
+            return rest
+
+        found = self._find_subscription_rows(workspace, [item["ref"] for item in items])
+        for item in items:
+            ref = item["ref"]
+            item["subscription"] = next(
+                (found[key, ref[key]] for key, _column in CONTACT_KEYS if ref[key] and (key, ref[key]) in found), None
+            )
+        adoptable = self._find_adoptable_partners(
+            workspace, [item["ref"] for item in items if not item["subscription"]]
+        )
+        targets = set()
+        for position, item in enumerate(items):
+            ref = item["ref"]
+            item["adopt"] = None
+            if not item["subscription"]:
+                item["adopt"] = adoptable.get(("email", ref["email"])) or adoptable.get(("phone", ref["phone"]))
+            target = item["subscription"][1] if item["subscription"] else item["adopt"]
+            if target in targets:
+                # Two items about one contact: the later one must see what the earlier one wrote.
+                rest = [later["index"] for later in items[position:]] + rest
+                del items[position:]
+                break
+            if target:
+                targets.add(target)
+            item["partner_id"] = target
+
+        # sudo: reads the contacts this workspace's subscriptions (or its own earlier contacts)
+        # point at, to compare the payloads with; nothing is written before the trust checks.
+        partners = self.env["res.partner"].sudo().with_context(active_test=False).browse(list(targets))
+        # Read once for all: a record browsed alone would fetch its fields alone.
+        partners.fetch(set(STANDARD_KEYS.values()) | {"email_normalized", "phone_sanitized"})
+        by_id = {partner.id: partner for partner in partners}
+        for item in items:
+            partner = by_id.get(item["partner_id"])
+            item["changed"] = {
+                key: value
+                for key, value in item["partner_vals"].items()
+                if partner is None or not self._same_value(partner, key, value)
+            }
+        refusals = self._contact_write_refusals(
+            workspace,
+            partners.browse([item["partner_id"] for item in items if item["subscription"] and item["changed"]]),
+        )
+        accepted = []
+        for item in items:
+            ref, index = item["ref"], item["index"]
+            subscription = item["subscription"]
+            item["set_external_id"] = False
+            if subscription and ref["id"] and subscription[2] != ref["id"]:
+                if subscription[2]:
+                    results[index] = InvalidInput(
+                        "id",
+                        _(
+                            "This contact already has the customer id “%(current)s”; it cannot also be “%(new)s”.",
+                            current=subscription[2],
+                            new=ref["id"],
+                        ),
+                    )
+                    continue
+                item["set_external_id"] = True
+            refusal = subscription and item["changed"] and refusals.get(item["partner_id"])
+            if refusal:
+                field = STANDARD_KEY_OF_FIELD[next(iter(item["changed"]))]
+                results[index] = ContactNotWritable(
+                    f"attributes.{field}" if field in item["attributes"] else field, refusal
+                )
+                continue
+            accepted.append(item)
         try:
             with self.env.cr.savepoint():
-                if created:
-                    self._claim_new_contact(workspace, ref)
-                    subscription = self._create_subscription(workspace, ref, partner_vals)
-                elif ref["id"] and subscription.external_id != ref["id"]:
-                    if subscription.external_id:
-                        raise InvalidInput(
-                            "id",
-                            _(
-                                "This contact already has the customer id “%(current)s”; it cannot also be “%(new)s”.",
-                                current=subscription.external_id,
-                                new=ref["id"],
-                            ),
-                        )
-                    subscription.external_id = ref["id"]
-                partner = subscription.partner_id
-                changed = {
-                    key: value for key, value in partner_vals.items() if not self._same_value(partner, key, value)
-                }
-                if changed:
-                    refusal = self._contact_write_refusal(workspace, partner)
-                    if refusal:
-                        field = STANDARD_KEY_OF_FIELD[next(iter(changed))]
-                        raise ContactNotWritable(f"attributes.{field}" if field in attributes else field, refusal)
-                    # sudo: the partner was just checked to be this workspace's own contact.
-                    partner.sudo().write(changed)
-                self._write_attribute_values(workspace, partner, attribute_values)
-                self.env.flush_all()
+                self._write_identified(workspace, accepted, source, note)
         except IntegrityError as error:
             if error.pgcode != errorcodes.UNIQUE_VIOLATION:
                 raise
             raise ConcurrentContactCreation(str(error)) from error
-        return {"contact_id": subscription.partner_id.id, "created": created}
+        for item in accepted:
+            results[item["index"]] = {"contact_id": item["partner_id"], "created": not item["subscription"]}
+        return rest
 
     @api.model
-    def _same_value(self, partner, field_name, value):
-        """Whether writing ``value`` would leave ``partner``'s field as it is: an email or phone
-        written differently but naming the same address or number counts as the same."""
-        if field_name == "email" and value:
-            return partner.email_normalized == value
-        if field_name == "phone" and value:
-            return partner.phone_sanitized == value
-        current = partner[field_name]
-        # Many2one values (country_id) arrive as ids.
-        return (current.id if isinstance(current, models.BaseModel) else current) == value
+    def _find_adoptable_partners(self, workspace, refs):
+        """Partners that this workspace's API created and that have lost their subscription
+        since, by the email and phone of ``refs``: {(key, value): partner id}, the oldest one
+        per address, Odoo users' and companies' left out. Any other partner with the same email
+        or phone (a user, a company, a contact of another workspace or of the CRM) is left
+        alone: a key of one workspace adopts nobody else's contact."""
+        found = {}
+        self.env["res.partner"].flush_model(["email_normalized", "phone_sanitized", "active"])
+        for key, column in (("email", "email_normalized"), ("phone", "phone_sanitized")):
+            values = list({ref[key] for ref in refs if ref[key]})
+            if not values:
+                continue
+            # Plain SQL: one query for the whole batch, where a search per address would cost one each.
+            self.env.cr.execute(
+                SQL(
+                    """
+                    SELECT DISTINCT ON (%(column)s) %(column)s, id
+                      FROM res_partner
+                     WHERE gobysend_origin_workspace_id = %(workspace_id)s AND active
+                       AND %(column)s = ANY(%(values)s)
+                  ORDER BY %(column)s, id
+                    """,
+                    column=SQL.identifier(column),
+                    workspace_id=workspace.id,
+                    values=values,
+                )
+            )
+            found.update(((key, value), partner_id) for value, partner_id in self.env.cr.fetchall())
+        # As one by one: the partner found by email is the candidate even when it is an account.
+        accounts = self._odoo_account_ids(set(found.values()))
+        return {key: partner_id for key, partner_id in found.items() if partner_id not in accounts}
 
     @api.model
-    def _claim_new_contact(self, workspace, ref):
+    def _write_identified(self, workspace, items, source, note):
+        """Write what the accepted items of a round change: new partners, subscriptions and their
+        consent records, customer ids, consent, the contacts' own fields, attribute values."""
+        if not items:
+            return
+        self.env.flush_all()
+        new_items = [item for item in items if not item["subscription"]]
+        self._claim_new_contacts(workspace, [item["ref"] for item in new_items])
+        to_create = [item for item in new_items if not item["adopt"]]
+        if to_create:
+            # sudo: the API's user cannot create partners; these are new contacts of this
+            # workspace, marked as created by it.
+            # Through the ORM, in one call: other addons override res.partner's create. Without
+            # the chatter's work on creation (no log message, no follower: as one by one), which
+            # it otherwise does record by record.
+            partners = (
+                self.env["res.partner"]
+                .sudo()
+                .with_context(mail_create_nolog=True, mail_create_nosubscribe=True, tracking_disable=True)
+                .create(
+                    [
+                        dict(
+                            item["partner_vals"],
+                            name=item["partner_vals"].get("name")
+                            or item["ref"]["email"]
+                            or item["ref"]["phone"]
+                            or item["ref"]["id"],
+                            gobysend_origin_workspace_id=workspace.id,
+                            gobysend_ever_subscribed=True,
+                        )
+                        for item in to_create
+                    ]
+                )
+            )
+            for item, partner in zip(to_create, partners, strict=True):
+                item["partner_id"] = partner.id
+                item["changed"] = {}
+        self._insert_subscriptions(workspace, new_items, source, note)
+        # sudo: the subscriptions found or created in this workspace for these very items.
+        Subscription = self.env["gobysend.subscription"].sudo()
+        for item in items:
+            if item["set_external_id"]:
+                Subscription.browse(item["subscription"][0]).external_id = item["ref"]["id"]
+            if item["subscription"]:
+                subscription = Subscription.browse(item["subscription"][0])
+                for channel, state in item["consent"].items():
+                    subscription._set_consent(channel, state, source, note=note)
+        # Contacts whose own fields change: grouped by the values they take, one write per group.
+        by_change = {}
+        for item in items:
+            if item["changed"]:
+                by_change.setdefault(tuple(item["changed"].items()), []).append(item["partner_id"])
+        Partner = self.env["res.partner"].sudo().with_context(active_test=False)
+        for changed, partner_ids in by_change.items():
+            # sudo: each partner was checked to be this workspace's own contact (or is a new one).
+            Partner.browse(partner_ids).write(dict(changed))
+        self._write_attribute_values_bulk(workspace, items)
+        self.env.flush_all()
+        self._add_to_blacklists(
+            [item["partner_id"] for item in new_items if "email" in item["opted_out"]],
+            [item["partner_id"] for item in new_items if "sms" in item["opted_out"]],
+        )
+
+    @api.model
+    def _claim_new_contacts(self, workspace, refs):
         """Make requests that create the same new contact at the same moment collide.
 
-        Each identifier of the new contact is claimed in ``gobysend_contact_claim``. A second
+        Each identifier of a new contact is claimed in ``gobysend_contact_claim``. A second
         request claiming one of them waits for the first to end; once the first has committed,
         PostgreSQL refuses the second with a serialization failure (its snapshot cannot see the
         first's contact), and the router runs it again on a fresh snapshot, where it finds the
-        contact. Plain SQL: the ORM has no ``ON CONFLICT``.
+        contact. Claimed in sorted order, so that two batches never wait for each other in a
+        circle. Plain SQL: the ORM has no ``ON CONFLICT``.
         """
+        identifiers = sorted({f"{key}:{ref[key]}" for ref in refs for key in ("id", "email", "phone") if ref[key]})
+        if not identifiers:
+            return
         self.env.cr.execute(
             """
             INSERT INTO gobysend_contact_claim (workspace_id, identifier, claimed_at)
                  SELECT %s, identifier, now() at time zone 'UTC' FROM unnest(%s::varchar[]) AS identifier
             ON CONFLICT (workspace_id, identifier) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
             """,
-            (workspace.id, sorted(f"{key}:{ref[key]}" for key in ("id", "email", "phone") if ref[key])),
+            (workspace.id, identifiers),
         )
 
     @api.model
-    def _is_odoo_account(self, partner):
-        """Whether ``partner`` stands for an Odoo user (internal or portal, archived ones too) or
-        for a company of this database: contacts that sign in, reset passwords and send
-        invoices, which the tracking API never rewrites nor adopts."""
-        # sudo: only counts; an API request runs as the endpoint's user, who cannot read users.
-        users = self.env["res.users"].sudo().with_context(active_test=False)
-        companies = self.env["res.company"].sudo().with_context(active_test=False)
-        return bool(
-            users.search_count([("partner_id", "=", partner.id)], limit=1)
-            or companies.search_count([("partner_id", "=", partner.id)], limit=1)
-        )
-
-    @api.model
-    def _contact_write_refusal(self, workspace, partner):
-        """Why the tracking API of ``workspace`` may not change ``partner``'s own fields (name,
-        email, phone...), or None when it may.
-
-        It may for a contact the workspace owns: one its API created, or one made elsewhere in
-        Odoo that a manager subscribed to this workspace alone. A contact shared by several
-        workspaces changes only through the workspace that created it; the others keep their
-        own values in attributes.
-        """
-        if not partner.active:
-            return _("This contact is archived in Odoo; its own fields cannot be changed through the API.")
-        if self._is_odoo_account(partner):
-            return _(
-                "This contact is an Odoo user or company; its own fields cannot be changed through the API. "
-                "Store the value in an attribute of another name instead."
-            )
-        # sudo: reads the creator of a contact this workspace holds, a field for administrators only.
-        origin = partner.sudo().gobysend_origin_workspace_id
-        if origin:
-            if origin != workspace:
-                return _(
-                    "This contact was created through another workspace, which alone changes its own fields; "
-                    "store the value in an attribute of another name instead."
-                )
-            return None
-        shared = (
-            self.env["gobysend.subscription"]
-            .sudo()
-            .with_context(active_test=False)
-            .search_count([("partner_id", "=", partner.id), ("workspace_id", "!=", workspace.id)], limit=1)
-        )
-        if shared:
-            return _(
-                "This contact comes from elsewhere in Odoo and is shared by several workspaces; its own fields "
-                "cannot be changed through the API. Store the value in an attribute of another name instead."
-            )
-        return None
+    def _claim_new_contact(self, workspace, ref):
+        """``_claim_new_contacts`` for one contact (the campaign webhook, *Add to campaign*)."""
+        self._claim_new_contacts(workspace, [ref])
 
     @api.model
     def _create_subscription(self, workspace, ref, partner_vals):
-        """Subscribe a new contact: a partner that this workspace's API created before (and has
-        since lost its subscription), or else a new partner. Any other partner with the same
-        email or phone (an Odoo user, a company, a contact of another workspace or of the CRM)
-        is left alone: a key of one workspace adopts nobody else's contact."""
-        partners = self.env["res.partner"].sudo()
+        """Subscribe one new contact outside a batch (a campaign webhook call): a partner that
+        this workspace's API created before (and has since lost its subscription), or else a new
+        partner. Any other partner with the same email or phone (an Odoo user, a company, a
+        contact of another workspace or of the CRM) is left alone."""
+        partners = self.env["res.partner"].sudo()  # sudo: this workspace's own contacts only, see below
         partner = partners.browse()
         for key, field_name in (("email", "email_normalized"), ("phone", "phone_sanitized")):
             if ref[key] and not partner:
@@ -367,22 +576,234 @@ class GobysendIngest(models.AbstractModel):
             )
         return (
             self.env["gobysend.subscription"]
-            .sudo()
+            .sudo()  # sudo: the subscription of the contact just found or created in this workspace
             .with_context(mail_create_nolog=True, mail_create_nosubscribe=True)
             .create({"workspace_id": workspace.id, "partner_id": partner.id, "external_id": ref["id"], "source": "api"})
         )
 
     @api.model
-    def _prepare_attributes(self, workspace, attributes):
-        """Validate ``attributes``; return (partner field values, [(attribute key, type, value)])."""
+    def _insert_subscriptions(self, workspace, items, source, note):
+        """Subscribe the contacts of ``items`` (``partner_id`` set) to ``workspace``, with the
+        consent records proving each channel's state, as ``gobysend.subscription.create`` does.
+
+        Plain SQL: the ORM would create each subscription's four consent records one by one
+        through ``mail.thread``, which makes a batch of contacts cost a thousand statements.
+        The rest of what ``create`` does follows: the contacts' subscribed flag, Odoo's
+        blacklists for opt-outs, the double opt-in confirmation, the segments' change queue.
+        """
+        if not items:
+            return
+        # sudo: only to invalidate and browse the subscriptions inserted here, in this workspace.
+        Subscription = self.env["gobysend.subscription"].sudo()
+        pending_first = workspace.double_opt_in and not self.env.context.get("gobysend_skip_double_opt_in")
+        states = []
+        for item in items:
+            row = {}
+            for channel in CHANNELS:
+                state = item["consent"].get(channel, "subscribed")
+                # Nobody is subscribed to such a workspace before confirming.
+                row[channel] = "pending" if pending_first and state == "subscribed" else state
+            states.append(row)
+        now = self.env.cr.now()
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_subscription (workspace_id, partner_id, external_id, email_state, sms_state,
+                                               zalo_state, push_state, source, active,
+                                               create_uid, create_date, write_uid, write_date)
+                 SELECT %(workspace_id)s, partner_id, external_id, email_state, sms_state, zalo_state, push_state,
+                        %(source)s, true, %(uid)s, %(now)s, %(uid)s, %(now)s
+                   FROM unnest(%(partner_ids)s::int[], %(external_ids)s::varchar[], %(email)s::varchar[],
+                               %(sms)s::varchar[], %(zalo)s::varchar[], %(push)s::varchar[])
+                        AS t(partner_id, external_id, email_state, sms_state, zalo_state, push_state)
+              RETURNING id, partner_id
+            """,
+            {
+                "workspace_id": workspace.id,
+                "source": source,
+                "uid": self.env.uid,
+                "now": now,
+                "partner_ids": [item["partner_id"] for item in items],
+                "external_ids": [item["ref"]["id"] for item in items],
+                "email": [row["email"] for row in states],
+                "sms": [row["sms"] for row in states],
+                "zalo": [row["zalo"] for row in states],
+                "push": [row["push"] for row in states],
+            },
+        )
+        subscription_ids = {partner_id: subscription_id for subscription_id, partner_id in self.env.cr.fetchall()}
+        log_rows = [
+            (subscription_ids[item["partner_id"]], item["partner_id"], channel, row[channel])
+            for item, row in zip(items, states, strict=True)
+            for channel in CHANNELS
+        ]
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_consent_log (subscription_id, workspace_id, partner_id, channel, state, source, note,
+                                              create_uid, create_date, write_uid, write_date)
+                 SELECT subscription_id, %(workspace_id)s, partner_id, channel, state, %(source)s, %(note)s,
+                        %(uid)s, %(now)s, %(uid)s, %(now)s
+                   FROM unnest(%(subscription_ids)s::int[], %(partner_ids)s::int[], %(channels)s::varchar[],
+                               %(states)s::varchar[]) AS t(subscription_id, partner_id, channel, state)
+            """,
+            {
+                "workspace_id": workspace.id,
+                "source": source,
+                "note": note,
+                "uid": self.env.uid,
+                "now": now,
+                "subscription_ids": [row[0] for row in log_rows],
+                "partner_ids": [row[1] for row in log_rows],
+                "channels": [row[2] for row in log_rows],
+                "states": [row[3] for row in log_rows],
+            },
+        )
+        Subscription.invalidate_model()
+        self.env["gobysend.consent.log"].invalidate_model()
+        subscriptions = Subscription.browse([subscription_ids[item["partner_id"]] for item in items])
+        # New partners were created with the flag; adopted ones may lack it.
+        self.env["res.partner"].browse(
+            [item["partner_id"] for item in items if item["adopt"]]
+        )._gobysend_flag_subscribed()
+        for item, row in zip(items, states, strict=True):
+            item["opted_out"] = [channel for channel in ("email", "sms") if row[channel] == "unsubscribed"]
+        if pending_first:
+            subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
+        self.env["gobysend.segment"]._mark_dirty([item["partner_id"] for item in items], "subscription")
+
+    @api.model
+    def _add_to_blacklists(self, email_partner_ids, sms_partner_ids):
+        """Put the addresses and numbers of new contacts that opted out into Odoo's email and
+        phone blacklists, as a subscription created unsubscribed does one by one.
+
+        Plain SQL, one statement per list: through ``mail.blacklist._add`` each entry costs a
+        record and a chatter message, which made an import with opt-outs crawl. The consent
+        records of the subscriptions are the proof of these opt-outs."""
+        for partner_ids, table, column, source in (
+            (email_partner_ids, "mail_blacklist", "email", "email_normalized"),
+            (sms_partner_ids, "phone_blacklist", "number", "phone_sanitized"),
+        ):
+            if not partner_ids:
+                continue
+            self.env.cr.execute(
+                SQL(
+                    """
+                    INSERT INTO %(table)s AS b (%(column)s, active, create_uid, create_date, write_uid, write_date)
+                         SELECT DISTINCT p.%(source)s, true, %(uid)s, %(now)s, %(uid)s, %(now)s
+                           FROM res_partner p
+                          WHERE p.id = ANY(%(partner_ids)s) AND p.%(source)s IS NOT NULL
+                    ON CONFLICT (%(column)s) DO UPDATE SET active = true, write_uid = EXCLUDED.write_uid,
+                                                           write_date = EXCLUDED.write_date
+                          WHERE NOT b.active
+                    """,
+                    table=SQL.identifier(table),
+                    column=SQL.identifier(column),
+                    source=SQL.identifier(source),
+                    uid=self.env.uid,
+                    now=self.env.cr.now(),
+                    partner_ids=partner_ids,
+                )
+            )
+        if email_partner_ids or sms_partner_ids:
+            self.env["mail.blacklist"].invalidate_model()
+            self.env["phone.blacklist"].invalidate_model()
+            partners = self.env["res.partner"]
+            partners.invalidate_model([name for name in BLACKLIST_FLAGS if name in partners._fields])
+
+    @api.model
+    def _same_value(self, partner, field_name, value):
+        """Whether writing ``value`` would leave ``partner``'s field as it is: an email or phone
+        written differently but naming the same address or number counts as the same."""
+        if field_name == "email" and value:
+            return partner.email_normalized == value
+        if field_name == "phone" and value:
+            return partner.phone_sanitized == value
+        current = partner[field_name]
+        # Many2one values (country_id) arrive as ids.
+        return (current.id if isinstance(current, models.BaseModel) else current) == value
+
+    @api.model
+    def _odoo_account_ids(self, partner_ids):
+        """The ids among ``partner_ids`` that stand for an Odoo user (internal or portal,
+        archived ones too) or for a company of this database: contacts that sign in, reset
+        passwords and send invoices, which the tracking API never rewrites nor adopts."""
+        partner_ids = list(partner_ids)
+        if not partner_ids:
+            return set()
+        # sudo: only reads which partners they are; an API request runs as the endpoint's user,
+        # who cannot read users.
+        users = self.env["res.users"].sudo().with_context(active_test=False)
+        companies = self.env["res.company"].sudo().with_context(active_test=False)
+        domain = [("partner_id", "in", partner_ids)]
+        return {
+            row["partner_id"][0] for model in (users, companies) for row in model.search_read(domain, ["partner_id"])
+        }
+
+    @api.model
+    def _is_odoo_account(self, partner):
+        return bool(self._odoo_account_ids(partner.ids))
+
+    @api.model
+    def _contact_write_refusal(self, workspace, partner):
+        """Why the tracking API of ``workspace`` may not change ``partner``'s own fields (name,
+        email, phone...), or None when it may (see ``_contact_write_refusals``)."""
+        return self._contact_write_refusals(workspace, partner).get(partner.id)
+
+    @api.model
+    def _contact_write_refusals(self, workspace, partners):
+        """{partner id: why the tracking API of ``workspace`` may not change that partner's own
+        fields (name, email, phone...)} for those of ``partners`` it may not change.
+
+        It may for a contact the workspace owns: one its API created, or one made elsewhere in
+        Odoo that a manager subscribed to this workspace alone. A contact shared by several
+        workspaces changes only through the workspace that created it; the others keep their
+        own values in attributes.
+        """
+        if not partners:
+            return {}
+        accounts = self._odoo_account_ids(partners.ids)
+        # sudo: counts the other workspaces holding these contacts, whatever the caller may read.
+        shared = {
+            partner.id
+            for (partner,) in self.env["gobysend.subscription"]
+            .sudo()
+            .with_context(active_test=False)
+            ._read_group([("partner_id", "in", partners.ids), ("workspace_id", "!=", workspace.id)], ["partner_id"])
+        }
+        refusals = {}
+        # sudo: reads the creator of a contact this workspace holds, a field for administrators only.
+        for partner in partners.sudo().with_context(active_test=False):
+            origin = partner.gobysend_origin_workspace_id
+            if not partner.active:
+                refusals[partner.id] = _(
+                    "This contact is archived in Odoo; its own fields cannot be changed through the API."
+                )
+            elif partner.id in accounts:
+                refusals[partner.id] = _(
+                    "This contact is an Odoo user or company; its own fields cannot be changed through the API. "
+                    "Store the value in an attribute of another name instead."
+                )
+            elif origin:
+                if origin != workspace:
+                    refusals[partner.id] = _(
+                        "This contact was created through another workspace, which alone changes its own fields; "
+                        "store the value in an attribute of another name instead."
+                    )
+            elif partner.id in shared:
+                refusals[partner.id] = _(
+                    "This contact comes from elsewhere in Odoo and is shared by several workspaces; its own fields "
+                    "cannot be changed through the API. Store the value in an attribute of another name instead."
+                )
+        return refusals
+
+    @api.model
+    def _prepare_attributes(self, workspace, attributes, known_types=None):
+        """Validate ``attributes``; return (partner field values, [(attribute key, type, value)]).
+        ``known_types`` ({key: type}, see ``_known_attribute_types``) saves looking the
+        workspace's attributes up again."""
         partner_vals = {}
         typed_values = []
-        known = {
-            attribute.key: attribute
-            for attribute in self.env["gobysend.attribute"]
-            .sudo()
-            .search([("workspace_id", "=", workspace.id), ("key", "in", list(attributes))])
-        }
+        if known_types is None:
+            known_types = self._known_attribute_types(workspace, [{"attributes": attributes}])
         for key, value in attributes.items():
             field_name = f"attributes.{key}"
             if key in STANDARD_KEYS:
@@ -397,9 +818,9 @@ class GobysendIngest(models.AbstractModel):
                     ),
                 )
             if value is None:
-                typed_values.append((key, known[key].value_type if key in known else None, None))
+                typed_values.append((key, known_types.get(key), None))
                 continue
-            value_type = known[key].value_type if key in known else infer_attribute_type(value)
+            value_type = known_types.get(key) or infer_attribute_type(value)
             if not value_type:
                 raise InvalidInput(
                     field_name,
@@ -450,46 +871,138 @@ class GobysendIngest(models.AbstractModel):
         return {STANDARD_KEYS[key]: value.strip()}
 
     @api.model
-    def _write_attribute_values(self, workspace, partner, typed_values):
-        if not typed_values:
+    def _drop_unchanged_values(self, upserts):
+        """Leave out of ``upserts`` the values that contacts already hold, read in one query:
+        an upsert would lock (and so write) every row it meets, changed or not."""
+        pairs = [
+            (attribute_id, partner_id)
+            for attribute_ids, partner_ids, _values in upserts.values()
+            for attribute_id, partner_id in zip(attribute_ids, partner_ids, strict=True)
+        ]
+        if not pairs:
             return
-        attributes = self.env["gobysend.attribute"].sudo()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT v.attribute_id, v.partner_id, %(columns)s
+                  FROM gobysend_attribute_value v
+                 WHERE v.partner_id = ANY(%(partner_ids)s) AND v.attribute_id = ANY(%(attribute_ids)s)
+                """,
+                columns=SQL(", ").join(SQL.identifier("v", column) for column in VALUE_FIELDS.values()),
+                partner_ids=list({partner_id for _a, partner_id in pairs}),
+                attribute_ids=list({attribute_id for attribute_id, _p in pairs}),
+            )
+        )
+        columns = list(VALUE_FIELDS)
+        current = {(row[0], row[1]): dict(zip(columns, row[2:], strict=True)) for row in self.env.cr.fetchall()}
+        if not current:
+            return
+        for value_type, (attribute_ids, partner_ids, values) in upserts.items():
+            kept = [
+                (attribute_id, partner_id, value)
+                for attribute_id, partner_id, value in zip(attribute_ids, partner_ids, values, strict=True)
+                if (attribute_id, partner_id) not in current or current[attribute_id, partner_id][value_type] != value
+            ]
+            upserts[value_type] = tuple(map(list, zip(*kept, strict=True))) if kept else ([], [], [])
+
+    @api.model
+    def _write_attribute_values_bulk(self, workspace, items):
+        """Store the attribute values of ``items`` (each with its ``partner_id``): the missing
+        attributes are declared with their inferred type, then values are inserted or changed
+        with one statement per value type, and cleared ones deleted with one more.
+
+        Plain SQL, because the ORM would search and write the values contact by contact;
+        ``ON CONFLICT`` turns a known contact's value into an update, which happens only when
+        the value differs, so that unchanged contacts are not queued for segments again.
+        """
+        typed = [
+            (item["partner_id"], key, value_type, value)
+            for item in items
+            for key, value_type, value in item["typed_values"]
+        ]
+        if not typed:
+            return
+        # sudo: declares and reads this workspace's attributes, as the API always did.
+        Attribute = self.env["gobysend.attribute"].sudo()
         by_key = {
-            attribute.key: attribute
-            for attribute in attributes.search(
-                [("workspace_id", "=", workspace.id), ("key", "in", [k for k, _t, _v in typed_values])]
+            attribute["key"]: (attribute["id"], attribute["value_type"])
+            for attribute in Attribute.search_read(
+                [("workspace_id", "=", workspace.id), ("key", "in", list({key for _p, key, _t, _v in typed}))],
+                ["key", "value_type"],
             )
         }
-        new = [
-            {"workspace_id": workspace.id, "key": key, "value_type": value_type, "auto_created": True}
-            for key, value_type, value in typed_values
-            if key not in by_key and value is not None
-        ]
-        for attribute in attributes.create(new):
-            by_key[attribute.key] = attribute
-        existing = {
-            value.attribute_id.id: value
-            for value in self.env["gobysend.attribute.value"]
-            .sudo()
-            .search([("partner_id", "=", partner.id), ("attribute_id", "in", [a.id for a in by_key.values()])])
-        }
-        to_create = []
-        for key, _value_type, value in typed_values:
-            attribute = by_key.get(key)
-            if not attribute:
+        new = {}
+        for _partner_id, key, value_type, value in typed:
+            if key not in by_key and value is not None:
+                new.setdefault(key, value_type)
+        if new:
+            created = Attribute.create(
+                [
+                    {"workspace_id": workspace.id, "key": key, "value_type": value_type, "auto_created": True}
+                    for key, value_type in new.items()
+                ]
+            )
+            by_key.update((attribute.key, (attribute.id, attribute.value_type)) for attribute in created)
+        self.env.flush_all()
+        upserts = {}  # value type: ([attribute ids], [partner ids], [values])
+        cleared = ([], [])
+        for partner_id, key, _value_type, value in typed:
+            if key not in by_key:
                 continue  # clearing an attribute that never existed
-            current = existing.get(attribute.id)
+            attribute_id, value_type = by_key[key]
             if value is None:
-                if current:
-                    current.unlink()
+                cleared[0].append(attribute_id)
+                cleared[1].append(partner_id)
                 continue
-            column = VALUE_FIELDS[attribute.value_type]
-            if current:
-                if current[column] != value:
-                    current[column] = value
-            else:
-                to_create.append({"attribute_id": attribute.id, "partner_id": partner.id, column: value})
-        self.env["gobysend.attribute.value"].sudo().create(to_create)
+            columns = upserts.setdefault(value_type, ([], [], []))
+            columns[0].append(attribute_id)
+            columns[1].append(partner_id)
+            columns[2].append(value)
+        changed = set()
+        now = self.env.cr.now()
+        self._drop_unchanged_values(upserts)
+        for value_type, (attribute_ids, partner_ids, values) in upserts.items():
+            if not attribute_ids:
+                continue
+            column = VALUE_FIELDS[value_type]
+            self.env.cr.execute(
+                SQL(
+                    """
+                    INSERT INTO gobysend_attribute_value AS v (attribute_id, workspace_id, partner_id, %(column)s,
+                                                               create_uid, create_date, write_uid, write_date)
+                         SELECT attribute_id, %(workspace_id)s, partner_id, value, %(uid)s, %(now)s, %(uid)s, %(now)s
+                           FROM unnest(%(attribute_ids)s::int[], %(partner_ids)s::int[], %(values)s::%(sql_type)s[])
+                                AS t(attribute_id, partner_id, value)
+                    ON CONFLICT (attribute_id, partner_id) DO UPDATE
+                            SET %(column)s = EXCLUDED.%(column)s, write_uid = EXCLUDED.write_uid,
+                                write_date = EXCLUDED.write_date
+                          WHERE v.%(column)s IS DISTINCT FROM EXCLUDED.%(column)s
+                      RETURNING v.partner_id
+                    """,
+                    column=SQL.identifier(column),
+                    sql_type=SQL(VALUE_SQL_TYPES[value_type]),
+                    workspace_id=workspace.id,
+                    uid=self.env.uid,
+                    now=now,
+                    attribute_ids=attribute_ids,
+                    partner_ids=partner_ids,
+                    values=values,
+                )
+            )
+            changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())
+        if cleared[0]:
+            self.env.cr.execute(
+                """
+                DELETE FROM gobysend_attribute_value v
+                      USING unnest(%s::int[], %s::int[]) AS t(attribute_id, partner_id)
+                      WHERE v.attribute_id = t.attribute_id AND v.partner_id = t.partner_id
+                  RETURNING v.partner_id
+                """,
+                cleared,
+            )
+            changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())
+        self.env["gobysend.attribute.value"].invalidate_model()
+        self.env["gobysend.segment"]._mark_dirty(list(changed), "attribute")
 
     # ------------------------------------------------------------------
     # Events and page views
@@ -709,8 +1222,9 @@ class GobysendIngest(models.AbstractModel):
         """Process up to 1000 mixed items; one result per item, so one bad item sinks nothing else.
 
         Consecutive track/page items are validated one by one, their contacts looked up together
-        and their events stored with a single INSERT; identify and device items run in order
-        inside their own savepoint, so a track item after an identify of a new contact finds it.
+        and their events stored with a single INSERT; consecutive identify items are identified
+        together (``_identify_many``); device items run in order inside their own savepoint. A
+        track item after an identify of a new contact finds it.
         """
         if not isinstance(items, list):
             raise InvalidInput("batch", _("“batch” must be a list of items."))
@@ -742,6 +1256,7 @@ class GobysendIngest(models.AbstractModel):
         # Contacts of the current run of track/page items, looked up together; an identify or
         # device item may create or change contacts, so it ends the run.
         run_refs, run_found = {}, {}
+        identified = {}  # index: result of the current run of identify items
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, dict):
@@ -773,10 +1288,21 @@ class GobysendIngest(models.AbstractModel):
                     continue
                 flush_events()
                 run_refs, run_found = {}, {}
-                with self.env.cr.savepoint():
-                    if item_type == "identify":
-                        result = self.identify(workspace, item)
-                    else:
+                if item_type == "identify":
+                    if index not in identified:
+                        # The run of identify items starting here, identified together.
+                        end = index
+                        while (
+                            end < len(items) and isinstance(items[end], dict) and items[end].get("type") == "identify"
+                        ):
+                            end += 1
+                        run = self._identify_many(workspace, items[index:end])
+                        identified = dict(zip(range(index, end), run, strict=True))
+                    result = identified[index]
+                    if isinstance(result, InvalidInput):
+                        raise result
+                else:
+                    with self.env.cr.savepoint():
                         result = self.register_device(workspace, item)
                 results[index] = dict(result, index=index, status="ok")
             except InvalidInput as error:

@@ -270,6 +270,23 @@ class GobysendSegment(models.Model):
             "context": {"search_default_filter_current": 1},
         }
 
+    def action_export_members(self):
+        """The current members as contacts, in a list whose columns (the contact's fields and
+        its attributes in this workspace) Odoo's export takes to CSV or XLSX."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Export members of %(segment)s", segment=self.display_name),
+            "res_model": "res.partner",
+            "view_mode": "list",
+            "views": [(self.env.ref("gobysend_automation.res_partner_view_list_gobysend_members").id, "list")],
+            "domain": [
+                ("gobysend_segment_membership_ids", "any", [("segment_id", "=", self.id), ("left_at", "=", False)])
+            ],
+            "context": {"gobysend_workspace_id": self.workspace_id.id, "create": False},
+            "help": _("<p>Select the members, then Export in the Action menu to download them as CSV or XLSX.</p>"),
+        }
+
     def action_view_history(self):
         self.ensure_one()
         return {

@@ -252,6 +252,17 @@ class GobysendWorkspace(models.Model):
         )
         return entry.id
 
+    def action_open_contact_import_wizard(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Import Contacts"),
+            "res_model": "gobysend.contact.import.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_workspace_id": self.id},
+        }
+
     def action_open_top_up_wizard(self):
         self.ensure_one()
         return {
@@ -294,5 +305,9 @@ class GobysendWorkspace(models.Model):
 
     def _normalize_phone(self, number, field_name="phone"):
         """Return ``number`` in E.164 using this workspace's default country, or raise."""
+        return normalize_phone(number, self._get_phone_region(), field_name=field_name)
+
+    def _get_phone_region(self):
+        """The region of phone numbers written without a country prefix."""
         self.ensure_one()
-        return normalize_phone(number, self.country_id.code or "VN", field_name=field_name)
+        return self.country_id.code or "VN"

@@ -39,6 +39,13 @@ class ResPartner(models.Model):
     )
     gobysend_event_ids = fields.One2many("gobysend.event", "partner_id", string="Activity", groups=GOBYSEND_USER)
     gobysend_device_ids = fields.One2many("gobysend.device", "partner_id", string="Devices", groups=GOBYSEND_USER)
+    # Every attribute of the contact in one exportable column ("tier: gold; points: 1200"), so
+    # that Odoo's own export takes them along with the contact's fields. In the workspace of the
+    # context's ``gobysend_workspace_id`` (set by a segment's member list), else in all the
+    # user's workspaces.
+    gobysend_attributes = fields.Char(
+        string="Gobysend Attributes", compute="_compute_gobysend_attributes", groups=GOBYSEND_USER
+    )
     gobysend_event_count = fields.Integer(compute="_compute_gobysend_counts", string="Events", groups=GOBYSEND_USER)
     gobysend_device_count = fields.Integer(
         compute="_compute_gobysend_counts", string="Device Count", groups=GOBYSEND_USER
@@ -79,6 +86,21 @@ class ResPartner(models.Model):
                     )
         return super()._auto_init()
 
+    def init(self):
+        super().init()
+        # The tracking API and imports look contacts up by address and number, a batch at a
+        # time (``= ANY(...)``); Odoo indexes email_normalized for ``ilike`` only (trigram) and
+        # phone_sanitized not at all, so each lookup read every partner.
+        for column in ("email_normalized", "phone_sanitized"):
+            self.env.cr.execute(
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS %s ON res_partner (%s) WHERE %s IS NOT NULL",
+                    SQL.identifier(f"res_partner_gobysend_{column}_idx"),
+                    SQL.identifier(column),
+                    SQL.identifier(column),
+                )
+            )
+
     @api.depends_context("uid")
     def _compute_gobysend_counts(self):
         # Counted under the current user's record rules: a user sees the activity of their
@@ -92,6 +114,19 @@ class ResPartner(models.Model):
             counts = count_related(self, model, "partner_id")
             for partner in self:
                 partner[field] = counts.get(partner, 0)
+
+    def _compute_gobysend_attributes(self):
+        domain = [("partner_id", "in", self.ids)]
+        workspace_id = self.env.context.get("gobysend_workspace_id")
+        if workspace_id:
+            domain.append(("workspace_id", "=", workspace_id))
+        # Read under the user's record rules: values of the workspaces they are a member of.
+        values = self.env["gobysend.attribute.value"].search(domain, order="partner_id, workspace_id, id")
+        texts = {}
+        for value in values.sorted(lambda value: (value.partner_id.id, value.workspace_id.id, value.key)):
+            texts.setdefault(value.partner_id.id, []).append(f"{value.key}: {value.value_display}")
+        for partner in self:
+            partner.gobysend_attributes = "; ".join(texts.get(partner.id, []))
 
     def write(self, vals):
         result = super().write(vals)

@@ -15,3 +15,6 @@ from . import test_inapp
 from . import test_workflow_steps
 from . import test_campaign_records
 from . import test_campaign_records_ui
+from . import test_contacts_bulk
+from . import test_contact_import
+from . import test_segment_export

@@ -1,0 +1,226 @@
+"""Identify in bulk: a batch of contacts costs a fixed number of statements, whatever its size,
+with the same outcome as identifying its items one after the other."""
+
+from odoo import tools
+from odoo.tests import tagged
+
+from ..exceptions import ContactNotWritable, InvalidInput
+from ..tools import normalize_email
+from .common import GobysendCase
+
+
+@tagged("post_install", "-at_install")
+class TestBulkIdentify(GobysendCase):
+    def batch(self, items, workspace=None):
+        return self.ingest.batch(workspace or self.workspace_a, items)
+
+    def identify_items(self, count, prefix, **attributes):
+        return [
+            {
+                "type": "identify",
+                "id": f"{prefix}-{number}",
+                "email": f"{prefix.lower()}-{number}@example.com",
+                "phone": f"+8491{ord(prefix[0]) % 10}{number:06d}",  # a range of numbers per prefix
+                "attributes": dict(
+                    {"name": f"Customer {number}", "tier": "gold", "points": number, "vip": number % 2 == 0},
+                    **attributes,
+                ),
+            }
+            for number in range(count)
+        ]
+
+    def count_queries(self, function):
+        # As in a new request: nothing of the contacts in the cache.
+        self.env.flush_all()
+        self.env.invalidate_all()
+        before = self.env.cr.sql_log_count
+        function()
+        self.env.flush_all()
+        return self.env.cr.sql_log_count - before
+
+    def queued(self):
+        self.env.cr.execute("SELECT partner_id FROM gobysend_segment_dirty ORDER BY partner_id")
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def value(self, partner_id, key):
+        return self.env["gobysend.attribute.value"].search(
+            [("partner_id", "=", partner_id), ("attribute_id.key", "=", key)]
+        )
+
+    def test_a_batch_of_new_contacts_costs_the_same_statements_whatever_its_size(self):
+        # The attributes exist: the first batch declares them.
+        self.batch(self.identify_items(1, "WARM"))
+        small = self.count_queries(lambda: self.batch(self.identify_items(10, "S")))
+        large = self.count_queries(lambda: self.batch(self.identify_items(200, "L")))
+        # One by one, each contact cost some twenty statements.
+        self.assertLess(large, small + 5, "a larger batch must not cost more statements")
+        subscriptions = self.env["gobysend.subscription"].search(
+            [("workspace_id", "=", self.workspace_a.id), ("external_id", "=like", "L-%")]
+        )
+        self.assertEqual(len(subscriptions), 200)
+        partner = subscriptions.filtered(lambda s: s.external_id == "L-7").partner_id
+        self.assertRecordValues(partner, [{"name": "Customer 7", "email": "l-7@example.com", "phone": "+84916000007"}])
+        self.assertEqual(partner.gobysend_origin_workspace_id, self.workspace_a)
+        self.assertEqual(self.value(partner.id, "points").value_number, 7)
+        self.assertIs(self.value(partner.id, "vip").value_boolean, False)
+        logs = self.env["gobysend.consent.log"].search([("partner_id", "=", partner.id)])
+        self.assertEqual(sorted(logs.mapped("channel")), ["email", "push", "sms", "zalo"])
+        self.assertEqual(set(logs.mapped("source")), {"api"})
+        self.assertTrue(partner.gobysend_ever_subscribed)
+
+    def test_a_batch_of_known_contacts_costs_the_same_statements_whatever_its_size(self):
+        self.batch(self.identify_items(200, "U"))
+        small = self.count_queries(lambda: self.batch(self.identify_items(10, "U", tier="silver")))
+        large = self.count_queries(lambda: self.batch(self.identify_items(200, "U", tier="platinum")))
+        self.assertLess(large, small + 5)
+        results = self.batch(self.identify_items(3, "U"))
+        self.assertEqual([result["created"] for result in results], [False, False, False])
+        self.assertEqual(self.value(results[1]["contact_id"], "tier").value_string, "gold")
+
+    def test_only_contacts_whose_values_change_are_queued_for_segments(self):
+        first = self.batch(self.identify_items(6, "Q"))
+        self.env.cr.execute("DELETE FROM gobysend_segment_dirty")
+        again = self.identify_items(6, "Q")
+        for item in again[::2]:
+            item["attributes"]["tier"] = "silver"
+        results = self.batch(again)
+        self.assertEqual([result["contact_id"] for result in results], [result["contact_id"] for result in first])
+        self.assertEqual(self.queued(), sorted(result["contact_id"] for result in first[::2]))
+        self.assertEqual(self.value(first[2]["contact_id"], "tier").value_string, "silver")
+        self.assertEqual(self.value(first[3]["contact_id"], "tier").value_string, "gold")
+
+    def test_duplicate_keys_in_one_batch_resolve_to_one_contact(self):
+        results = self.batch(
+            [
+                {"type": "identify", "id": "C-1", "email": "lan@example.com", "attributes": {"tier": "gold"}},
+                {"type": "identify", "email": "LAN@example.com", "attributes": {"tier": "silver", "points": 3}},
+                {"type": "identify", "id": "C-1", "phone": "0912 345 678"},
+                {"type": "identify", "phone": "+84912345678", "attributes": {"city": "Huế"}},
+                {"type": "identify", "id": "C-2", "email": "lan@example.com"},
+                {"type": "identify", "id": "C-3", "email": "minh@example.com"},
+            ]
+        )
+        contact = results[0]["contact_id"]
+        self.assertEqual([result["contact_id"] for result in results[:4]], [contact] * 4)
+        self.assertEqual([result["created"] for result in results[:4]], [True, False, False, False])
+        self.assertEqual((results[4]["status"], results[4]["errors"][0]["loc"]), ("error", ["batch", 4, "id"]))
+        self.assertTrue(results[5]["created"])
+        partner = self.env["res.partner"].browse(contact)
+        self.assertEqual((partner.phone, partner.city), ("+84912345678", "Huế"))
+        self.assertEqual(self.value(contact, "tier").value_string, "silver")
+        self.assertEqual(len(self.subscription_of(self.workspace_a, partner)), 1)
+        self.assertEqual(self.env["res.partner"].search_count([("email_normalized", "=", "lan@example.com")]), 1)
+
+    def test_a_contact_whose_email_changes_earlier_in_the_batch_is_not_found_by_the_old_one(self):
+        first = self.ingest.identify(self.workspace_a, {"id": "C-1", "email": "old@example.com"})
+        results = self.batch(
+            [
+                {"type": "identify", "id": "C-1", "attributes": {"email": "new@example.com"}},
+                {"type": "identify", "email": "old@example.com"},
+            ]
+        )
+        self.assertEqual(results[0]["contact_id"], first["contact_id"])
+        self.assertTrue(results[1]["created"])
+        self.assertNotEqual(results[1]["contact_id"], first["contact_id"])
+
+    def test_an_attribute_first_typed_in_the_batch_types_the_later_items(self):
+        results = self.batch(
+            [
+                {"type": "identify", "id": "C-1", "attributes": {"points": 10}},
+                {"type": "identify", "id": "C-2", "attributes": {"points": "lots"}},
+                {"type": "identify", "id": "C-3", "attributes": {"points": "12.5"}},
+            ]
+        )
+        self.assertEqual([result["status"] for result in results], ["ok", "error", "ok"])
+        self.assertEqual(results[1]["errors"][0]["loc"], ["batch", 1, "attributes.points"])
+        self.assertEqual(self.value(results[2]["contact_id"], "points").value_number, 12.5)
+
+    def test_a_refused_item_declares_no_attribute_and_writes_nothing(self):
+        staff = self.env["res.users"].create({"name": "Staff", "login": "gbs_bulk_staff", "email": "staff@example.com"})
+        self.env["gobysend.subscription"].create(
+            {"workspace_id": self.workspace_a.id, "partner_id": staff.partner_id.id}
+        )
+        results = self.ingest._identify_many(
+            self.workspace_a,
+            [
+                {"email": "staff@example.com", "attributes": {"name": "Hijacked", "shoe_size": 42}},
+                {"id": "C-1", "attributes": {"tier": "gold"}},
+            ],
+        )
+        self.assertIsInstance(results[0], ContactNotWritable)
+        self.assertEqual(results[0].field, "attributes.name")
+        self.assertTrue(results[1]["created"])
+        self.assertEqual(staff.partner_id.name, "Staff")
+        self.assertFalse(
+            self.env["gobysend.attribute"].search(
+                [("workspace_id", "=", self.workspace_a.id), ("key", "=", "shoe_size")]
+            )
+        )
+
+    def test_null_clears_attributes_in_bulk(self):
+        results = self.batch(self.identify_items(3, "N"))
+        self.batch([{"type": "identify", "id": "N-1", "attributes": {"tier": None, "unknown_key": None}}])
+        self.assertFalse(self.value(results[1]["contact_id"], "tier"))
+        self.assertTrue(self.value(results[0]["contact_id"], "tier"))
+
+    def test_consent_given_in_bulk_is_logged_with_its_source(self):
+        results = self.ingest._identify_many(
+            self.workspace_a,
+            [
+                {"id": "C-1", "email": "lan@example.com"},
+                {"id": "C-2", "email": "minh@example.com"},
+                {"id": "C-3", "phone": "0912 345 678", "email": "an@example.com"},
+            ],
+            source="import",
+            consents={0: {"email": "unsubscribed", "sms": "subscribed"}, 2: {"sms": "unsubscribed"}},
+            note="customers.csv",
+        )
+        subscription = self.subscription_of(self.workspace_a, results[0]["contact_id"])
+        self.assertEqual((subscription.email_state, subscription.sms_state), ("unsubscribed", "subscribed"))
+        self.assertEqual(subscription.source, "import")
+        log = subscription.consent_log_ids.filtered(lambda entry: entry.channel == "email")
+        self.assertEqual((log.state, log.source, log.note), ("unsubscribed", "import", "customers.csv"))
+        # An opt-out reaches Odoo's own blacklist, as one by one.
+        self.assertTrue(self.env["mail.blacklist"].search([("email", "=", "lan@example.com")]))
+        self.assertTrue(self.env["res.partner"].browse(results[0]["contact_id"]).is_blacklisted)
+        self.assertTrue(self.env["phone.blacklist"].search([("number", "=", "+84912345678")]))
+        self.assertFalse(self.env["mail.blacklist"].search([("email", "in", ["minh@example.com", "an@example.com"])]))
+        # Consent of a known contact changes through the consent log too.
+        self.ingest._identify_many(
+            self.workspace_a, [{"id": "C-2"}], source="import", consents={0: {"zalo": "unsubscribed"}}, note="again"
+        )
+        other = self.subscription_of(self.workspace_a, results[1]["contact_id"])
+        self.assertEqual(other.zalo_state, "unsubscribed")
+        self.assertEqual(other.consent_log_ids.filtered(lambda entry: entry.note == "again").source, "import")
+
+    def test_invalid_items_are_answered_each(self):
+        results = self.ingest._identify_many(
+            self.workspace_a, [{"email": "bad"}, {"id": "C-1"}, "not an object", {"phone": "123"}]
+        )
+        self.assertIsInstance(results[0], InvalidInput)
+        self.assertEqual([results[0].field, results[2].field, results[3].field], ["email", "type", "phone"])
+        self.assertTrue(results[1]["created"])
+
+    def test_the_quick_email_reading_agrees_with_odoos(self):
+        for email in (
+            "Lan.Nguyen@Example.COM",
+            "a@b.c",
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "a@example..com",
+            "a@-example.com",
+            "first_last+tag%x@sub.example.co.uk",
+            "-@example.com",
+            "a@example",
+            "a b@example.com",
+            " lan@example.com ",
+            "Lan <lan@example.com>",
+            '"quoted"@example.com',
+            "a@b@example.com",
+            "lan@example.com, minh@example.com",
+            "",
+            "@example.com",
+        ):
+            with self.subTest(email=email):
+                self.assertEqual(normalize_email(email), tools.email_normalize(email))

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Contacts at scale. Run by hand:
+
+    python3 tests/benchmarks/bench_contacts.py [--contacts 100000] [--import-rows 1000000]
+
+It creates a scratch database ``gobysend_bench_contacts_*`` (both addons, no demo data) and
+times, in one run and one process (the service the tracking API calls, as the API's ``/batch``
+does, committing after each batch as a request would):
+
+(a) the anchor: Odoo's own batched ``res.partner.create`` of ``--contacts`` bare partners (name,
+    email, phone; no subscription, no attribute) in batches of 500, with Odoo's default context;
+(b) identify of as many new contacts (customer id, email, phone, name and 5 attributes) in
+    batches of 500 (``gobysend.ingest.batch``);
+(c) identify of the same contacts again: all updates, half of them changing one attribute;
+(d) the import of a CSV file of ``--import-rows`` rows through the background job the import
+    wizard queues (the job's code run in a separate process, as a queue_job worker would, so
+    that its peak memory is its own).
+
+It prints the figures next to the targets and drops the scratch database unless ``--keep``.
+Targets: (b) no slower than (a), toward 3,000 contacts/s; (c) >= 5,000 contacts/s;
+(d) 1,000,000 rows in <= 10 minutes with the worker's memory <= 1 GiB.
+"""
+
+import argparse
+import csv
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchlib import addons_path, create_database, drop_database
+
+import odoo
+from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import Registry
+
+BATCH = 500
+TARGET_NEW_PER_SECOND = 3000
+TARGET_UPDATES_PER_SECOND = 5000
+TARGET_IMPORT_SECONDS = 600
+TARGET_IMPORT_RSS_MIB = 1024
+TIERS = ("bronze", "silver", "gold", "platinum")
+
+
+def contact_payload(number, tier_shift=0):
+    return {
+        "type": "identify",
+        "id": f"C-{number}",
+        "email": f"customer-{number}@example.com",
+        "phone": f"+8491{number:07d}",
+        "attributes": {
+            "name": f"Customer {number}",
+            "tier": TIERS[(number + tier_shift) % len(TIERS)],
+            "points": number % 5000,
+            "vip": number % 7 == 0,
+            "signup": f"20{10 + number % 15}-0{1 + number % 9}-1{number % 10}",
+            "city_code": f"HN-{number % 30}",
+        },
+    }
+
+
+def timed_batches(registry, batches, run):
+    """Run ``run(env, batch)`` on each batch in its own committed transaction; return seconds."""
+    started = time.perf_counter()
+    for batch in batches:
+        with registry.cursor() as cr:
+            run(api.Environment(cr, SUPERUSER_ID, {}), batch)
+    return time.perf_counter() - started
+
+
+def chunks(items, size):
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def bench_anchor(registry, count, prefix, context):
+    """Odoo's batched ``res.partner.create`` of ``count`` bare partners, with ``context``."""
+    vals = [
+        {"name": f"Anchor {n}", "email": f"{prefix}-{n}@example.com", "phone": f"+849{prefix[-1]}{n:07d}"}
+        for n in range(count)
+    ]
+    return timed_batches(
+        registry, chunks(vals, BATCH), lambda env, batch: env["res.partner"].with_context(**context).create(batch)
+    )
+
+
+def bench_identify(registry, workspace_id, payloads):
+    failures = []
+
+    def run(env, batch):
+        results = env["gobysend.ingest"].batch(env["gobysend.workspace"].browse(workspace_id), batch)
+        failures.extend(result for result in results if result["status"] != "ok")
+
+    elapsed = timed_batches(registry, chunks(payloads, BATCH), run)
+    if failures:
+        raise SystemExit(f"{len(failures)} items failed, e.g. {failures[:3]}")
+    return elapsed
+
+
+def write_csv(path, rows, first):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_id", "email", "phone", "name", "tier", "points", "vip", "signup", "email_consent"])
+        for number in range(first, first + rows):
+            writer.writerow(
+                [
+                    f"I-{number}",
+                    f"import-{number}@example.com",
+                    f"+8493{number:07d}",
+                    f"Imported {number}",
+                    TIERS[number % len(TIERS)],
+                    number % 5000,
+                    "yes" if number % 7 == 0 else "no",
+                    f"20{10 + number % 15}-0{1 + number % 9}-1{number % 10}",
+                    "yes" if number % 10 else "no",
+                ]
+            )
+
+
+# Runs the import's queued jobs one after the other as a queue_job worker would: each job
+# (one chunk) in its own transaction, committed, queueing the next.
+IMPORT_WORKER = """
+import resource, sys, time
+import odoo
+from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import Registry
+odoo.tools.config.parse_config(["--addons-path=" + sys.argv[2], "--log-level=warn"])
+registry = Registry(sys.argv[1])
+from odoo.addons.queue_job.job import Job
+started = time.perf_counter()
+while True:
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        jobs = env["queue.job"].search(
+            [("model_name", "=", "gobysend.contact.import"), ("state", "=", "pending")], order="id", limit=1
+        )
+        if not jobs:
+            break
+        Job.load(env, jobs.uuid).perform()
+        jobs.state = "done"
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench_import(registry, dbname, workspace_id, rows, directory):
+    path = os.path.join(directory, "customers.csv")
+    write_csv(path, rows, 0)
+    size = os.path.getsize(path)
+    columns = [
+        {"index": 0, "header": "customer_id", "target": "id"},
+        {"index": 1, "header": "email", "target": "email"},
+        {"index": 2, "header": "phone", "target": "phone"},
+        {"index": 3, "header": "name", "target": "name"},
+        {"index": 4, "header": "tier", "target": "attribute", "key": "tier", "type": "string"},
+        {"index": 5, "header": "points", "target": "attribute", "key": "points", "type": "number"},
+        {"index": 6, "header": "vip", "target": "attribute", "key": "vip", "type": "boolean"},
+        {"index": 7, "header": "signup", "target": "attribute", "key": "signup", "type": "date"},
+        {"index": 8, "header": "email_consent", "target": "consent", "channel": "email"},
+    ]
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        # What the wizard's Import button does once the file is uploaded.
+        contact_import = env["gobysend.contact.import"]._create_import(
+            env["gobysend.workspace"].browse(workspace_id), "customers.csv", raw, columns
+        )
+        import_id = contact_import.id
+    del raw
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_WORKER, dbname, addons_path(), str(import_id)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode:
+        raise SystemExit("The import job failed:\n" + result.stderr[-4000:])
+    elapsed, max_rss_kib = result.stdout.strip().splitlines()[-1].split()
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        done = env["gobysend.contact.import"].browse(import_id)
+        stored = env["gobysend.subscription"].search_count([("workspace_id", "=", workspace_id)])
+        summary = (done.state, done.rows_done, done.rows_total, done.rows_rejected, stored)
+    return float(elapsed), int(max_rss_kib) / 1024, size, summary
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--import-rows", type=int, default=1_000_000, help="0 skips the import")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    odoo.tools.config.parse_config([f"--addons-path={addons_path()}", "--log-level=warn"])
+    dbname = f"gobysend_bench_contacts_{int(time.time())}"
+    print(f"Creating {dbname} ...", flush=True)
+    create_database(dbname)
+    try:
+        registry = Registry(dbname)
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            workspace_id = (
+                env["gobysend.workspace"].create({"name": "Benchmark", "country_id": env.ref("base.vn").id}).id
+            )
+        count = args.contacts
+        anchor = bench_anchor(registry, count, "anchor2", {})
+        print(f"(a) res.partner.create, {count:,} bare partners: {anchor:.1f} s, {count / anchor:,.0f}/s", flush=True)
+        # The same with the context identify creates its partners in (no chatter work on creation).
+        quiet = bench_anchor(
+            registry,
+            count,
+            "quiet4",
+            {"mail_create_nolog": True, "mail_create_nosubscribe": True, "tracking_disable": True},
+        )
+        print(f"    the same without the chatter's creation work: {quiet:.1f} s, {count / quiet:,.0f}/s", flush=True)
+        new_payloads = [contact_payload(n) for n in range(count)]
+        created = bench_identify(registry, workspace_id, new_payloads)
+        print(f"(b) identify, {count:,} new contacts: {created:.1f} s, {count / created:,.0f}/s", flush=True)
+        update_payloads = [contact_payload(n, tier_shift=n % 2) for n in range(count)]
+        updated = bench_identify(registry, workspace_id, update_payloads)
+        print(f"(c) identify, {count:,} known contacts: {updated:.1f} s, {count / updated:,.0f}/s", flush=True)
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            subscribed = env["gobysend.subscription"].search_count([("workspace_id", "=", workspace_id)])
+            values = env["gobysend.attribute.value"].search_count([("workspace_id", "=", workspace_id)])
+        print(f"    stored: {subscribed:,} subscriptions, {values:,} attribute values")
+        imported = None
+        if args.import_rows:
+            with tempfile.TemporaryDirectory() as directory:
+                imported = bench_import(registry, dbname, workspace_id, args.import_rows, directory)
+            elapsed, rss, size, summary = imported
+            print(
+                f"(d) import of a {args.import_rows:,}-row CSV ({size / 2**20:.0f} MiB) in the background job: "
+                f"{elapsed:.1f} s, {args.import_rows / elapsed:,.0f} rows/s, worker peak RSS {rss:,.0f} MiB; "
+                f"state, done, total, rejected, subscriptions: {summary}",
+                flush=True,
+            )
+        print("\nTargets:")
+        print(
+            f"  (b) {count / created:,.0f}/s vs anchor {count / anchor:,.0f}/s: no slower {verdict(created <= anchor)}"
+        )
+        print(f"      toward {TARGET_NEW_PER_SECOND:,}/s: {verdict(count / created >= TARGET_NEW_PER_SECOND)}")
+        print(
+            f"  (c) {count / updated:,.0f}/s (target >= {TARGET_UPDATES_PER_SECOND:,}/s) "
+            f"{verdict(count / updated >= TARGET_UPDATES_PER_SECOND)}"
+        )
+        if imported:
+            elapsed, rss, _size, _summary = imported
+            projected = elapsed * 1_000_000 / args.import_rows
+            print(
+                f"  (d) {elapsed:.0f} s for {args.import_rows:,} rows, {projected:.0f} s projected linearly for 1M "
+                f"(target <= {TARGET_IMPORT_SECONDS} s) {verdict(projected <= TARGET_IMPORT_SECONDS)}; "
+                f"peak RSS {rss:,.0f} MiB (target <= {TARGET_IMPORT_RSS_MIB} MiB) "
+                f"{verdict(rss <= TARGET_IMPORT_RSS_MIB)}"
+            )
+        print(f"  (this process's peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB)")
+    finally:
+        if args.keep:
+            print(f"Kept database {dbname}")
+        else:
+            Registry.delete(dbname)
+            drop_database(dbname)
+            print(f"Dropped database {dbname}")
+
+
+if __name__ == "__main__":
+    main()
