@@ -725,7 +725,9 @@ class Builder:
         return attribute or Attribute.create({"workspace_id": self.workspace.id, "key": key, "value_type": value_type})
 
     def tag(self, name):
-        Tag = self.env["res.partner.category"]
+        # sudo: a contact tag of the template's fixed name (no user input), found or created;
+        # marketing managers may not create tags, and a tag reaches no contact by itself.
+        Tag = self.env["res.partner.category"].sudo()
         return Tag.search([("name", "=", name)], limit=1) or Tag.create({"name": name})
 
     # Channels and messages --------------------------------------------------------------------

@@ -2,7 +2,7 @@ import datetime
 
 from freezegun import freeze_time
 
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 
 from .. import campaign_templates, kinds
@@ -147,6 +147,21 @@ class TestCampaignTemplates(CampaignCase):
         # A channel in test mode is one being set up: the template uses it.
         self.sms.state = "test"
         self.assertEqual(self.create_from("abandoned_cart").step_ids.channel_id, self.email | self.sms)
+
+    def test_a_marketing_manager_creates_in_their_own_workspaces_only(self):
+        Wizard = self.env["gobysend.campaign.template.wizard"].with_user(self.manager_a)
+        wizard = Wizard.create({"template_key": "best_customers", "workspace_id": self.workspace_a.id, "lang": "en"})
+        campaign = self.env["gobysend.campaign"].browse(wizard.action_create()["res_id"])
+        self.assertEqual(campaign.create_uid, self.manager_a)
+        self.assertEqual(campaign.trigger_segment_id.workspace_id, self.workspace_a)
+        self.assertEqual(campaign.step_ids.filtered(lambda s: s.kind == "tag").tag_id.name, "VIP")
+        self.env["gobysend.channel"].create(
+            {"name": "Email B", "workspace_id": self.workspace_b.id, "channel_type": "email", "state": "enabled"}
+        )
+        wizard = Wizard.create({"template_key": "birthday", "workspace_id": self.workspace_b.id, "lang": "en"})
+        with self.assertRaises(AccessError):
+            wizard.action_create()
+        self.assertFalse(self.env["gobysend.campaign"].search([("workspace_id", "=", self.workspace_b.id)]))
 
     def test_other_workspace_channels_are_never_used(self):
         with self.assertRaisesRegex(UserError, "has no Email channel"):
