@@ -431,12 +431,12 @@ class HappyBirthday(CampaignTemplate):
     trigger_kind = "periodic"
 
     def campaign(self, builder):
-        field = builder.env["ir.model.fields"]._get("res.partner", "gobysend_birthday")
+        field = builder.field_id("res.partner", "gobysend_birthday")
         return {
             "period": "daily",
             "run_time": 9.0,
             "date_source": "field",
-            "date_field_id": field.id,
+            "date_field_id": field,
             "date_offset_days": 0,
             "reentry": "every_time",
         }
@@ -572,7 +572,7 @@ class LeadLifecycle(CampaignTemplate):
             "model_id": env["ir.model"]._get_id("crm.lead"),
             "partner_path": "partner_id",
             "email_path": "email_from",
-            "trigger_field_ids": [(6, 0, [env["ir.model.fields"]._get("crm.lead", "stage_id").id])],
+            "trigger_field_ids": [(6, 0, [builder.field_id("crm.lead", "stage_id")])],
             "reentry": "once_per_record",
             "goal_event_name": False,
         }
@@ -641,7 +641,7 @@ class OrderStatus(CampaignTemplate):
         return {
             "model_id": env["ir.model"]._get_id("sale.order"),
             "partner_path": "partner_id",
-            "trigger_field_ids": [(6, 0, [env["ir.model.fields"]._get("sale.order", "state").id])],
+            "trigger_field_ids": [(6, 0, [builder.field_id("sale.order", "state")])],
             "reentry": "every_time",
         }
 
@@ -723,6 +723,11 @@ class Builder:
         Attribute = self.env["gobysend.attribute"]
         attribute = Attribute.search([("workspace_id", "=", self.workspace.id), ("key", "=", key)], limit=1)
         return attribute or Attribute.create({"workspace_id": self.workspace.id, "key": key, "value_type": value_type})
+
+    def field_id(self, model, name):
+        # sudo: the id of a field the template names (fixed, no user input); marketing managers
+        # may not read the fields' metadata.
+        return self.env["ir.model.fields"].sudo()._get(model, name).id
 
     def tag(self, name):
         # sudo: a contact tag of the template's fixed name (no user input), found or created;

@@ -3,9 +3,10 @@ import datetime
 from freezegun import freeze_time
 
 from odoo.exceptions import AccessError, UserError
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 
 from .. import campaign_templates, kinds
+from .common import GobysendHttpCase
 from .test_campaign import MONDAY_MORNING_UTC, CampaignCase
 
 NOW = MONDAY_MORNING_UTC
@@ -37,7 +38,7 @@ class TestCampaignTemplates(CampaignCase):
 
     def create_from(self, key, lang="en", workspace=None, **values):
         wizard = self.env["gobysend.campaign.template.wizard"].create(
-            dict(values, template_key=key, workspace_id=(workspace or self.workspace_a).id, lang=lang)
+            dict(values, template_key=key, workspace_id=(workspace or self.workspace_a).id, message_lang=lang)
         )
         action = wizard.action_create()
         self.assertEqual((action["res_model"], action["view_mode"]), ("gobysend.campaign", "form"))
@@ -141,7 +142,7 @@ class TestCampaignTemplates(CampaignCase):
             self.create_from("abandoned_cart")
         self.assertFalse(self.env["gobysend.campaign"].search([("workspace_id", "=", self.workspace_a.id)]))
         wizard = self.env["gobysend.campaign.template.wizard"].create(
-            {"template_key": "abandoned_cart", "workspace_id": self.workspace_a.id, "lang": "en"}
+            {"template_key": "abandoned_cart", "workspace_id": self.workspace_a.id, "message_lang": "en"}
         )
         self.assertEqual(wizard.missing_channels, "SMS")
         # A channel in test mode is one being set up: the template uses it.
@@ -150,7 +151,9 @@ class TestCampaignTemplates(CampaignCase):
 
     def test_a_marketing_manager_creates_in_their_own_workspaces_only(self):
         Wizard = self.env["gobysend.campaign.template.wizard"].with_user(self.manager_a)
-        wizard = Wizard.create({"template_key": "best_customers", "workspace_id": self.workspace_a.id, "lang": "en"})
+        wizard = Wizard.create(
+            {"template_key": "best_customers", "workspace_id": self.workspace_a.id, "message_lang": "en"}
+        )
         campaign = self.env["gobysend.campaign"].browse(wizard.action_create()["res_id"])
         self.assertEqual(campaign.create_uid, self.manager_a)
         self.assertEqual(campaign.trigger_segment_id.workspace_id, self.workspace_a)
@@ -158,7 +161,7 @@ class TestCampaignTemplates(CampaignCase):
         self.env["gobysend.channel"].create(
             {"name": "Email B", "workspace_id": self.workspace_b.id, "channel_type": "email", "state": "enabled"}
         )
-        wizard = Wizard.create({"template_key": "birthday", "workspace_id": self.workspace_b.id, "lang": "en"})
+        wizard = Wizard.create({"template_key": "birthday", "workspace_id": self.workspace_b.id, "message_lang": "en"})
         with self.assertRaises(AccessError):
             wizard.action_create()
         self.assertFalse(self.env["gobysend.campaign"].search([("workspace_id", "=", self.workspace_b.id)]))
@@ -242,3 +245,25 @@ class TestCampaignTemplates(CampaignCase):
         messages = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)])
         self.assertEqual(messages.partner_id, self.contacts[0])
         self.assertIn("Happy birthday", messages.subject_template)
+
+
+@tagged("post_install", "-at_install", "time_sensitive")
+class TestCampaignTemplateGallery(GobysendHttpCase):
+    def test_marketer_creates_a_campaign_from_the_gallery(self):
+        marketer = new_test_user(
+            self.env,
+            login="gbs_tour_marketer",
+            groups="base.group_user,gobysend_automation.group_gobysend_manager",
+        )
+        workspace = self.env["gobysend.workspace"].create(
+            {"name": "Shop Template", "member_ids": [(6, 0, marketer.ids)]}
+        )
+        self.env["gobysend.channel"].create(
+            {"name": "Tour email", "workspace_id": workspace.id, "channel_type": "email", "state": "enabled"}
+        )
+        self.start_tour("/odoo", "gobysend_campaign_template_tour", login=marketer.login)
+        campaign = self.env["gobysend.campaign"].search([("workspace_id", "=", workspace.id)])
+        self.assertEqual(len(campaign), 1)
+        self.assertRecordValues(campaign, [{"state": "draft", "trigger_kind": "event", "event_name": "order_paid"}])
+        sends = campaign.step_ids.filtered(lambda s: s.kind == "send").sorted("sequence")
+        self.assertEqual(sends[0].subject, "Đơn hàng đầu tiên của bạn thế nào?")

@@ -32,7 +32,7 @@ class GobysendCampaignTemplateWizard(models.TransientModel):
     workspace_id = fields.Many2one(
         "gobysend.workspace", default=lambda self: self.env["gobysend.workspace"].search([], limit=1)
     )
-    lang = fields.Selection(
+    message_lang = fields.Selection(
         campaign_templates.LANGUAGES,
         string="Language of the Messages",
         default=lambda self: "vi" if (self.env.lang or "").startswith("vi") else "en",
@@ -119,7 +119,7 @@ class GobysendCampaignTemplateWizard(models.TransientModel):
         if self.segment_id and self.segment_id.workspace_id != self.workspace_id:
             raise UserError(_("The segment belongs to another workspace."))
         campaign = campaign_templates.create_campaign(
-            self.env, self.template_key, self.workspace_id, self.lang or "en", segment=self.segment_id
+            self.env, self.template_key, self.workspace_id, self.message_lang or "en", segment=self.segment_id
         )
         return {
             "type": "ir.actions.act_window",
