@@ -52,6 +52,7 @@
         "views/gobysend_message_template_views.xml",
         "views/gobysend_message_views.xml",
         "views/gobysend_campaign_views.xml",
+        "wizards/gobysend_campaign_template_wizard_views.xml",
         "views/gobysend_journey_views.xml",
         "views/crm_lead_views.xml",
         "data/gobysend_segment_data.xml",
