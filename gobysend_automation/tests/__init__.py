@@ -18,3 +18,8 @@ from . import test_campaign_records_ui
 from . import test_contacts_bulk
 from . import test_contact_import
 from . import test_segment_export
+from . import test_campaign_add
+from . import test_campaign_periodic
+from . import test_campaign_templates
+from . import test_campaign_triggers
+from . import test_campaign_webhook
