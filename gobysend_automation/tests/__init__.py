@@ -13,3 +13,4 @@ from . import test_tenant_boundary
 from . import test_campaign
 from . import test_inapp
 from . import test_workflow_steps
+from . import test_ab_test
