@@ -36,6 +36,17 @@ class GobysendCampaignStep(models.Model):
         for step in self.filtered(lambda step: step.kind == "ab_test"):
             kinds.STEPS["ab_test"].validate(step)
 
+    def _test_messages(self):
+        """The (subject, body) pairs a test of the campaign sends for this step: every variant
+        of an A/B test, the step's own message otherwise."""
+        self.ensure_one()
+        if self.kind == "ab_test":
+            variants = self.variant_ids.sorted(lambda variant: (variant.sequence, variant.id))
+            return [variant._message_templates() for variant in variants]
+        if self.body:
+            return [(self.subject, self.body)]
+        return [(self.template_id.subject, self.template_id.body)]
+
     def _ab_decision_time(self):
         self.ensure_one()
         if not self.ab_started_at:

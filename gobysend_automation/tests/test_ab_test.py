@@ -156,6 +156,15 @@ class TestABTestStep(CampaignCase):
         self.assertTrue(campaign.journey_ids.filtered(lambda journey: journey.state == "waiting"))
         return campaign, step
 
+    def test_a_test_of_the_campaign_sends_every_variant(self):
+        campaign, _step = self.ab_campaign()
+        wizard = self.env["gobysend.campaign.test.wizard"].create(
+            {"campaign_id": campaign.id, "partner_id": self.contacts[0].id}
+        )
+        messages = self.env["gobysend.message"].search(wizard.action_send()["domain"])
+        self.assertEqual(sorted(messages.mapped("body_template")), ["Hi A", "Hi B"])
+        self.assertTrue(all(messages.mapped("is_test")))
+
     @contextlib.contextmanager
     def assert_refused(self, pattern):
         # Odoo's assertRaises rolls the refused change back (a savepoint): the next check
