@@ -4,7 +4,7 @@ import datetime
 from freezegun import freeze_time
 
 from odoo.exceptions import ValidationError
-from odoo.tests import tagged
+from odoo.tests import Form, tagged
 
 from ..kinds.steps.ab_test import in_test_share
 from .test_campaign import MONDAY_MORNING_UTC, CampaignCase
@@ -84,6 +84,10 @@ class TestABTestStep(CampaignCase):
         self.assertEqual(step.ab_decided_at, DECISION)
         self.assertTrue(variant_b.is_winner)
         self.assertFalse(variant_a.is_winner)
+        form = Form(step)
+        self.assertEqual(form.ab_winner_id, variant_b)
+        with form.variant_ids.edit(1) as line:  # the form shows each variant's figures
+            self.assertEqual((line.name, line.sent_count, line.opened_count), ("B", len(sent_b), 1))
         journeys_ = campaign.journey_ids
         self.assertEqual(set(journeys_.mapped("state")), {"completed"})
         messages = self.messages(campaign)
