@@ -256,10 +256,11 @@ class JourneyBatch:
     # Helpers for step kinds
     # ------------------------------------------------------------------
 
-    def enqueue_messages(self, step, rows, subject, body, not_before=None, extra_context=None):
+    def enqueue_messages(self, step, rows, subject, body, not_before=None, extra_context=None, variant_id=None):
         """Put one outbox message per journey of ``rows`` for ``step`` into the outbox, set-based;
         return ``{journey id: message id}``. A journey's message for a step and iteration is
-        queued once (the outbox's idempotency key), whoever asks again."""
+        queued once (the outbox's idempotency key), whoever asks again. ``variant_id``: the A/B
+        test variant the messages carry."""
         channel = step.channel_id
         self.env.flush_all()
         # One INSERT ... SELECT for the whole group: the ORM would create them one by one,
@@ -270,11 +271,12 @@ class JourneyBatch:
             INSERT INTO gobysend_message (workspace_id, partner_id, channel_id, channel_type, state, subject_template,
                                           body_template, render_context, attempts, next_attempt_at, token_cost,
                                           idempotency_key, res_model, res_id, is_test, campaign_id, campaign_step_id,
-                                          journey_id, create_uid, create_date, write_uid, write_date)
+                                          journey_id, campaign_variant_id, create_uid, create_date, write_uid,
+                                          write_date)
             SELECT j.workspace_id, j.partner_id, %(channel)s, %(channel_type)s, 'queued', %(subject)s, %(body)s,
                    COALESCE(j.trigger_context, '{}'::jsonb) || %(extra)s::jsonb, 0, %(not_before)s, %(cost)s,
                    'journey-' || j.id || '-' || %(step)s || '-' || j.iteration, j.res_model, j.res_id, j.is_test,
-                   j.campaign_id, %(step)s, j.id, %(uid)s, %(now)s, %(uid)s, %(now)s
+                   j.campaign_id, %(step)s, j.id, %(variant)s, %(uid)s, %(now)s, %(uid)s, %(now)s
               FROM gobysend_journey j
              WHERE j.id = ANY(%(ids)s)
              ORDER BY j.id
@@ -290,6 +292,7 @@ class JourneyBatch:
                 "cost": channel._get_message_token_cost(),
                 "extra": context_json(extra_context),
                 "step": step.id,
+                "variant": variant_id,
                 "uid": self.env.uid,
                 "now": self.now,
                 "ids": [row.id for row in rows],

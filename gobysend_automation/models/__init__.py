@@ -26,6 +26,9 @@ from . import gobysend_message_rules
 from . import gobysend_message_dispatch
 from . import gobysend_campaign
 from . import gobysend_campaign_step
+from . import gobysend_campaign_step_variant
+from . import gobysend_campaign_step_ab
+from . import gobysend_message_variant
 from . import gobysend_journey
 from . import gobysend_message_inapp
 from . import gobysend_token_transaction

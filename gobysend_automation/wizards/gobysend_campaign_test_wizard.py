@@ -35,13 +35,8 @@ class GobysendCampaignTestWizard(models.TransientModel):
         Message = self.env["gobysend.message"]
         messages = Message.browse()
         for step in sends.sorted(lambda step: (step.sequence, step.id)):
-            messages |= Message._enqueue(
-                self.partner_id,
-                step.channel_id,
-                step.body or step.template_id.body,
-                subject=step.subject if step.body else step.template_id.subject,
-                is_test=True,
-            )
+            for subject, body in step._test_messages():
+                messages |= Message._enqueue(self.partner_id, step.channel_id, body, subject=subject, is_test=True)
         Message._send_after_commit(messages.ids)
         return {
             "type": "ir.actions.act_window",
