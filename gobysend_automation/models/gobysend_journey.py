@@ -3,7 +3,7 @@ import time
 
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 
-from odoo import _, api, fields, models
+from odoo import SUPERUSER_ID, _, api, fields, models
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.job import identity_exact
@@ -138,7 +138,7 @@ class GobysendJourney(models.Model):
             batch.save()
             self.env.cr.postcommit.add(batch.wake_dispatch)
         elif ids:
-            self._enqueue_advance(after_commit=True)
+            self._enqueue_advance(lanes=1)
         return ids
 
     # ------------------------------------------------------------------
@@ -155,28 +155,23 @@ class GobysendJourney(models.Model):
         return channel.complete_name if channel else "root"
 
     @api.model
-    def _enqueue_advance(self, after_commit=False, eta=None):
-        """Make sure advancing jobs are pending (one per lane)."""
+    def _enqueue_advance(self, eta=None, lanes=ADVANCE_LANES):
+        """Make sure advancing jobs are pending (one per lane; a trigger wakes the first lane,
+        the scheduled action all of them).
 
-        def enqueue(env=self.env):
-            for lane in range(ADVANCE_LANES):
-                env["gobysend.journey"].with_delay(
-                    channel=self._get_job_channel(),
-                    identity_key=identity_exact,
-                    eta=eta,
-                    description=_("Advance due journeys"),
-                )._job_advance(lane=lane)
-
-        if after_commit:
-            registry, uid, context = self.env.registry, self.env.uid, dict(self.env.context)
-
-            def later():
-                with registry.cursor() as cr:
-                    enqueue(api.Environment(cr, uid, context))
-
-            self.env.cr.postcommit.add(later)
-        else:
-            enqueue()
+        The jobs are owned by the engine's user (OdooBot), as its scheduled action is: whoever
+        started the journeys (an API key's technical user, a sales user, a public webhook call)
+        has no rights on the engine's work. They are queued in the current transaction, so they
+        exist once it commits and go with it when it rolls back, and they cost the writer no
+        transaction of its own."""
+        Journey = self.env["gobysend.journey"].with_user(SUPERUSER_ID)
+        for lane in range(lanes):
+            Journey.with_delay(
+                channel=self._get_job_channel(),
+                identity_key=identity_exact,
+                eta=eta,
+                description=_("Advance due journeys"),
+            )._job_advance(lane=lane)
 
     @api.model
     def _job_advance(self, batch_size=ADVANCE_BATCH_SIZE, time_budget=50.0, lane=0):
@@ -333,7 +328,7 @@ class GobysendJourney(models.Model):
         failed = self.filtered(lambda journey: journey.state == "failed" and journey.step_id)
         failed.write({"state": "active", "wake_at": fields.Datetime.now(), "reason": False, "ended_at": False})
         if failed:
-            self._enqueue_advance(after_commit=True)
+            self._enqueue_advance(lanes=1)
         return True
 
     def action_exit(self):

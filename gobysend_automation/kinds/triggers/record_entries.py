@@ -17,6 +17,7 @@ to that user too. The templates see what that user can read of the record.
 import datetime
 import functools
 import logging
+import re
 
 from odoo import fields, tools
 from odoo.exceptions import UserError, ValidationError
@@ -117,7 +118,7 @@ def enter_records(campaign, noted):
     records = records.browse([record_id for record_id in records.ids if record_id in contacts])
     if not records:
         return []
-    snapshots = record_values(records)
+    snapshots = record_values(records, template_record_fields(campaign))
     entries = [
         {
             "partner_id": contacts[record.id],
@@ -135,26 +136,53 @@ def enter_records(campaign, noted):
 # ----------------------------------------------------------------------
 
 
-def readable_fields(Model):
-    """The stored scalar and many2one fields of ``Model`` its user may read."""
+# ``record.name`` or ``record["name"]`` in a template; any other use of ``record`` (a loop over
+# it, a key computed at render time) needs the whole record.
+RECORD_USE_RE = re.compile(r"\brecord\b(?:\.(\w+)|\[\s*[\"'](\w+)[\"']\s*\])?")
+
+
+def template_record_fields(campaign):
+    """The fields of ``record`` the campaign's messages use, or None when they may use any: the
+    writer's transaction then reads only those (a lead has a hundred fields)."""
+    names = set()
+    for step in campaign.step_ids:
+        sources = [step.subject, step.body, step.template_id.subject, step.template_id.body]
+        if "variant_ids" in step._fields:
+            sources += [text for variant in step.variant_ids for text in (variant.subject, variant.body)]
+            sources += [
+                text for variant in step.variant_ids for text in (variant.template_id.subject, variant.template_id.body)
+            ]
+        for source in sources:
+            for match in RECORD_USE_RE.finditer(source or ""):
+                name = match.group(1) or match.group(2)
+                if not name:
+                    return None
+                names.add(name)
+    return names
+
+
+def readable_fields(Model, wanted=None):
+    """The stored scalar and many2one fields of ``Model`` its user may read (among ``wanted``
+    when given)."""
     return [
         name
         for name, field in Model._fields.items()
         if field.store
         and (field.type in SCALAR_TYPES or field.type == "many2one")
         and name not in SKIPPED_FIELDS
+        and (wanted is None or name in wanted)
         and field.is_accessible(Model.env)
     ]
 
 
-def record_values(records):
+def record_values(records, wanted=None):
     """{record id: the record as plain data}: scalar fields as they are (texts cut, dates as
     text) and the name of the record each many2one field names, as its user reads them.
 
     The names are a related record's own name (``_rec_name``), not its computed display name,
     and are read without prefetching the rest of its row: the writer's transaction pays for
     them, and a contact's or a user's display name costs more than the rest of the hand-over."""
-    names = readable_fields(records)
+    names = readable_fields(records, wanted)
     scalars = [name for name in names if records._fields[name].type != "many2one"]
     values = {}
     for row in records.read([*scalars, "display_name"]):
