@@ -35,3 +35,4 @@ from . import gobysend_demo
 from . import ir_cron
 from . import gobysend_campaign_trigger
 from . import gobysend_segment_trigger
+from . import gobysend_campaign_step_editor
