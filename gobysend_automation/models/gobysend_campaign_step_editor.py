@@ -13,6 +13,13 @@ class GobysendCampaignStep(models.Model):
 
     _inherit = "gobysend.campaign.step"
 
+    @api.depends("kind")
+    def _compute_summary(self):
+        # The step form shows the groups of its kind's fields (``kind_fields``): a new step made
+        # in the editor's dialog, or one whose kind is changed there, needs them computed as the
+        # kind is chosen, which the form's onchange only does for fields that depend on it.
+        return super()._compute_summary()
+
     @api.model
     def workflow_step_kinds(self):
         """The kinds of step the editor offers, in the registry's order."""

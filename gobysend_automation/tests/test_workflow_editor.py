@@ -132,3 +132,12 @@ class TestWorkflowEditor(CampaignCase):
             self.Step.workflow_insert_position(campaign.id, after_step_id=other.step_ids.id)
         with self.assertRaisesRegex(UserError, "no longer in this campaign"):
             self.Step.workflow_insert_position(campaign.id, parent_id=other.step_ids.id, branch="yes")
+
+    def test_the_step_dialog_shows_the_fields_of_the_kind_chosen(self):
+        """The editor opens the step form on a new step of a chosen kind: the form shows the groups
+        of ``kind_fields``, which must follow the kind while the step is not saved yet."""
+        spec = {"kind": {}, "kind_fields": {}}
+        new = self.Step.with_context(default_kind="condition").onchange({}, [], spec)["value"]
+        self.assertIn("tag_id", new["kind_fields"].split())
+        changed = self.Step.onchange({"kind": "wait", "kind_fields": new["kind_fields"]}, ["kind"], spec)["value"]
+        self.assertIn("delay_amount", changed["kind_fields"].split())
