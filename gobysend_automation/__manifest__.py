@@ -61,6 +61,11 @@
     ],
     "demo": ["demo/gobysend_demo.xml"],
     "assets": {
+        "web.assets_backend": [
+            "gobysend_automation/static/src/workflow_editor/workflow_field.js",
+            "gobysend_automation/static/src/workflow_editor/workflow_field.xml",
+            "gobysend_automation/static/src/workflow_editor/workflow_field.scss",
+        ],
         "web.assets_tests": ["gobysend_automation/static/tests/tours/*.js"],
     },
 }

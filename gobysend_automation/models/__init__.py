@@ -40,3 +40,4 @@ from . import ir_cron
 from . import gobysend_campaign_trigger
 from . import gobysend_segment_trigger
 from . import base_automation
+from . import gobysend_campaign_step_editor
