@@ -73,6 +73,11 @@ registry.category("web_tour.tours").add("gobysend_record_campaign_tour", {
             run: "click",
         },
         {
+            content: "Switch the workflow drawing to the list of steps",
+            trigger: ".o_gobysend_workflow_toggle:contains('Show the list of steps')",
+            run: "click",
+        },
+        {
             content: "Add a step",
             trigger: ".o_field_widget[name=step_ids] .o_field_x2many_list_row_add a",
             run: "click",
