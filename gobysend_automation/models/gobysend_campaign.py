@@ -10,6 +10,7 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.job import identity_exact
 
 from .. import kinds
+from .gobysend_journey import JOURNEY_FIGURES, MESSAGE_FIGURES
 from .gobysend_segment_condition import FILTER_UID_KEY
 
 _logger = logging.getLogger(__name__)
@@ -322,25 +323,7 @@ class GobysendCampaign(models.Model):
         stats = self.env["gobysend.journey"]._campaign_statistics(self.ids)
         for campaign in self:
             figures = stats.get(campaign.id, {})
-            for name in (
-                "tokens_spent",
-                "journey_count",
-                "journeys_active",
-                "journeys_waiting",
-                "journeys_completed",
-                "journeys_exited",
-                "journeys_failed",
-                "journeys_converted",
-                "message_count",
-                "sent_count",
-                "delivered_count",
-                "opened_count",
-                "clicked_count",
-                "bounced_count",
-                "failed_count",
-                "skipped_count",
-                "unsubscribed_count",
-            ):
+            for name in (*JOURNEY_FIGURES, *MESSAGE_FIGURES):
                 campaign[name] = figures.get(name, 0)
             campaign.first_run_at = figures.get("first_run_at", False)
             campaign.last_run_at_stat = figures.get("last_run_at", False)

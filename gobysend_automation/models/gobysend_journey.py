@@ -20,6 +20,29 @@ JOURNEY_STATES = [
     ("exited", "Exited"),
     ("failed", "Failed"),
 ]
+# The journey figures of a campaign (see _campaign_statistics), then its message figures, in
+# the order of the query that counts them.
+JOURNEY_FIGURES = (
+    "tokens_spent",
+    "journey_count",
+    "journeys_active",
+    "journeys_waiting",
+    "journeys_completed",
+    "journeys_exited",
+    "journeys_failed",
+    "journeys_converted",
+)
+MESSAGE_FIGURES = (
+    "message_count",
+    "sent_count",
+    "delivered_count",
+    "opened_count",
+    "clicked_count",
+    "bounced_count",
+    "failed_count",
+    "skipped_count",
+    "unsubscribed_count",
+)
 # Journeys one background job claims and advances in one transaction.
 ADVANCE_BATCH_SIZE = 2000
 # How many advancing jobs may run at once, on any server (like the outbox's dispatch lanes).
@@ -392,19 +415,8 @@ class GobysendJourney(models.Model):
             """,
             [list(campaign_ids)],
         )
-        names = (
-            "message_count",
-            "sent_count",
-            "delivered_count",
-            "opened_count",
-            "clicked_count",
-            "bounced_count",
-            "failed_count",
-            "skipped_count",
-            "unsubscribed_count",
-        )
         for campaign_id, *counts in cr.fetchall():
-            stats[campaign_id].update(zip(names, counts, strict=True))
+            stats[campaign_id].update(zip(MESSAGE_FIGURES, counts, strict=True))
         cr.execute(
             """
             SELECT m.campaign_id, -sum(t.amount)

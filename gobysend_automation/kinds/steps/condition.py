@@ -5,12 +5,12 @@ from odoo.tools import SQL
 from odoo.tools.translate import LazyTranslate
 
 from ...exceptions import InvalidInput
+from ...models.gobysend_message import SENT_STATES
 from ...tools import coerce_attribute_value
 from .. import STEPS, Outcome, StepKind, register
 
 _lt = LazyTranslate(__name__)
 
-SENT_STATES = ("sent", "delivered", "opened", "clicked", "bounced")
 ENGAGED_STATES = {
     "delivered": ("delivered", "opened", "clicked"),
     "opened": ("opened", "clicked"),
