@@ -118,7 +118,24 @@ def test_confirmed_order_fires_the_campaign_and_its_message_lands_in_the_outbox(
 
     admin.call("sale.order", "action_confirm", [order_id])
 
-    # The confirmation's commit recorded the journey, and nothing else: no message yet.
+    # The confirmation's commit noted the order for the campaign, and nothing else: no journey,
+    # no contact brought in, no message yet.
+    notes = admin.call(
+        "gobysend.record.entry",
+        "search_read",
+        [("campaign_id", "=", campaign_id)],
+        fields=["res_model", "res_id", "created", "old_values", "changes"],
+    )
+    assert [(n["res_model"], n["res_id"], n["created"]) for n in notes] == [("sale.order", order_id, False)]
+    assert (notes[0]["old_values"], notes[0]["changes"]) == ({"state": "draft"}, ["state"])
+    assert not admin.call("gobysend.journey", "search", [("campaign_id", "=", campaign_id)])
+    assert not admin.call("gobysend.message", "search", [("campaign_id", "=", campaign_id)])
+
+    # The journey engine's job, as a worker runs it: the journey starts and its message is queued.
+    with sale_registry.cursor() as cr:
+        env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
+        env["gobysend.journey"]._job_advance()
+
     journeys = admin.call(
         "gobysend.journey",
         "search_read",
@@ -130,7 +147,7 @@ def test_confirmed_order_fires_the_campaign_and_its_message_lands_in_the_outbox(
     ]
     assert journeys[0]["trigger_context"]["old"] == {"state": "draft"}
     assert journeys[0]["trigger_context"]["changes"] == ["state"]
-    assert not admin.call("gobysend.message", "search", [("campaign_id", "=", campaign_id)])
+    assert not admin.call("gobysend.record.entry", "search", [("campaign_id", "=", campaign_id)])
     subscription = admin.call(
         "gobysend.subscription",
         "search_read",
@@ -138,11 +155,6 @@ def test_confirmed_order_fires_the_campaign_and_its_message_lands_in_the_outbox(
         fields=["source", "sms_state"],
     )
     assert [(s["source"], s["sms_state"]) for s in subscription] == [("record", "subscribed")]
-
-    # The journey engine's job, as a worker runs it.
-    with sale_registry.cursor() as cr:
-        env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
-        env["gobysend.journey"]._job_advance()
 
     messages = admin.call(
         "gobysend.message",

@@ -21,6 +21,7 @@ from . import gobysend_channel
 from . import gobysend_channel_inapp
 from . import gobysend_message_template
 from . import gobysend_claim
+from . import gobysend_record_entry
 from . import gobysend_message
 from . import gobysend_message_rules
 from . import gobysend_message_dispatch

@@ -6,9 +6,8 @@ from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 from odoo import SUPERUSER_ID, _, api, fields, models
 from odoo.tools import SQL
 
-from odoo.addons.queue_job.job import identity_exact
-
 from .. import claims, journeys, kinds
+from ..kinds.triggers import record_entries
 
 _logger = logging.getLogger(__name__)
 
@@ -191,10 +190,16 @@ class GobysendJourney(models.Model):
         for lane in range(lanes):
             Journey.with_delay(
                 channel=self._get_job_channel(),
-                identity_key=identity_exact,
+                identity_key=self._advance_identity(lane),
                 eta=eta,
                 description=_("Advance due journeys"),
             )._job_advance(lane=lane)
+
+    @api.model
+    def _advance_identity(self, lane):
+        """The identity of a lane's advancing job: a second one is not queued while one is
+        pending (and writers check it in SQL, see ``record_entries.note_pending``)."""
+        return f"gobysend.journey._job_advance:{lane}"
 
     @api.model
     def _job_advance(self, batch_size=ADVANCE_BATCH_SIZE, time_budget=50.0, lane=0):
@@ -203,6 +208,8 @@ class GobysendJourney(models.Model):
         started = time.monotonic()
         advanced = 0
         while time.monotonic() - started < time_budget:
+            # Records noted by writers first: their journeys are due at once.
+            record_entries.enter_noted(self.env.registry)
             claim = self._claim_due(batch_size)
             if not claim:
                 break
@@ -288,10 +295,14 @@ class GobysendJourney(models.Model):
         self._recover_interrupted()
         self.env["gobysend.campaign"]._cron_launch_scheduled()
         now = fields.Datetime.now()
+        # Due journeys, or records noted by a writer whose transaction met the job just ending.
         self.env.cr.execute(
             """
             SELECT 1 FROM gobysend_journey j JOIN gobysend_campaign c ON c.id = j.campaign_id
-             WHERE j.state IN ('active', 'waiting') AND j.wake_at <= %s AND c.state = 'running' LIMIT 1
+             WHERE j.state IN ('active', 'waiting') AND j.wake_at <= %s AND c.state = 'running'
+             UNION ALL
+            SELECT 1 FROM gobysend_record_entry
+             LIMIT 1
             """,
             (now,),
         )

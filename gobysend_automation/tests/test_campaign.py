@@ -6,6 +6,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
 from .. import journeys
+from ..kinds.triggers import record_entries
 from .common import GobysendCase
 
 # A Monday, 10:00 in Ho Chi Minh City (UTC+7).
@@ -60,6 +61,7 @@ class CampaignCase(GobysendCase):
     def advance(self, now=None):
         Journey = self.env["gobysend.journey"]
         self.env.flush_all()
+        record_entries.enter_noted(self.env.registry)
         steps = 0
         while True:
             claim = Journey._claim_due(1000, now)

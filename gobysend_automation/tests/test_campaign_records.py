@@ -1,6 +1,7 @@
 from odoo.exceptions import ValidationError
 from odoo.tests import new_test_user
 
+from ..kinds.triggers import record_entries
 from .test_campaign import CampaignCase
 
 TEMPLATE = "{{ record.name }}: {{ old.stage_id }} -> {{ record.stage_id }} ({{ changes | join(', ') }})"
@@ -59,8 +60,13 @@ class RecordCampaignCase(CampaignCase):
         )
 
     def commit_writer(self):
-        """What happens when the writer's transaction commits: its precommit hooks run."""
+        """What happens when the writer's transaction commits (its precommit hooks note the
+        records), then the engine's job turning the notes into journeys."""
         self.env.cr.flush()
+        self.enter_noted()
+
+    def enter_noted(self):
+        record_entries.enter_noted(self.env.registry)
         self.env.invalidate_all()
 
     def messages_of(self, campaign):
@@ -216,29 +222,56 @@ class TestRecordCampaign(RecordCampaignCase):
         first = journeys[0].trigger_context
         self.assertEqual((first["old"], first["record"]["stage_id"]), ({"stage_id": "Fresh"}, "Signed"))
 
-    def test_the_hand_over_is_set_based(self):
-        """The writer pays the same few queries for one record as for ten: one ``_enter``, no
-        query per record."""
+    def test_the_writer_pays_one_query_however_many_records(self):
+        """The writer's transaction only notes the records that fired, in one insert that also
+        tells whether the engine's job is pending; the engine starts the journeys."""
         campaign = self.launch(self.record_campaign(reentry="every_time"))
         leads = self.env["crm.lead"]
         for index in range(12):
             leads |= self.lead(name=f"Lead {index}", partner_id=self.contacts[index % 5].id)
         self.commit_writer()
 
-        def queries_to_record(batch):
+        def queries_to_note(batch):
             batch.stage_id = self.stage_won
             self.env.flush_all()
+            before = self.env.cr.sql_log_count
+            self.env.cr.flush()  # the precommit hooks
+            noted = self.env.cr.sql_log_count - before
+            self.assertEqual(len(campaign.journey_ids), 0, "the writer starts no journey itself")
+            self.assertEqual(self.env["gobysend.record.entry"].search_count([]), len(batch))
+            self.enter_noted()
+            self.assertFalse(self.env["gobysend.record.entry"].search_count([]), "a note leaves once handled")
+            campaign.journey_ids.unlink()
+            return noted
+
+        queries_to_note(leads[0])  # the first note of the test queues the engine's job
+        self.assertEqual(queries_to_note(leads[1]), 1)
+        self.assertEqual(queries_to_note(leads[2:]), 1)
+
+    def test_the_campaigns_rule_costs_the_write_no_query(self):
+        """Odoo runs the campaign's rule from the registry cache: a lead's stage change makes
+        the same queries with the campaign running as without, but for the note at commit."""
+        campaign = self.launch(self.record_campaign(reentry="every_time"))
+        leads = self.env["crm.lead"]
+        for index in range(4):
+            leads |= self.lead(name=f"Lead {index}", partner_id=self.contacts[index].id)
+        self.commit_writer()
+
+        def queries_to_change(lead, stage):
             self.env.invalidate_all()
             before = self.env.cr.sql_log_count
-            self.commit_writer()
+            lead.stage_id = stage
+            self.env.cr.flush()
             return self.env.cr.sql_log_count - before
 
-        queries_to_record(leads[0])  # the first hand-over of the test fills the caches
-        one = queries_to_record(leads[1])
-        ten = queries_to_record(leads[2:])
-        self.assertEqual(len(campaign.journey_ids), 12)
-        self.assertLessEqual(ten, one)
-        self.assertLessEqual(one, 35, (one, ten))
+        queries_to_change(leads[0], self.stage_talks)  # fills the caches
+        watched = queries_to_change(leads[1], self.stage_talks)
+        self.enter_noted()
+        self.assertEqual(sorted(campaign.journey_ids.mapped("res_id")), leads[:2].ids)
+        campaign.action_pause()
+        queries_to_change(leads[2], self.stage_talks)
+        unwatched = queries_to_change(leads[3], self.stage_talks)
+        self.assertEqual(watched, unwatched + 1, (watched, unwatched))
 
     def test_a_change_rolled_back_starts_nothing(self):
         campaign = self.launch(self.record_campaign())

@@ -2,6 +2,7 @@
 
 from odoo.tests import tagged
 
+from ..kinds.triggers import record_entries
 from .common import GobysendHttpCase
 
 
@@ -38,7 +39,8 @@ class TestRecordCampaignUi(GobysendHttpCase):
         self.assertIn("stage_id.is_won", automation.filter_domain)
 
         self.lead.stage_id = self.stage_won
-        self.env.cr.flush()  # the writer's transaction commits: its precommit hooks run
+        self.env.cr.flush()  # the writer's transaction commits: its precommit hooks note the lead
+        record_entries.enter_noted(self.env.registry)  # the engine's job starts its journey
         journey = campaign.journey_ids
         self.assertEqual((journey.partner_id, journey.res_id), (self.customer, self.lead.id))
 

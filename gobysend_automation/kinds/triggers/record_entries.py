@@ -1,26 +1,33 @@
 """What a record-triggered campaign does with the records its automation rule hands over.
 
-The rule's server action runs in the writer's transaction, once per record (that is how
-``base.automation`` runs actions). It only notes the record and its watched fields' old values
-(``hand_over``); just before the transaction commits, a precommit hook turns everything noted for
-a campaign into journeys with one ``_enter`` call (``enter_records``): however many records one
-write or one transaction changed, a campaign costs the writer a few queries, and nothing is sent
-before the transaction commits (send steps put messages in the outbox, dispatched by their own
-jobs). A change rolled back to a savepoint takes its hand-over with it: Odoo clears the precommit
-hooks and their data with the savepoint.
+In the writer's transaction (a salesperson saving a lead, an order being confirmed) the rule
+hands the records over (``hand_over``) with their watched fields' old values; just before the
+transaction commits, a precommit hook keeps those whose watched fields really changed and notes
+them with one insert into ``gobysend.record.entry`` (``note_pending``), waking the engine's job
+when none is pending. That is all the writer pays: however many records one write or one
+transaction changed, one query, and nothing is sent or created for the campaign before it
+commits. A change rolled back to a savepoint takes its hand-over with it: Odoo clears the
+precommit hooks and their data with the savepoint.
+
+The engine's advancing job then turns the notes into journeys in its own transactions
+(``enter_noted``, ``enter_records``): the record still there and matching the "after" filter
+with the rights of who set the campaign's filters, its contact found or brought into the
+workspace, its values read for the templates.
 
 Trust: the records count only when the user who set the campaign's filters can see them and
 they match the "after" filter with that user's rights; the contact they lead to must be visible
 to that user too. The templates see what that user can read of the record.
 """
 
+import collections
 import datetime
 import functools
+import json
 import logging
 import re
 
-from odoo import fields, tools
-from odoo.exceptions import UserError, ValidationError
+from odoo import SUPERUSER_ID, api, fields, tools
+from odoo.exceptions import MissingError, UserError, ValidationError
 from odoo.tools.safe_eval import safe_eval
 
 from .. import TRIGGERS
@@ -37,6 +44,8 @@ MAX_TEXT = 500
 MAX_NAMES = 20
 # Fields no template needs: who created or last wrote the record.
 SKIPPED_FIELDS = ("create_uid", "write_uid")
+# Notes turned into journeys per transaction of the engine.
+NOTED_BATCH = 1000
 
 
 # ----------------------------------------------------------------------
@@ -44,18 +53,23 @@ SKIPPED_FIELDS = ("create_uid", "write_uid")
 # ----------------------------------------------------------------------
 
 
-def hand_over(campaign, records):
+def hand_over(campaign, records, watched=None, old_values=False):
     """Note ``records``, fired by ``campaign``'s rule, with the old values of the fields written
-    (``old_values`` in the rule's context; None on creation) for the precommit hook."""
+    (``old_values``, by default from the rule's context; None on creation) for the precommit
+    hook. ``watched`` are the names of the campaign's required fields (read when not given)."""
     if not records:
         return
     cr = records.env.cr
     pending = cr.precommit.data.get(PENDING_KEY)
     if pending is None:
         pending = cr.precommit.data[PENDING_KEY] = {}
-        cr.precommit.add(functools.partial(_enter_pending, campaign.env(context={}, su=True)))
-    old_values = records.env.context.get("old_values")
-    noted = pending.setdefault(campaign.id, {})
+        cr.precommit.add(functools.partial(note_pending, records.env(user=SUPERUSER_ID, context={}, su=True)))
+    if watched is None:
+        # sudo: the names of the campaign's own required fields.
+        watched = tuple(campaign.sudo().trigger_field_ids.mapped("name"))
+    if old_values is False:
+        old_values = records.env.context.get("old_values")
+    noted = pending.setdefault((campaign.id, records._name, tuple(watched), records.env.uid), {})
     for record_id in records.ids:
         old = None if old_values is None else old_values.get(record_id, {})
         entry = noted.get(record_id)
@@ -67,26 +81,158 @@ def hand_over(campaign, records):
                 entry["old"].setdefault(name, value)
 
 
-def _enter_pending(env):
+def note_pending(env):
+    """The precommit hook: one insert of the records whose watched fields changed, and the
+    engine's job woken when none is pending already."""
     pending = env.cr.precommit.data.pop(PENDING_KEY, None) or {}
-    for campaign_id, noted in pending.items():
-        campaign = env["gobysend.campaign"].browse(campaign_id).exists()
-        if not campaign:
-            continue
-        try:
-            with env.cr.savepoint(flush=False):
-                enter_records(campaign, noted)
-                # The transaction commits right after its precommit hooks: nothing may stay unwritten.
-                env.flush_all()
-        except UserError as error:
-            # A campaign set up wrongly must not stop the sale or the lead that fired it.
-            env.invalidate_all(flush=False)
-            _logger.warning("Campaign %s started no journeys for %s records: %s", campaign_id, len(noted), error)
+    rows = []
+    for (campaign_id, model_name, watched, writer_uid), noted in pending.items():
+        Model = env[model_name].with_context(active_test=False)
+        for record_id, entry in noted.items():
+            record = Model.browse(record_id)
+            try:
+                if entry["created"]:
+                    changes = [name for name in watched if record[name]]
+                else:
+                    old = entry["old"]
+                    changes = [name for name in watched if name in old and record[name] != old[name]]
+            except MissingError:
+                continue  # created or changed, then deleted in the same transaction
+            if changes:
+                old = {
+                    name: raw_value(Model._fields[name], entry["old"][name]) for name in watched if name in entry["old"]
+                }
+                rows.append((campaign_id, writer_uid, model_name, record_id, entry["created"], old, changes))
+    if not rows:
+        return
+    Journey = env["gobysend.journey"]
+    # One statement for every note of the transaction, and in the same round trip whether the
+    # engine's job is already pending (then it will find them, and the writer queues nothing).
+    env.cr.execute(
+        """
+        WITH noted AS (
+            INSERT INTO gobysend_record_entry (campaign_id, writer_uid, res_model, res_id, created, old_values,
+                                               changes, noted_at)
+                 SELECT n.campaign_id, n.writer_uid, n.res_model, n.res_id, n.created, n.old_values::jsonb,
+                        n.changes::jsonb, now() at time zone 'UTC'
+                   FROM unnest(%s::int[], %s::int[], %s::varchar[], %s::int[], %s::bool[], %s::text[], %s::text[])
+                        AS n (campaign_id, writer_uid, res_model, res_id, created, old_values, changes)
+        )
+        SELECT EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s AND state IN %s)
+        """,
+        (
+            [row[0] for row in rows],
+            [row[1] for row in rows],
+            [row[2] for row in rows],
+            [row[3] for row in rows],
+            [row[4] for row in rows],
+            [json.dumps(row[5]) for row in rows],
+            [json.dumps(row[6]) for row in rows],
+            Journey._advance_identity(0),
+            ("wait_dependencies", "pending", "enqueued"),
+        ),
+    )
+    if not env.cr.fetchone()[0]:
+        Journey._enqueue_advance(lanes=1)
+        # The transaction commits right after its precommit hooks: nothing may stay unwritten.
+        env.flush_all()
+
+
+def raw_value(field, value):
+    """``value`` of ``field`` as the record holds it, as JSON data: related records by id."""
+    if field.type == "many2one":
+        return value.id or False
+    if field.type in ("many2many", "one2many"):
+        return value.ids[:MAX_NAMES]
+    return plain_value(field, value)
+
+
+def old_values_shown(Model, olds):
+    """{record id: its old values as the templates show them} for ``olds`` ({record id: the
+    old values ``note_pending`` wrote}): related records by their names, read once for all."""
+    related = collections.defaultdict(set)
+    for old in olds.values():
+        for name, value in old.items():
+            field = Model._fields.get(name)
+            if field is not None and field.type in ("many2one", "many2many", "one2many") and value:
+                related[name].update(value if isinstance(value, list) else [value])
+    names = {}
+    for name, ids in related.items():
+        # sudo: names only, as read() shows a related record's name to whoever reads the field.
+        targets = Model.env[Model._fields[name].comodel_name].sudo().browse(sorted(ids)).exists()
+        names[name] = {target.id: record_name(target) for target in targets}
+    shown = {}
+    for record_id, old in olds.items():
+        values = shown[record_id] = {}
+        for name, value in old.items():
+            field = Model._fields.get(name)
+            if field is None:
+                continue
+            if field.type == "many2one":
+                values[name] = names.get(name, {}).get(value, "") if value else ""
+            elif field.type in ("many2many", "one2many"):
+                values[name] = [names[name][target] for target in value or [] if target in names.get(name, {})]
+            else:
+                values[name] = value
+    return shown
+
+
+# ----------------------------------------------------------------------
+# In the engine's transactions
+# ----------------------------------------------------------------------
+
+
+def enter_noted(registry, limit=NOTED_BATCH):
+    """Turn the records noted by writers into journeys, ``limit`` notes a transaction, until
+    none is left; return how many notes were handled. Notes locked by another server are
+    skipped: it handles them."""
+    handled = 0
+    while True:
+        with registry.cursor() as cr:
+            cr.execute(
+                """
+                SELECT id, campaign_id, writer_uid, res_model, res_id, created, old_values, changes
+                  FROM gobysend_record_entry ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+                """,
+                (limit,),
+            )
+            rows = cr.fetchall()
+            if not rows:
+                return handled
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            # A record noted by two transactions starts two journeys: the notes of one campaign
+            # and writer go in rounds where each record appears once.
+            rounds = collections.defaultdict(list)
+            for _id, campaign_id, writer_uid, res_model, res_id, created, old, changes in rows:
+                group = rounds[campaign_id, writer_uid or SUPERUSER_ID, res_model]
+                for noted in group:
+                    if res_id not in noted:
+                        break
+                else:
+                    noted = {}
+                    group.append(noted)
+                noted[res_id] = {"created": created, "old": old or {}, "changes": changes or []}
+            for (campaign_id, writer_uid, res_model), group in rounds.items():
+                campaign = env(user=writer_uid, su=True)["gobysend.campaign"].browse(campaign_id).exists()
+                if not campaign or campaign.model_name != res_model:
+                    continue
+                for noted in group:
+                    try:
+                        with cr.savepoint():
+                            enter_records(campaign, noted)
+                    except UserError as error:
+                        # A campaign set up wrongly loses these records' journeys, not the others'.
+                        env.invalidate_all(flush=False)
+                        _logger.warning(
+                            "Campaign %s started no journeys for %s records: %s", campaign_id, len(noted), error
+                        )
+            cr.execute("DELETE FROM gobysend_record_entry WHERE id = ANY(%s)", ([row[0] for row in rows],))
+            handled += len(rows)
 
 
 def enter_records(campaign, noted):
-    """Start ``campaign``'s journeys for the records ``noted`` ({record id: {"created", "old"}});
-    return the new journeys' ids."""
+    """Start ``campaign``'s journeys for the records ``noted`` ({record id: {"created", "old",
+    "changes"}} as ``note_pending`` wrote them); return the new journeys' ids."""
     kind = TRIGGERS.get(campaign.trigger_kind)
     if campaign.state != "running" or not campaign.active or not kind or not kind.record_based:
         return []
@@ -97,21 +243,9 @@ def enter_records(campaign, noted):
     # The "after" filter again, now with the rights of who set it: the rule evaluated it as the
     # writer, who may see more. Its text is plain data (``records.parse_filter``).
     after = safe_eval(campaign.filter_domain or "[]", {"uid": writer_uid}) if campaign.filter_domain else []
-    records = Model.search([("id", "in", list(noted)), *after], order="id")
-    watched = [field.name for field in campaign.trigger_field_ids if field.name in Model._fields]
-    changes, olds = {}, {}
-    for record in records:
-        entry = noted[record.id]
-        if entry["created"]:
-            changed = [name for name in watched if record[name]]
-        else:
-            changed = [name for name in watched if name in entry["old"] and record[name] != entry["old"][name]]
-        if changed:
-            changes[record.id] = changed
-            olds[record.id] = {
-                name: plain_value(Model._fields[name], entry["old"][name]) for name in watched if name in entry["old"]
-            }
-    records = records.browse([record_id for record_id in records.ids if record_id in changes])
+    records = Model.search(
+        [("id", "in", [record_id for record_id, entry in noted.items() if entry["changes"]]), *after], order="id"
+    )
     if not records:
         return []
     contacts = resolve_contacts(campaign, records)
@@ -119,12 +253,17 @@ def enter_records(campaign, noted):
     if not records:
         return []
     snapshots = record_values(records, template_record_fields(campaign))
+    olds = old_values_shown(Model, {record.id: noted[record.id]["old"] for record in records})
     entries = [
         {
             "partner_id": contacts[record.id],
             "res_model": records._name,
             "res_id": record.id,
-            "context": {"record": snapshots[record.id], "old": olds[record.id], "changes": changes[record.id]},
+            "context": {
+                "record": snapshots[record.id],
+                "old": olds[record.id],
+                "changes": noted[record.id]["changes"],
+            },
         }
         for record in records
     ]

@@ -3,8 +3,10 @@
 A campaign fired by records of a model (a sales order, a lead, a contact) owns a
 ``base.automation`` rule on that model, which Odoo runs in the writer's transaction: its "before"
 and "after" filters and watched fields pick the records, and its server action hands them over to
-the campaign in one line (``gobysend.campaign._enter_from_records``). What happens to them then
-(who may see them, which contact they reach, what the templates see) is in ``record_entries``.
+the campaign in one line (``gobysend.campaign._enter_from_records``; Odoo runs the campaigns'
+rules from a cache and makes that call directly, see ``models/base_automation.py``). What
+happens to them then (noted for the engine, who may see them, which contact they reach, what
+the templates see) is in ``record_entries``.
 
 The filters are a workspace member's input that Odoo evaluates as the writer (any user, the
 administrator included) and, for the "before" filter, with superuser rights: they are therefore
@@ -164,6 +166,7 @@ class RecordTrigger(TriggerKind):
             "trigger_field_ids": [(6, 0, campaign.trigger_field_ids.ids)],
             "filter_pre_domain": (campaign.filter_pre_domain or False) if self.uses_before else False,
             "filter_domain": campaign.filter_domain or False,
+            "gobysend_campaign_id": campaign.id,
             "active": True,
         }
         if automation and automation.model_id != campaign.model_id:
