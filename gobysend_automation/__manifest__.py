@@ -37,6 +37,7 @@
         "wizards/gobysend_send_message_wizard_views.xml",
         "wizards/gobysend_token_top_up_wizard_views.xml",
         "wizards/gobysend_campaign_test_wizard_views.xml",
+        "wizards/gobysend_campaign_test_journey_wizard_views.xml",
         "wizards/gobysend_campaign_add_wizard_views.xml",
         "wizards/gobysend_contact_import_wizard_views.xml",
         "views/gobysend_contact_import_views.xml",

@@ -85,7 +85,9 @@ class GobysendJourney(models.Model):
     ended_at = fields.Datetime(readonly=True)
     reason = fields.Char(readonly=True)
     converted = fields.Boolean(readonly=True)
-    is_test = fields.Boolean(readonly=True)
+    is_test = fields.Boolean(
+        string="Test", readonly=True, help="Started from the Test Journey button: kept out of every statistic."
+    )
     log_ids = fields.One2many("gobysend.journey.log", "journey_id", string="Steps Run")
     message_ids = fields.One2many("gobysend.message", "journey_id", string="Messages")
 
@@ -221,7 +223,10 @@ class GobysendJourney(models.Model):
                 cr,
                 SQL(
                     """state IN ('active', 'waiting') AND wake_at <= %s
-                       AND campaign_id IN (SELECT id FROM gobysend_campaign WHERE state = 'running')""",
+                       AND (campaign_id IN (SELECT id FROM gobysend_campaign WHERE state = 'running')
+                            -- A test journey runs before its campaign is launched, or while paused.
+                            OR (is_test AND campaign_id IN (SELECT id FROM gobysend_campaign
+                                                             WHERE state IN ('draft', 'scheduled', 'paused'))))""",
                     now,
                 ),
                 SQL("wake_at, id"),
@@ -291,7 +296,9 @@ class GobysendJourney(models.Model):
         self.env.cr.execute(
             """
             SELECT 1 FROM gobysend_journey j JOIN gobysend_campaign c ON c.id = j.campaign_id
-             WHERE j.state IN ('active', 'waiting') AND j.wake_at <= %s AND c.state = 'running' LIMIT 1
+             WHERE j.state IN ('active', 'waiting') AND j.wake_at <= %s
+               AND (c.state = 'running' OR (j.is_test AND c.state IN ('draft', 'scheduled', 'paused')))
+             LIMIT 1
             """,
             (now,),
         )
@@ -439,14 +446,17 @@ class GobysendJourney(models.Model):
         cr.execute(
             """
             SELECT step_id, count(*) FROM gobysend_journey
-             WHERE step_id = ANY(%s) AND state IN ('active', 'waiting', 'running') GROUP BY step_id
+             WHERE step_id = ANY(%s) AND state IN ('active', 'waiting', 'running') AND NOT is_test GROUP BY step_id
             """,
             [list(step_ids)],
         )
         for step_id, count in cr.fetchall():
             stats[step_id]["here"] = count
         cr.execute(
-            "SELECT step_id, count(*) FROM gobysend_journey_log WHERE step_id = ANY(%s) GROUP BY step_id",
+            """
+            SELECT l.step_id, count(*) FROM gobysend_journey_log l JOIN gobysend_journey j ON j.id = l.journey_id
+             WHERE l.step_id = ANY(%s) AND NOT j.is_test GROUP BY l.step_id
+            """,
             [list(step_ids)],
         )
         for step_id, count in cr.fetchall():
