@@ -55,6 +55,7 @@
         "views/gobysend_message_views.xml",
         "views/gobysend_campaign_views.xml",
         "wizards/gobysend_campaign_template_wizard_views.xml",
+        "wizards/gobysend_workflow_import_wizard_views.xml",
         "views/gobysend_campaign_step_ab_views.xml",
         "views/gobysend_journey_views.xml",
         "views/crm_lead_views.xml",

@@ -702,6 +702,15 @@ class GobysendCampaign(models.Model):
             "context": {"default_campaign_id": self.id},
         }
 
+    def action_export_workflow(self):
+        """Download the campaign's workflow as JSON (see workflow_json)."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/gobysend/campaign/{self.id}/workflow.json",
+            "target": "download",
+        }
+
     def action_test_journey(self):
         """Send a test contact through the workflow, step by step, as a test journey."""
         self.ensure_one()
