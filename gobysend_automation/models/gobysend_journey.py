@@ -245,6 +245,7 @@ class GobysendJourney(models.Model):
                     cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
                 env = self.env(cr=cr)
                 held = claim.lock_held(cr)
+                self._lock_workflows(cr, held)
                 batch = journeys.JourneyBatch(env, now)
                 steps = batch.run(batch.load(held))
                 env.flush_all()
@@ -259,6 +260,25 @@ class GobysendJourney(models.Model):
         except claims.ClaimLost:
             _logger.warning("A journey batch stopped: its claim %s went stale and was recovered.", claim.token)
             return 0
+
+    @api.model
+    def _lock_workflows(self, cr, ids):
+        """Hold the steps of the journeys' campaigns against deletion until the batch ends: a
+        step removed meanwhile (see ``_move_journeys_off``) would receive journeys after it moved
+        the ones standing there. A removal waits for the batch, or the batch for the removal and
+        then reads the workflow without the step. Edits of steps are not held up (KEY SHARE)."""
+        if not ids:
+            return
+        # SQL: the ORM has no row locks.
+        cr.execute(
+            """
+            SELECT s.id FROM gobysend_campaign_step s
+             WHERE s.campaign_id IN (SELECT campaign_id FROM gobysend_journey WHERE id = ANY(%s))
+             ORDER BY s.id
+               FOR KEY SHARE
+            """,
+            [list(ids)],
+        )
 
     @api.model
     def _campaigns_of(self, cr, ids):
