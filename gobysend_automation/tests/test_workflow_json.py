@@ -65,6 +65,20 @@ class TestWorkflowJson(CampaignCase):
         self.Step.create(
             {"campaign_id": campaign.id, "sequence": 9, "kind": "send", "channel_id": self.sms.id, "body": "Bye"}
         )
+        self.Step.create(
+            {
+                "campaign_id": campaign.id,
+                "sequence": 11,
+                "kind": "ab_test",
+                "channel_id": self.sms.id,
+                "ab_test_share": 30,
+                "ab_metric": "click",
+                "variant_ids": [
+                    (0, 0, {"name": "Short", "body": "Hi A"}),
+                    (0, 0, {"name": "Long", "template_id": self.template.id}),
+                ],
+            }
+        )
         return campaign
 
     def import_(self, data, workspace=None, **wizard):
@@ -96,6 +110,10 @@ class TestWorkflowJson(CampaignCase):
         self.assertEqual(first.template_id.workspace_id, self.workspace_a)
         condition = copy.step_ids.filtered(lambda step: step.kind == "condition")
         self.assertEqual(condition.engagement_step_id, first)
+        ab_test = copy.step_ids.filtered(lambda step: step.kind == "ab_test")
+        self.assertEqual(ab_test.variant_ids.mapped("name"), ["Short", "Long"])
+        self.assertEqual(ab_test.variant_ids[1].template_id.body, "Welcome {{ contact.name }}")
+        self.assertNotEqual(ab_test.variant_ids[1].template_id, self.template)
         self.assertEqual(copy.segment_ids, self.segment)
         self.assertNotIn("Left empty", wizard.result)
 
