@@ -42,3 +42,4 @@ from . import gobysend_campaign_trigger
 from . import gobysend_segment_trigger
 from . import base_automation
 from . import gobysend_campaign_step_editor
+from . import gobysend_campaign_step_removal

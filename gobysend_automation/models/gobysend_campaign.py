@@ -663,7 +663,8 @@ class GobysendCampaign(models.Model):
             "name": _("Journeys of %(campaign)s", campaign=self.display_name),
             "res_model": "gobysend.journey",
             "view_mode": "list,form,pivot,graph",
-            "domain": [("campaign_id", "=", self.id)],
+            # Test journeys stay out of the counts, the pivot and the graph.
+            "domain": [("campaign_id", "=", self.id), ("is_test", "=", False)],
             "context": {"search_default_group_state": 1},
         }
 
@@ -696,6 +697,27 @@ class GobysendCampaign(models.Model):
             "type": "ir.actions.act_window",
             "name": _("Send a Test"),
             "res_model": "gobysend.campaign.test.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_campaign_id": self.id},
+        }
+
+    def action_export_workflow(self):
+        """Download the campaign's workflow as JSON (see workflow_json)."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/gobysend/campaign/{self.id}/workflow.json",
+            "target": "download",
+        }
+
+    def action_test_journey(self):
+        """Send a test contact through the workflow, step by step, as a test journey."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Test Journey"),
+            "res_model": "gobysend.campaign.test.journey.wizard",
             "view_mode": "form",
             "target": "new",
             "context": {"default_campaign_id": self.id},

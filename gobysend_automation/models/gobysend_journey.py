@@ -84,7 +84,9 @@ class GobysendJourney(models.Model):
     ended_at = fields.Datetime(readonly=True)
     reason = fields.Char(readonly=True)
     converted = fields.Boolean(readonly=True)
-    is_test = fields.Boolean(readonly=True)
+    is_test = fields.Boolean(
+        string="Test", readonly=True, help="Started from the Test Journey button: kept out of every statistic."
+    )
     log_ids = fields.One2many("gobysend.journey.log", "journey_id", string="Steps Run")
     message_ids = fields.One2many("gobysend.message", "journey_id", string="Messages")
 
@@ -228,7 +230,10 @@ class GobysendJourney(models.Model):
                 cr,
                 SQL(
                     """state IN ('active', 'waiting') AND wake_at <= %s
-                       AND campaign_id IN (SELECT id FROM gobysend_campaign WHERE state = 'running')""",
+                       AND (campaign_id IN (SELECT id FROM gobysend_campaign WHERE state = 'running')
+                            -- A test journey runs before its campaign is launched, or while paused.
+                            OR (is_test AND campaign_id IN (SELECT id FROM gobysend_campaign
+                                                             WHERE state IN ('draft', 'scheduled', 'paused'))))""",
                     now,
                 ),
                 SQL("wake_at, id"),
@@ -247,6 +252,7 @@ class GobysendJourney(models.Model):
                     cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
                 env = self.env(cr=cr)
                 held = claim.lock_held(cr)
+                self._lock_workflows(cr, held)
                 batch = journeys.JourneyBatch(env, now)
                 steps = batch.run(batch.load(held))
                 env.flush_all()
@@ -261,6 +267,25 @@ class GobysendJourney(models.Model):
         except claims.ClaimLost:
             _logger.warning("A journey batch stopped: its claim %s went stale and was recovered.", claim.token)
             return 0
+
+    @api.model
+    def _lock_workflows(self, cr, ids):
+        """Hold the steps of the journeys' campaigns against deletion until the batch ends: a
+        step removed meanwhile (see ``_move_journeys_off``) would receive journeys after it moved
+        the ones standing there. A removal waits for the batch, or the batch for the removal and
+        then reads the workflow without the step. Edits of steps are not held up (KEY SHARE)."""
+        if not ids:
+            return
+        # SQL: the ORM has no row locks.
+        cr.execute(
+            """
+            SELECT s.id FROM gobysend_campaign_step s
+             WHERE s.campaign_id IN (SELECT campaign_id FROM gobysend_journey WHERE id = ANY(%s))
+             ORDER BY s.id
+               FOR KEY SHARE
+            """,
+            [list(ids)],
+        )
 
     @api.model
     def _campaigns_of(self, cr, ids):
@@ -299,7 +324,8 @@ class GobysendJourney(models.Model):
         self.env.cr.execute(
             """
             SELECT 1 FROM gobysend_journey j JOIN gobysend_campaign c ON c.id = j.campaign_id
-             WHERE j.state IN ('active', 'waiting') AND j.wake_at <= %s AND c.state = 'running'
+             WHERE j.state IN ('active', 'waiting') AND j.wake_at <= %s
+               AND (c.state = 'running' OR (j.is_test AND c.state IN ('draft', 'scheduled', 'paused')))
              UNION ALL
             SELECT 1 FROM gobysend_record_entry
              LIMIT 1
@@ -450,14 +476,17 @@ class GobysendJourney(models.Model):
         cr.execute(
             """
             SELECT step_id, count(*) FROM gobysend_journey
-             WHERE step_id = ANY(%s) AND state IN ('active', 'waiting', 'running') GROUP BY step_id
+             WHERE step_id = ANY(%s) AND state IN ('active', 'waiting', 'running') AND NOT is_test GROUP BY step_id
             """,
             [list(step_ids)],
         )
         for step_id, count in cr.fetchall():
             stats[step_id]["here"] = count
         cr.execute(
-            "SELECT step_id, count(*) FROM gobysend_journey_log WHERE step_id = ANY(%s) GROUP BY step_id",
+            """
+            SELECT l.step_id, count(*) FROM gobysend_journey_log l JOIN gobysend_journey j ON j.id = l.journey_id
+             WHERE l.step_id = ANY(%s) AND NOT j.is_test GROUP BY l.step_id
+            """,
             [list(step_ids)],
         )
         for step_id, count in cr.fetchall():

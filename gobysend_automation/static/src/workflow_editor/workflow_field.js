@@ -153,9 +153,12 @@ export class WorkflowField extends X2ManyField {
         if (!(await this.saveCampaign())) {
             return;
         }
-        const body = step.branches.length
+        const question = step.branches.length
             ? _t("Delete the step “%s” and the steps on its branches?", step.name || step.kind_label)
             : _t("Delete the step “%s”?", step.name || step.kind_label);
+        // What becomes of the journeys standing there, as the server will do it.
+        const preview = await this.orm.call(STEP_MODEL, "workflow_removal_preview", [[step.id]]);
+        const body = `${question}\n${preview.message}`;
         this.dialogService.add(ConfirmationDialog, {
             title: _t("Delete Step"),
             body,

@@ -143,6 +143,10 @@ registry.category("web_tour.tours").add("gobysend_workflow_editor_tour", {
             run: "click",
         },
         {
+            content: "The confirmation says, from the server, what becomes of the journeys standing there",
+            trigger: ".modal-body:contains('Delete the step'):contains('No journey is at this step.')",
+        },
+        {
             content: "Confirm",
             trigger: ".modal-footer .btn-primary:contains('Delete')",
             run: "click",
