@@ -25,6 +25,9 @@ from . import claims, kinds
 
 _logger = logging.getLogger(__name__)
 
+# The states of a queued job that has not started yet (queue_job's identity check looks at them).
+PENDING_JOB_STATES = ("wait_dependencies", "pending", "enqueued")
+
 JOURNEY_CLAIMS = claims.ClaimedTable("gobysend_journey", "running")
 # A journey goes through at most this many steps in one batch (a guard against a loop).
 MAX_HOPS = 64

@@ -11,6 +11,7 @@ from ..kinds.triggers import record_entries
 
 _logger = logging.getLogger(__name__)
 
+
 JOURNEY_STATES = [
     ("active", "Active"),
     ("waiting", "Waiting"),
@@ -162,7 +163,7 @@ class GobysendJourney(models.Model):
             batch.save()
             self.env.cr.postcommit.add(batch.wake_dispatch)
         elif ids:
-            self._enqueue_advance(lanes=1)
+            self._wake_advance()
         return ids
 
     # ------------------------------------------------------------------
@@ -196,6 +197,17 @@ class GobysendJourney(models.Model):
                 eta=eta,
                 description=_("Advance due journeys"),
             )._job_advance(lane=lane)
+
+    @api.model
+    def _wake_advance(self):
+        """Queue the first lane's advancing job unless it is pending already: triggers that start
+        journeys all the time (events, records) then pay one query, not a job's creation."""
+        self.env.cr.execute(
+            "SELECT EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s AND state IN %s)",
+            (self._advance_identity(0), journeys.PENDING_JOB_STATES),
+        )
+        if not self.env.cr.fetchone()[0]:
+            self._enqueue_advance(lanes=1)
 
     @api.model
     def _advance_identity(self, lane):

@@ -91,5 +91,5 @@ def wake_waiting(env, workspace_id, partner_ids, names, now=None):
     woken = env.cr.rowcount
     if woken:
         env["gobysend.journey"].invalidate_model(["wake_at"])
-        env["gobysend.journey"]._enqueue_advance(lanes=1)
+        env["gobysend.journey"]._wake_advance()
     return woken

@@ -30,6 +30,7 @@ from odoo import SUPERUSER_ID, api, fields, tools
 from odoo.exceptions import MissingError, UserError, ValidationError
 from odoo.tools.safe_eval import safe_eval
 
+from ...journeys import PENDING_JOB_STATES
 from .. import TRIGGERS
 
 _logger = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def note_pending(env):
             [json.dumps(row[5]) for row in rows],
             [json.dumps(row[6]) for row in rows],
             Journey._advance_identity(0),
-            ("wait_dependencies", "pending", "enqueued"),
+            PENDING_JOB_STATES,
         ),
     )
     if not env.cr.fetchone()[0]:
