@@ -96,7 +96,8 @@ class GobysendCampaign(models.Model):
     goal_event_name = fields.Char(
         string="Goal Event",
         help="The event that counts as a conversion (e.g. order_paid): a contact that performs it during its "
-        "journey leaves the campaign and counts as converted.",
+        "journey leaves the campaign and counts as converted. To go on after the goal (a thank-you message), or for "
+        "a goal that is a condition on the contact, add a Goal step to the workflow instead.",
     )
 
     # Audience: segments, tags and/or a contact filter, among the workspace's contacts.

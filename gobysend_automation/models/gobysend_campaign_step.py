@@ -6,6 +6,11 @@ from ..exceptions import InvalidInput
 from ..kinds.timing import UNITS
 from .gobysend_campaign import rates
 
+# Steps whose events the ingest looks up in registry caches (``_get_awaited_events``,
+# ``_get_goal_events``), and the fields of theirs those caches read.
+AWAITING_KINDS = ("wait_event", "goal")
+AWAITING_FIELDS = {"kind", "event_name", "event_filter", "goal_type"}
+
 
 class GobysendCampaignStep(models.Model):
     """One step of a campaign's workflow.
@@ -136,6 +141,16 @@ class GobysendCampaignStep(models.Model):
     )
     lead_stage_id = fields.Many2one("crm.stage", string="Move Lead To", ondelete="restrict")
 
+    # Goal: reached by an event (event_name, event_filter) or a condition on the contact (the
+    # condition fields above).
+    goal_type = fields.Selection(
+        [("event", "An event performed"), ("condition", "A condition becoming true")],
+        string="Goal Reached By",
+        default="event",
+        help="Journeys reaching the goal anywhere in the workflow jump to this step, count as converted and go on "
+        "with the steps after it. Journeys coming to it in sequence without reaching the goal exit here.",
+    )
+
     # When (send and wait)
     timing = fields.Selection(
         [
@@ -236,6 +251,7 @@ class GobysendCampaignStep(models.Model):
         "inapp_kind",
         "inapp_link",
         "inapp_image_url",
+        "goal_type",
     )
     def _check_step(self):
         for step in self:
@@ -284,19 +300,19 @@ class GobysendCampaignStep(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         steps = super().create(vals_list)
-        if any(step.kind == "wait_event" and step.campaign_id.state == "running" for step in steps):
-            self.env.registry.clear_cache()  # the awaited events of the workspace changed
+        if any(step.kind in AWAITING_KINDS and step.campaign_id.state == "running" for step in steps):
+            self.env.registry.clear_cache()  # the awaited (or goal) events of the workspace changed
         return steps
 
     def write(self, vals):
-        awaited = {"kind", "event_name"} & set(vals) and any(step.kind == "wait_event" for step in self)
+        awaited = AWAITING_FIELDS & set(vals) and any(step.kind in AWAITING_KINDS for step in self)
         result = super().write(vals)
-        if awaited or ({"kind", "event_name"} & set(vals) and any(step.kind == "wait_event" for step in self)):
+        if awaited or (AWAITING_FIELDS & set(vals) and any(step.kind in AWAITING_KINDS for step in self)):
             self.env.registry.clear_cache()
         return result
 
     def unlink(self):
-        awaited = any(step.kind == "wait_event" for step in self)
+        awaited = any(step.kind in AWAITING_KINDS for step in self)
         result = super().unlink()
         if awaited:
             self.env.registry.clear_cache()

@@ -61,8 +61,13 @@ class GobysendCampaign(models.Model):
         result = super().write(vals)
         if relevant or (TRIGGER_LOOKUP_FIELDS & set(vals) and self._has_activity_trigger()):
             self.env.registry.clear_cache()
-        elif {"state", "active"} & set(vals) and self.step_ids.filtered(lambda step: step.kind == "wait_event"):
-            # Their waiting journeys are woken by the ingest only while they run.
+        elif {"state", "active"} & set(vals) and (
+            self.step_ids.filtered(lambda step: step.kind in ("wait_event", "goal"))
+            or any(campaign.goal_event_name for campaign in self)
+        ):
+            # Their waiting journeys are woken (or converted) by the ingest only while they run.
+            self.env.registry.clear_cache()
+        elif "goal_event_name" in vals:
             self.env.registry.clear_cache()
         return result
 
@@ -119,6 +124,20 @@ class GobysendCampaign(models.Model):
         campaigns = self._running_campaigns([("workspace_id", "=", workspace_id)])
         steps = campaigns.step_ids.filtered(lambda step: step.kind == "wait_event")
         return tuple(sorted({(step.event_name or "").strip() for step in steps} - {""}))
+
+    @api.model
+    @tools.ormcache("workspace_id")
+    def _get_goal_events(self, workspace_id):
+        """((campaign id, goal step id or 0, event name, event filter), ...) of the goals the
+        workspace's running campaigns reach by an event: their goal steps of type event, then
+        their goal events (journeys leave converted). The ingest converts those journeys."""
+        campaigns = self._running_campaigns([("workspace_id", "=", workspace_id)])
+        goals = [
+            (step.campaign_id.id, step.id, (step.event_name or "").strip(), step.event_filter or "")
+            for step in campaigns.step_ids.filtered(lambda step: step.kind == "goal" and step.goal_type == "event")
+        ]
+        goals += [(c.id, 0, c.goal_event_name.strip(), "") for c in campaigns if (c.goal_event_name or "").strip()]
+        return tuple(goal for goal in goals if goal[2])
 
     def _start_journeys(self, entries):
         """Start journeys of this campaign for ``entries`` in the background, never in the

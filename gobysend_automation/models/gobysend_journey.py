@@ -85,6 +85,8 @@ class GobysendJourney(models.Model):
     ended_at = fields.Datetime(readonly=True)
     reason = fields.Char(readonly=True)
     converted = fields.Boolean(readonly=True)
+    # Goal: when the journey reached its campaign's goal (a step's "converted afterwards" counts on it).
+    converted_at = fields.Datetime(string="Converted On", readonly=True)
     is_test = fields.Boolean(readonly=True)
     log_ids = fields.One2many("gobysend.journey.log", "journey_id", string="Steps Run")
     message_ids = fields.One2many("gobysend.message", "journey_id", string="Messages")
