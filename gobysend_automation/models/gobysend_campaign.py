@@ -205,6 +205,21 @@ class GobysendCampaign(models.Model):
         default="opened",
     )
     engagement_hours = fields.Integer(string="Within (hours)", default=48)
+    # Follow-ups: an engagement campaign narrowed to the message of one step of the other campaign.
+    engagement_step_id = fields.Many2one(
+        "gobysend.campaign.step",
+        string="Message of Step",
+        ondelete="set null",
+        domain="[('campaign_id', '=', engagement_campaign_id), ('kind', '=', 'send')]",
+        help="Only the messages of this step of the other campaign start journeys (empty: any of its messages).",
+    )
+    followup_ids = fields.One2many(
+        "gobysend.campaign",
+        "engagement_campaign_id",
+        string="Follow-ups",
+        domain=[("trigger_kind", "=", "engagement")],
+        help="Campaigns started by engagement with this campaign's messages, running beside its workflow.",
+    )
     engagement_cursor = fields.Datetime(readonly=True, copy=False)
 
     # Workflow and journeys.
