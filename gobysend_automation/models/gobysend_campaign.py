@@ -264,6 +264,10 @@ class GobysendCampaign(models.Model):
     click_rate = fields.Float(
         compute="_compute_rates", help="Messages clicked out of those that reached the provider and did not bounce."
     )
+    conversion_rate = fields.Float(compute="_compute_rates", help="Journeys that reached the goal out of all journeys.")
+    step_stat_ids = fields.One2many(
+        "gobysend.campaign.step", compute="_compute_step_stat_ids", string="Statistics per Step"
+    )
 
     _sql_constraints = [("webhook_uuid_uniq", "unique(webhook_uuid)", "A campaign webhook address is used once.")]
 
@@ -344,11 +348,19 @@ class GobysendCampaign(models.Model):
             campaign.first_run_at = figures.get("first_run_at", False)
             campaign.last_run_at_stat = figures.get("last_run_at", False)
 
-    @api.depends("sent_count", "bounced_count", "opened_count", "clicked_count")
+    @api.depends("step_ids")
+    def _compute_step_stat_ids(self):
+        for campaign in self:
+            campaign.step_stat_ids = campaign.step_ids.sorted(lambda step: (step.sequence, step.id))
+
+    @api.depends("sent_count", "bounced_count", "opened_count", "clicked_count", "journeys_converted", "journey_count")
     def _compute_rates(self):
         for campaign in self:
             campaign.open_rate, campaign.click_rate = rates(
                 campaign.sent_count - campaign.bounced_count, campaign.opened_count, campaign.clicked_count
+            )
+            campaign.conversion_rate = (
+                campaign.journeys_converted / campaign.journey_count if campaign.journey_count else 0.0
             )
 
     # ------------------------------------------------------------------
@@ -704,6 +716,45 @@ class GobysendCampaign(models.Model):
             view_mode="graph,pivot,list,form",
         )
         return action
+
+    def action_view_journey_statistics(self):
+        """The campaign's journeys by day of entry and state."""
+        action = self.action_view_journeys()
+        action.update(
+            name=_("Journeys of %(campaign)s over Time", campaign=self.display_name),
+            view_mode="graph,pivot,list,form",
+            views=[(False, "graph"), (False, "pivot"), (False, "list"), (False, "form")],
+            domain=[("campaign_id", "=", self.id), ("is_test", "=", False)],
+            context={},
+        )
+        return action
+
+    def action_view_conversions(self):
+        """The campaign's converted journeys by day of conversion."""
+        action = self.action_view_journey_statistics()
+        action.update(
+            name=_("Conversions of %(campaign)s over Time", campaign=self.display_name),
+            views=[
+                (self.env.ref("gobysend_automation.gobysend_journey_view_graph_conversions").id, "graph"),
+                (False, "pivot"),
+                (False, "list"),
+                (False, "form"),
+            ],
+            domain=[("campaign_id", "=", self.id), ("is_test", "=", False), ("converted", "=", True)],
+        )
+        return action
+
+    def action_view_step_statistics(self):
+        """The steps the campaign's journeys ran, by day and step, with their outcomes."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Steps of %(campaign)s over Time", campaign=self.display_name),
+            "res_model": "gobysend.journey.log",
+            "view_mode": "graph,pivot,list",
+            "views": [(False, "graph"), (False, "pivot"), (False, "list")],
+            "domain": [("journey_id.campaign_id", "=", self.id), ("journey_id.is_test", "=", False)],
+        }
 
     def action_send_test(self):
         """Run the campaign's send steps once for the test contact, as test messages."""

@@ -182,6 +182,26 @@ class GobysendCampaignStep(models.Model):
     sent_count = fields.Integer(compute="_compute_statistics", string="Sent")
     opened_count = fields.Integer(compute="_compute_statistics", string="Opened")
     clicked_count = fields.Integer(compute="_compute_statistics", string="Clicked")
+    entered_count = fields.Integer(
+        compute="_compute_statistics", string="Entered", help="Journeys that came to this step."
+    )
+    completed_count = fields.Integer(
+        compute="_compute_statistics", string="Completed", help="Journeys that went on after this step."
+    )
+    exited_count = fields.Integer(compute="_compute_statistics", string="Exited Here")
+    failed_count = fields.Integer(
+        compute="_compute_statistics", string="Failed", help="Journeys that failed here, and messages that failed."
+    )
+    converted_count = fields.Integer(
+        compute="_compute_statistics",
+        string="Converted",
+        help="Journeys that went through this step and reached the campaign's goal then or later.",
+    )
+    delivered_count = fields.Integer(compute="_compute_statistics", string="Delivered")
+    bounced_count = fields.Integer(compute="_compute_statistics", string="Bounced")
+    conversion_rate = fields.Float(
+        compute="_compute_statistics", help="Journeys converted out of those that came to this step."
+    )
     open_rate = fields.Float(compute="_compute_statistics", help="Messages opened (or clicked) out of those sent.")
     click_rate = fields.Float(compute="_compute_statistics", help="Messages clicked out of those sent.")
 
@@ -210,6 +230,14 @@ class GobysendCampaignStep(models.Model):
             step.sent_count = figures.get("sent", 0)
             step.opened_count = figures.get("opened", 0)
             step.clicked_count = figures.get("clicked", 0)
+            step.entered_count = figures.get("entered", 0)
+            step.completed_count = figures.get("completed", 0)
+            step.exited_count = figures.get("exited", 0)
+            step.failed_count = figures.get("failed", 0)
+            step.converted_count = figures.get("converted", 0)
+            step.delivered_count = figures.get("delivered", 0)
+            step.bounced_count = figures.get("bounced", 0)
+            step.conversion_rate = step.converted_count / step.entered_count if step.entered_count else 0.0
             step.open_rate, step.click_rate = rates(step.sent_count, step.opened_count, step.clicked_count)
 
     @api.onchange("template_id")
