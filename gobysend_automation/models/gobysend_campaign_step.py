@@ -148,7 +148,8 @@ class GobysendCampaignStep(models.Model):
         string="Goal Reached By",
         default="event",
         help="Journeys reaching the goal anywhere in the workflow jump to this step, count as converted and go on "
-        "with the steps after it. Journeys coming to it in sequence without reaching the goal exit here.",
+        "with the steps after it: as soon as the event is stored, or within a minute of the condition becoming "
+        "true. Journeys coming to it in sequence without reaching the goal exit here.",
     )
 
     # When (send and wait)

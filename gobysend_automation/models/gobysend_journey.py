@@ -10,6 +10,7 @@ from odoo.tools.misc import format_datetime
 from odoo.addons.queue_job.job import identity_exact
 
 from .. import claims, journeys, kinds
+from ..kinds.steps import goal as goal_kind
 
 _logger = logging.getLogger(__name__)
 
@@ -323,6 +324,8 @@ class GobysendJourney(models.Model):
         advancing jobs when journeys are due."""
         self._recover_interrupted()
         self.env["gobysend.campaign"]._cron_launch_scheduled()
+        # Goals that are conditions on the contact: journeys waiting elsewhere reach them now.
+        goal_kind.sweep_condition_goals(self.env)
         now = fields.Datetime.now()
         self.env.cr.execute(
             """

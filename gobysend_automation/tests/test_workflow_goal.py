@@ -82,6 +82,22 @@ class TestWorkflowGoal(CampaignCase):
         self.assertEqual(campaign.journey_ids.filtered("converted").partner_id, self.contacts[2])
         self.assertEqual(campaign.journeys_converted, 1)
 
+    def test_condition_goal_becoming_true_while_a_journey_waits_is_found_within_the_minute(self):
+        vip = self.env["res.partner.category"].create({"name": "VIP"})
+        campaign = self.launch(
+            self.goal_campaign({"goal_type": "condition", "condition_kind": "tag", "tag_id": vip.id})
+        )
+        Journey = self.env["gobysend.journey"]
+        Journey._cron_advance()
+        self.assertFalse(campaign.journey_ids.filtered("converted"))
+        self.contacts[2].category_id = vip
+        Journey._cron_advance()
+        journey = self.journey_of(campaign, self.contacts[2])
+        self.assertEqual((journey.step_id.kind, journey.state, journey.converted), ("goal", "active", True))
+        self.advance(MONDAY_MORNING_UTC + HOUR)
+        self.assertEqual(self.bodies_of(campaign, self.contacts[2]), ["Hi", "Thank you"], "not three days later")
+        self.assertEqual(set((campaign.journey_ids - journey).mapped("state")), {"waiting"})
+
     def test_condition_goal_on_an_attribute_or_contact_fields_as_the_condition_step_checks_them(self):
         tier = self.env["gobysend.attribute"].create(
             {"workspace_id": self.workspace_a.id, "key": "tier", "value_type": "string"}

@@ -18,6 +18,9 @@ class GoalStep(StepKind):
     after this one (a thank-you message). The goal is checked each time a journey advances, and
     at once when the goal's event is stored (``convert_on_events``).
 
+    A goal that is a condition is also swept every minute for the journeys waiting elsewhere
+    (``sweep_condition_goals``): a tag added while a journey waits a week converts it then.
+
     A journey that comes to this step in sequence without having reached the goal exits here:
     what follows the goal is for those who converted."""
 
@@ -181,4 +184,44 @@ def convert_on_events(env, workspace_id, partner_ids, names, now=None):
         converted += env.cr.rowcount
     if converted:
         env["gobysend.journey"].invalidate_model()
+    return converted
+
+
+def sweep_condition_goals(env, now=None):
+    """Every minute (the engine's scheduled action): journeys of running campaigns whose goal
+    step is a condition that became true while they wait jump to the goal step. One statement per
+    such goal step, whatever the number of journeys."""
+    now = now or fields.Datetime.now()
+    # sudo: the engine's own sweep over every workspace's running campaigns; each goal's test
+    # runs with the rights of whoever set its campaign's filters (``goal_test``).
+    steps = (
+        env["gobysend.campaign.step"]
+        .sudo()
+        .search(
+            [("kind", "=", "goal"), ("goal_type", "=", "condition"), ("campaign_id.state", "=", "running")],
+            order="id",
+        )
+    )
+    env.flush_all()
+    converted = 0
+    for step in steps:
+        env.cr.execute(
+            SQL(
+                """
+                UPDATE gobysend_journey j
+                   SET step_id = %(step)s, state = 'active', wake_at = %(now)s, wait_until = NULL,
+                       converted = TRUE, converted_at = %(now)s
+                 WHERE j.campaign_id = %(campaign)s AND j.state IN ('active', 'waiting')
+                   AND j.converted IS NOT TRUE AND j.step_id IS DISTINCT FROM %(step)s AND %(test)s
+                """,
+                step=step.id,
+                now=now,
+                campaign=step.campaign_id.id,
+                test=goal_test(env, step),
+            )
+        )
+        converted += env.cr.rowcount
+    if converted:
+        env["gobysend.journey"].invalidate_model()
+        env["gobysend.journey"]._enqueue_advance(lanes=1)
     return converted
