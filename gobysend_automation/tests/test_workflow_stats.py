@@ -5,6 +5,8 @@ from freezegun import freeze_time
 from odoo.exceptions import ValidationError
 from odoo.tests import tagged
 
+from .. import journeys
+from .common import GobysendHttpCase
 from .test_campaign import MONDAY_MORNING_UTC, CampaignCase
 
 HOUR = datetime.timedelta(hours=1)
@@ -296,3 +298,63 @@ class TestFollowUps(CampaignCase):
                 engagement_campaign_id=main.id,
                 engagement_step_id=other.step_ids.id,
             )
+
+
+@tagged("post_install", "-at_install")
+class TestWorkflowStatisticsUi(GobysendHttpCase):
+    """The statistics page and the contact's timelines, in the browser."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.workspace_a.token_balance = 100
+        cls.buyer, cls.browser = cls.env["res.partner"].create(
+            [{"name": "Mai Buyer", "phone": "+84912000201"}, {"name": "Bao Browser", "phone": "+84912000202"}]
+        )
+        cls.env["gobysend.subscription"].create(
+            [{"workspace_id": cls.workspace_a.id, "partner_id": p.id} for p in (cls.buyer, cls.browser)]
+        )
+        sms = cls.env["gobysend.channel"].create(
+            {"name": "SMS", "workspace_id": cls.workspace_a.id, "channel_type": "sms", "state": "enabled"}
+        )
+        cls.campaign = cls.env["gobysend.campaign"].create(
+            {"name": "Timeline stats", "workspace_id": cls.workspace_a.id}
+        )
+        Step = cls.env["gobysend.campaign.step"]
+        for sequence, values in enumerate(
+            [
+                {"kind": "send", "channel_id": sms.id, "body": "Hi"},
+                {"kind": "wait", "timing": "delay", "delay_amount": 1, "delay_unit": "days"},
+                {"kind": "goal", "name": "Paid", "goal_type": "event", "event_name": "order_paid"},
+                {"kind": "send", "channel_id": sms.id, "body": "Thanks"},
+            ]
+        ):
+            Step.create(dict(values, campaign_id=cls.campaign.id, sequence=sequence))
+        cls.env["gobysend.campaign"].create(
+            {
+                "name": "Clicked the offer",
+                "workspace_id": cls.workspace_a.id,
+                "trigger_kind": "engagement",
+                "engagement_campaign_id": cls.campaign.id,
+                "engagement_step_id": cls.campaign.step_ids.sorted("sequence")[0].id,
+                "engagement_kind": "clicked",
+            }
+        )
+        cls.campaign.write({"state": "running"})
+        Journey = cls.env["gobysend.journey"]
+        Journey._enter(cls.campaign, [{"partner_id": p.id} for p in (cls.buyer, cls.browser)], run=True)
+        cls.ingest.track(cls.workspace_a, {"phone": cls.buyer.phone, "name": "order_paid"})
+        # The engine's next batch for the buyer, standing at the goal step.
+        batch = journeys.JourneyBatch(cls.env)
+        batch.run(batch.load(cls.campaign.journey_ids.filtered(lambda j: j.partner_id == cls.buyer).ids))
+        batch.save()
+
+    def test_manager_reads_step_figures_conversions_and_follow_ups(self):
+        self.start_tour(
+            f"/odoo/action-gobysend_automation.gobysend_campaign_action/{self.campaign.id}",
+            "gobysend_workflow_stats_tour",
+            login="admin",
+        )
+
+    def test_sales_user_reads_a_contacts_journey_as_a_timeline(self):
+        self.start_tour(f"/odoo/res.partner/{self.buyer.id}", "gobysend_journey_timeline_tour", login=self.user_a.login)
