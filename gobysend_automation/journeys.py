@@ -22,6 +22,7 @@ from odoo import fields
 from odoo.tools import SQL
 
 from . import claims, kinds
+from .kinds.steps import goal as goal_kind
 
 _logger = logging.getLogger(__name__)
 
@@ -115,33 +116,55 @@ class JourneyBatch:
         return steps_run
 
     def _leave_converted(self, rows):
-        """Journeys whose contact reached their campaign's goal (performed the goal event since
-        entering) leave, counted as converted; the others are returned to run."""
-        goals = collections.defaultdict(list)
+        """Journeys that reached their campaign's goal: those of a campaign with a goal step jump
+        to it (and go on from there, converted); those of a campaign with only a goal event
+        (performed since entering) leave, counted as converted. Returns the rows to run, the
+        jumped ones standing at their goal step. One query per goal step and one for the goal
+        events, whatever the number of journeys."""
+        by_campaign = collections.defaultdict(list)
         for row in rows:
-            goals[row.campaign_id].append(row)
+            by_campaign[row.campaign_id].append(row)
+        Step = self.env["gobysend.campaign.step"].sudo()  # sudo: the engine runs every workspace's steps
+        goal_steps = Step.search([("campaign_id", "in", list(by_campaign)), ("kind", "=", "goal")], order="id")
+        jumped = {}
+        for goal in goal_steps:
+            candidates = [row.id for row in by_campaign[goal.campaign_id.id] if row.step_id != goal.id]
+            if not candidates:
+                continue
+            self.env.cr.execute(
+                SQL(
+                    "SELECT j.id FROM gobysend_journey j WHERE j.id = ANY(%s) AND j.converted IS NOT TRUE AND %s",
+                    candidates,
+                    goal_kind.goal_test(self.env, goal),
+                )
+            )
+            for (journey_id,) in self.env.cr.fetchall():
+                jumped[journey_id] = goal.id
+        self.converted |= set(jumped)
+        rows = [row._replace(step_id=jumped[row.id], wait_until=None) if row.id in jumped else row for row in rows]
         self.env.cr.execute(
             "SELECT id, goal_event_name FROM gobysend_campaign WHERE id = ANY(%s) AND goal_event_name IS NOT NULL",
-            [list(goals)],
+            [list(by_campaign)],
         )
         goal_of = dict(self.env.cr.fetchall())
         if not goal_of:
             return list(rows)
-        candidates = [row.id for campaign_id in goal_of for row in goals[campaign_id]]
+        candidates = [row.id for campaign_id in goal_of for row in by_campaign[campaign_id] if row.id not in jumped]
         self.env.cr.execute(
             """
             SELECT j.id FROM gobysend_journey j JOIN gobysend_campaign c ON c.id = j.campaign_id
-             WHERE j.id = ANY(%s)
+             WHERE j.id = ANY(%s) AND j.converted IS NOT TRUE
                AND EXISTS (SELECT 1 FROM gobysend_event e
                             WHERE e.workspace_id = j.workspace_id AND e.partner_id = j.partner_id
                               AND e.name = c.goal_event_name AND e.timestamp >= j.entered_at)
             """,
             [candidates],
         )
-        self.converted = {row[0] for row in self.env.cr.fetchall()}
-        for journey_id in self.converted:
+        leaving = {row[0] for row in self.env.cr.fetchall()}
+        self.converted |= leaving
+        for journey_id in leaving:
             self.ends[journey_id] = ("exited", self.env._("Reached the campaign's goal."))
-        return [row for row in rows if row.id not in self.converted]
+        return [row for row in rows if row.id not in leaving]
 
     def _apply(self, step, row, outcome):
         """Record ``outcome`` of ``step`` for ``row``; return the row moved on when it goes on
@@ -210,7 +233,10 @@ class JourneyBatch:
                     """
                     UPDATE gobysend_journey j
                        SET step_id = m.step_id, state = m.state, wake_at = m.wake_at, wait_until = m.wait_until,
-                           claim_token = NULL, write_date = %(now)s
+                           claim_token = NULL, write_date = %(now)s,
+                           converted = j.converted OR j.id = ANY(%(converted)s),
+                           converted_at = CASE WHEN j.id = ANY(%(converted)s) AND j.converted_at IS NULL
+                                               THEN %(now)s ELSE j.converted_at END
                       FROM unnest(%(ids)s::int[], %(steps)s::int[], %(states)s::varchar[], %(wakes)s::timestamp[],
                                   %(waits)s::timestamp[]) AS m (id, step_id, state, wake_at, wait_until)
                      WHERE j.id = m.id AND %(held)s
@@ -222,6 +248,7 @@ class JourneyBatch:
                     states=[self.moves[i][1] for i in ids],
                     wakes=[self.moves[i][2] for i in ids],
                     waits=[self.moves[i][3] for i in ids],
+                    converted=list(self.converted),
                     held=held,
                 )
             )
@@ -235,6 +262,8 @@ class JourneyBatch:
                        SET state = e.state, reason = e.reason, ended_at = %(now)s, wake_at = NULL,
                            wait_until = NULL, claim_token = NULL, write_date = %(now)s,
                            converted = j.converted OR j.id = ANY(%(converted)s),
+                           converted_at = CASE WHEN j.id = ANY(%(converted)s) AND j.converted_at IS NULL
+                                               THEN %(now)s ELSE j.converted_at END,
                            -- "Once at a time": the contact may enter again once this journey ended.
                            entry_key = CASE WHEN c.reentry = 'once_at_a_time' THEN NULL ELSE j.entry_key END
                       FROM unnest(%(ids)s::int[], %(states)s::varchar[], %(reasons)s::varchar[])

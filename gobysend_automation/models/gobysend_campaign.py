@@ -96,7 +96,8 @@ class GobysendCampaign(models.Model):
     goal_event_name = fields.Char(
         string="Goal Event",
         help="The event that counts as a conversion (e.g. order_paid): a contact that performs it during its "
-        "journey leaves the campaign and counts as converted.",
+        "journey leaves the campaign and counts as converted. To go on after the goal (a thank-you message), or for "
+        "a goal that is a condition on the contact, add a Goal step to the workflow instead.",
     )
 
     # Audience: segments, tags and/or a contact filter, among the workspace's contacts.
@@ -204,6 +205,21 @@ class GobysendCampaign(models.Model):
         default="opened",
     )
     engagement_hours = fields.Integer(string="Within (hours)", default=48)
+    # Follow-ups: an engagement campaign narrowed to the message of one step of the other campaign.
+    engagement_step_id = fields.Many2one(
+        "gobysend.campaign.step",
+        string="Message of Step",
+        ondelete="set null",
+        domain="[('campaign_id', '=', engagement_campaign_id), ('kind', '=', 'send')]",
+        help="Only the messages of this step of the other campaign start journeys (empty: any of its messages).",
+    )
+    followup_ids = fields.One2many(
+        "gobysend.campaign",
+        "engagement_campaign_id",
+        string="Follow-ups",
+        domain=[("trigger_kind", "=", "engagement")],
+        help="Campaigns started by engagement with this campaign's messages, running beside its workflow.",
+    )
     engagement_cursor = fields.Datetime(readonly=True, copy=False)
 
     # Workflow and journeys.
@@ -247,6 +263,10 @@ class GobysendCampaign(models.Model):
     )
     click_rate = fields.Float(
         compute="_compute_rates", help="Messages clicked out of those that reached the provider and did not bounce."
+    )
+    conversion_rate = fields.Float(compute="_compute_rates", help="Journeys that reached the goal out of all journeys.")
+    step_stat_ids = fields.One2many(
+        "gobysend.campaign.step", compute="_compute_step_stat_ids", string="Statistics per Step"
     )
 
     _sql_constraints = [("webhook_uuid_uniq", "unique(webhook_uuid)", "A campaign webhook address is used once.")]
@@ -328,11 +348,19 @@ class GobysendCampaign(models.Model):
             campaign.first_run_at = figures.get("first_run_at", False)
             campaign.last_run_at_stat = figures.get("last_run_at", False)
 
-    @api.depends("sent_count", "bounced_count", "opened_count", "clicked_count")
+    @api.depends("step_ids")
+    def _compute_step_stat_ids(self):
+        for campaign in self:
+            campaign.step_stat_ids = campaign.step_ids.sorted(lambda step: (step.sequence, step.id))
+
+    @api.depends("sent_count", "bounced_count", "opened_count", "clicked_count", "journeys_converted", "journey_count")
     def _compute_rates(self):
         for campaign in self:
             campaign.open_rate, campaign.click_rate = rates(
                 campaign.sent_count - campaign.bounced_count, campaign.opened_count, campaign.clicked_count
+            )
+            campaign.conversion_rate = (
+                campaign.journeys_converted / campaign.journey_count if campaign.journey_count else 0.0
             )
 
     # ------------------------------------------------------------------
@@ -689,6 +717,45 @@ class GobysendCampaign(models.Model):
             view_mode="graph,pivot,list,form",
         )
         return action
+
+    def action_view_journey_statistics(self):
+        """The campaign's journeys by day of entry and state."""
+        action = self.action_view_journeys()
+        action.update(
+            name=_("Journeys of %(campaign)s over Time", campaign=self.display_name),
+            view_mode="graph,pivot,list,form",
+            views=[(False, "graph"), (False, "pivot"), (False, "list"), (False, "form")],
+            domain=[("campaign_id", "=", self.id), ("is_test", "=", False)],
+            context={},
+        )
+        return action
+
+    def action_view_conversions(self):
+        """The campaign's converted journeys by day of conversion."""
+        action = self.action_view_journey_statistics()
+        action.update(
+            name=_("Conversions of %(campaign)s over Time", campaign=self.display_name),
+            views=[
+                (self.env.ref("gobysend_automation.gobysend_journey_view_graph_conversions").id, "graph"),
+                (False, "pivot"),
+                (False, "list"),
+                (False, "form"),
+            ],
+            domain=[("campaign_id", "=", self.id), ("is_test", "=", False), ("converted", "=", True)],
+        )
+        return action
+
+    def action_view_step_statistics(self):
+        """The steps the campaign's journeys ran, by day and step, with their outcomes."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Steps of %(campaign)s over Time", campaign=self.display_name),
+            "res_model": "gobysend.journey.log",
+            "view_mode": "graph,pivot,list",
+            "views": [(False, "graph"), (False, "pivot"), (False, "list")],
+            "domain": [("journey_id.campaign_id", "=", self.id), ("journey_id.is_test", "=", False)],
+        }
 
     def action_send_test(self):
         """Run the campaign's send steps once for the test contact, as test messages."""

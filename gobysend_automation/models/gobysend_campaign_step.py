@@ -6,6 +6,11 @@ from ..exceptions import InvalidInput
 from ..kinds.timing import UNITS
 from .gobysend_campaign import rates
 
+# Steps whose events the ingest looks up in registry caches (``_get_awaited_events``,
+# ``_get_goal_events``), and the fields of theirs those caches read.
+AWAITING_KINDS = ("wait_event", "goal")
+AWAITING_FIELDS = {"kind", "event_name", "event_filter", "goal_type"}
+
 
 class GobysendCampaignStep(models.Model):
     """One step of a campaign's workflow.
@@ -136,6 +141,17 @@ class GobysendCampaignStep(models.Model):
     )
     lead_stage_id = fields.Many2one("crm.stage", string="Move Lead To", ondelete="restrict")
 
+    # Goal: reached by an event (event_name, event_filter) or a condition on the contact (the
+    # condition fields above).
+    goal_type = fields.Selection(
+        [("event", "An event performed"), ("condition", "A condition becoming true")],
+        string="Goal Reached By",
+        default="event",
+        help="Journeys reaching the goal anywhere in the workflow jump to this step, count as converted and go on "
+        "with the steps after it: as soon as the event is stored, or within a minute of the condition becoming "
+        "true. Journeys coming to it in sequence without reaching the goal exit here.",
+    )
+
     # When (send and wait)
     timing = fields.Selection(
         [
@@ -167,6 +183,26 @@ class GobysendCampaignStep(models.Model):
     sent_count = fields.Integer(compute="_compute_statistics", string="Sent")
     opened_count = fields.Integer(compute="_compute_statistics", string="Opened")
     clicked_count = fields.Integer(compute="_compute_statistics", string="Clicked")
+    entered_count = fields.Integer(
+        compute="_compute_statistics", string="Entered", help="Journeys that came to this step."
+    )
+    completed_count = fields.Integer(
+        compute="_compute_statistics", string="Completed", help="Journeys that went on after this step."
+    )
+    exited_count = fields.Integer(compute="_compute_statistics", string="Exited Here")
+    failed_count = fields.Integer(
+        compute="_compute_statistics", string="Failed", help="Journeys that failed here, and messages that failed."
+    )
+    converted_count = fields.Integer(
+        compute="_compute_statistics",
+        string="Converted",
+        help="Journeys that went through this step and reached the campaign's goal then or later.",
+    )
+    delivered_count = fields.Integer(compute="_compute_statistics", string="Delivered")
+    bounced_count = fields.Integer(compute="_compute_statistics", string="Bounced")
+    conversion_rate = fields.Float(
+        compute="_compute_statistics", help="Journeys converted out of those that came to this step."
+    )
     open_rate = fields.Float(compute="_compute_statistics", help="Messages opened (or clicked) out of those sent.")
     click_rate = fields.Float(compute="_compute_statistics", help="Messages clicked out of those sent.")
 
@@ -195,6 +231,14 @@ class GobysendCampaignStep(models.Model):
             step.sent_count = figures.get("sent", 0)
             step.opened_count = figures.get("opened", 0)
             step.clicked_count = figures.get("clicked", 0)
+            step.entered_count = figures.get("entered", 0)
+            step.completed_count = figures.get("completed", 0)
+            step.exited_count = figures.get("exited", 0)
+            step.failed_count = figures.get("failed", 0)
+            step.converted_count = figures.get("converted", 0)
+            step.delivered_count = figures.get("delivered", 0)
+            step.bounced_count = figures.get("bounced", 0)
+            step.conversion_rate = step.converted_count / step.entered_count if step.entered_count else 0.0
             step.open_rate, step.click_rate = rates(step.sent_count, step.opened_count, step.clicked_count)
 
     @api.onchange("template_id")
@@ -236,6 +280,7 @@ class GobysendCampaignStep(models.Model):
         "inapp_kind",
         "inapp_link",
         "inapp_image_url",
+        "goal_type",
     )
     def _check_step(self):
         for step in self:
@@ -284,19 +329,19 @@ class GobysendCampaignStep(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         steps = super().create(vals_list)
-        if any(step.kind == "wait_event" and step.campaign_id.state == "running" for step in steps):
-            self.env.registry.clear_cache()  # the awaited events of the workspace changed
+        if any(step.kind in AWAITING_KINDS and step.campaign_id.state == "running" for step in steps):
+            self.env.registry.clear_cache()  # the awaited (or goal) events of the workspace changed
         return steps
 
     def write(self, vals):
-        awaited = {"kind", "event_name"} & set(vals) and any(step.kind == "wait_event" for step in self)
+        awaited = AWAITING_FIELDS & set(vals) and any(step.kind in AWAITING_KINDS for step in self)
         result = super().write(vals)
-        if awaited or ({"kind", "event_name"} & set(vals) and any(step.kind == "wait_event" for step in self)):
+        if awaited or (AWAITING_FIELDS & set(vals) and any(step.kind in AWAITING_KINDS for step in self)):
             self.env.registry.clear_cache()
         return result
 
     def unlink(self):
-        awaited = any(step.kind == "wait_event" for step in self)
+        awaited = any(step.kind in AWAITING_KINDS for step in self)
         result = super().unlink()
         if awaited:
             self.env.registry.clear_cache()

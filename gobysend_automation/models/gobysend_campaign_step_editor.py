@@ -33,7 +33,6 @@ class GobysendCampaignStep(models.Model):
         campaign = self.env["gobysend.campaign"].browse(campaign_id)
         campaign.check_access("read")
         steps = campaign.step_ids.sorted(lambda step: (step.sequence, step.id))
-        has_converted = "converted_count" in self._fields
         nodes = []
         for step in steps:
             kind = kinds.STEPS.get(step.kind)
@@ -43,9 +42,8 @@ class GobysendCampaignStep(models.Model):
                 "sent": step.sent_count,
                 "opened": step.opened_count,
                 "clicked": step.clicked_count,
+                "converted": step.converted_count,
             }
-            if has_converted:
-                counts["converted"] = step.converted_count
             nodes.append(
                 {
                     "id": step.id,

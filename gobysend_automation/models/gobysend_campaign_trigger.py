@@ -25,6 +25,7 @@ TRIGGER_LOOKUP_FIELDS = {
     "engagement_campaign_id",
     "engagement_kind",
     "engagement_hours",
+    "engagement_step_id",
 }
 # The trigger kinds whose running campaigns the lookups below list.
 ACTIVITY_TRIGGERS = ("event", "segment", "engagement")
@@ -44,7 +45,7 @@ class GobysendCampaign(models.Model):
 
     _inherit = "gobysend.campaign"
 
-    @api.constrains("event_filter", "segment_transition", "engagement_kind", "engagement_hours")
+    @api.constrains("event_filter", "segment_transition", "engagement_kind", "engagement_hours", "engagement_step_id")
     def _check_activity_trigger(self):
         for campaign in self.filtered(lambda c: c.trigger_kind in ACTIVITY_TRIGGERS):
             kinds.TRIGGERS[campaign.trigger_kind].validate(campaign)
@@ -61,8 +62,13 @@ class GobysendCampaign(models.Model):
         result = super().write(vals)
         if relevant or (TRIGGER_LOOKUP_FIELDS & set(vals) and self._has_activity_trigger()):
             self.env.registry.clear_cache()
-        elif {"state", "active"} & set(vals) and self.step_ids.filtered(lambda step: step.kind == "wait_event"):
-            # Their waiting journeys are woken by the ingest only while they run.
+        elif {"state", "active"} & set(vals) and (
+            self.step_ids.filtered(lambda step: step.kind in ("wait_event", "goal"))
+            or any(campaign.goal_event_name for campaign in self)
+        ):
+            # Their waiting journeys are woken (or converted) by the ingest only while they run.
+            self.env.registry.clear_cache()
+        elif "goal_event_name" in vals:
             self.env.registry.clear_cache()
         return result
 
@@ -104,12 +110,12 @@ class GobysendCampaign(models.Model):
     @api.model
     @tools.ormcache("campaign_id")
     def _get_engagement_campaigns(self, campaign_id):
-        """((campaign id, engagement kind), ...) of the running campaigns started by engagement
-        with the messages of ``campaign_id``."""
+        """((campaign id, engagement kind, step id or 0), ...) of the running campaigns started by
+        engagement with the messages of ``campaign_id`` (of one of its steps, when narrowed)."""
         campaigns = self._running_campaigns(
             [("trigger_kind", "=", "engagement"), ("engagement_campaign_id", "=", campaign_id)]
         )
-        return tuple((c.id, c.engagement_kind) for c in campaigns)
+        return tuple((c.id, c.engagement_kind, c.engagement_step_id.id or 0) for c in campaigns)
 
     @api.model
     @tools.ormcache("workspace_id")
@@ -119,6 +125,20 @@ class GobysendCampaign(models.Model):
         campaigns = self._running_campaigns([("workspace_id", "=", workspace_id)])
         steps = campaigns.step_ids.filtered(lambda step: step.kind == "wait_event")
         return tuple(sorted({(step.event_name or "").strip() for step in steps} - {""}))
+
+    @api.model
+    @tools.ormcache("workspace_id")
+    def _get_goal_events(self, workspace_id):
+        """((campaign id, goal step id or 0, event name, event filter), ...) of the goals the
+        workspace's running campaigns reach by an event: their goal steps of type event, then
+        their goal events (journeys leave converted). The ingest converts those journeys."""
+        campaigns = self._running_campaigns([("workspace_id", "=", workspace_id)])
+        goals = [
+            (step.campaign_id.id, step.id, (step.event_name or "").strip(), step.event_filter or "")
+            for step in campaigns.step_ids.filtered(lambda step: step.kind == "goal" and step.goal_type == "event")
+        ]
+        goals += [(c.id, 0, c.goal_event_name.strip(), "") for c in campaigns if (c.goal_event_name or "").strip()]
+        return tuple(goal for goal in goals if goal[2])
 
     def _start_journeys(self, entries):
         """Start journeys of this campaign for ``entries`` in the background, never in the
@@ -265,8 +285,8 @@ class GobysendCampaign(models.Model):
             return
         campaigns = [
             (campaign_id, kind)
-            for campaign_id, kind in self._get_engagement_campaigns(message.campaign_id.id)
-            if kind in kinds_started
+            for campaign_id, kind, step_id in self._get_engagement_campaigns(message.campaign_id.id)
+            if kind in kinds_started and step_id in (0, message.campaign_step_id.id)
         ]
         if not campaigns:
             return
@@ -300,11 +320,14 @@ class GobysendCampaign(models.Model):
                     """
                     SELECT m.id FROM gobysend_message m
                      WHERE m.campaign_id = %s AND NOT m.is_test AND m.state IN ('sent', 'delivered')
-                       AND m.sent_at <= %s AND %s AND %s
+                       AND m.sent_at <= %s AND %s AND %s AND %s
                      ORDER BY m.id
                     """,
                     campaign.engagement_campaign_id.id,
                     until,
+                    SQL("m.campaign_step_id = %s", campaign.engagement_step_id.id)
+                    if campaign.engagement_step_id
+                    else SQL("TRUE"),
                     SQL("m.sent_at > %s", campaign.engagement_cursor) if campaign.engagement_cursor else SQL("TRUE"),
                     SQL(SUBSCRIBED.format(alias="m"), campaign.workspace_id.id),
                 )

@@ -16,6 +16,7 @@ from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
 from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, UnknownDevice
+from ..kinds.steps.goal import convert_on_events
 from ..kinds.steps.wait_event import wake_waiting
 from ..tools import (
     coerce_attribute_value,
@@ -1144,7 +1145,10 @@ class GobysendIngest(models.AbstractModel):
         # Event campaigns start their journeys for these events (in the background, after commit).
         self.env["gobysend.campaign"]._start_event_journeys(workspace, rows, results)
         # Journeys waiting for one of these events go on now rather than at their time-out.
-        wake_waiting(self.env, workspace.id, {row["partner_id"] for row in rows}, {row["name"] for row in rows})
+        partners, names = {row["partner_id"] for row in rows}, {row["name"] for row in rows}
+        # Journeys whose goal is one of these events reach it now rather than when they next advance.
+        convert_on_events(self.env, workspace.id, partners, names)
+        wake_waiting(self.env, workspace.id, partners, names)
         return results
 
     @api.model

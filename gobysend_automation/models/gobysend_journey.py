@@ -5,8 +5,10 @@ from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 
 from odoo import SUPERUSER_ID, _, api, fields, models
 from odoo.tools import SQL
+from odoo.tools.misc import format_datetime
 
 from .. import claims, journeys, kinds
+from ..kinds.steps import goal as goal_kind
 from ..kinds.triggers import record_entries
 
 _logger = logging.getLogger(__name__)
@@ -42,6 +44,37 @@ MESSAGE_FIGURES = (
     "failed_count",
     "skipped_count",
     "unsubscribed_count",
+)
+
+
+def branch_label(env, branch):
+    """A branch's name as the timeline shows it, in the reader's language (a random split's
+    branches are letters, shown as they are)."""
+    labels = {
+        "yes": env._("yes"),
+        "no": env._("no"),
+        "happened": env._("the event happened"),
+        "timed_out": env._("timed out"),
+    }
+    return labels.get(branch, branch)
+
+
+# The figures of a step (see _step_statistics): journeys standing there, steps run, run to the end
+# of the step, exited or failed there (a failed message counts as failed too), converted after
+# it, and its messages.
+STEP_FIGURES = (
+    "here",
+    "entered",
+    "done",
+    "completed",
+    "exited",
+    "failed",
+    "converted",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
 )
 # Journeys one background job claims and advances in one transaction.
 ADVANCE_BATCH_SIZE = 2000
@@ -85,11 +118,15 @@ class GobysendJourney(models.Model):
     ended_at = fields.Datetime(readonly=True)
     reason = fields.Char(readonly=True)
     converted = fields.Boolean(readonly=True)
+    # Goal: when the journey reached its campaign's goal (a step's "converted afterwards" counts on it).
+    converted_at = fields.Datetime(string="Converted On", readonly=True)
     is_test = fields.Boolean(
         string="Test", readonly=True, help="Started from the Test Journey button: kept out of every statistic."
     )
     log_ids = fields.One2many("gobysend.journey.log", "journey_id", string="Steps Run")
     message_ids = fields.One2many("gobysend.message", "journey_id", string="Messages")
+    # Timeline: the steps the journey went through, as the contact form shows them.
+    timeline_html = fields.Html(compute="_compute_timeline_html", string="Timeline", sanitize=False)
 
     def init(self):
         # The engine's question: which journeys are due now.
@@ -331,6 +368,8 @@ class GobysendJourney(models.Model):
         advancing jobs when journeys are due."""
         self._recover_interrupted()
         self.env["gobysend.campaign"]._cron_launch_scheduled()
+        # Goals that are conditions on the contact: journeys waiting elsewhere reach them now.
+        goal_kind.sweep_condition_goals(self.env)
         now = fields.Datetime.now()
         # Due journeys, or records noted by a writer whose transaction met the job just ending.
         self.env.cr.execute(
@@ -415,6 +454,96 @@ class GobysendJourney(models.Model):
         return True
 
     # ------------------------------------------------------------------
+    # Timeline
+    # ------------------------------------------------------------------
+
+    @api.depends("log_ids", "state", "step_id", "wake_at", "converted")
+    def _compute_timeline_html(self):
+        """Each step the journey ran, in order, with its time, what came of it (done, the branch
+        taken, waited until, exited or failed and why) and the message it sent, then where the
+        journey stands; rendered by QWeb, which escapes every value."""
+        logs_by_journey = {journey.id: [] for journey in self}
+        for log in self.log_ids.sorted(lambda log: (log.executed_at or fields.Datetime.now(), log.id)):
+            logs_by_journey[log.journey_id.id].append(log)
+        QWeb = self.env["ir.qweb"]
+        for journey in self:
+            entries = [journey._timeline_entry(log) for log in logs_by_journey.get(journey.id, [])]
+            entries.append(journey._timeline_position())
+            journey.timeline_html = QWeb._render("gobysend_automation.journey_timeline", {"entries": entries})
+
+    def _timeline_time(self, value):
+        return format_datetime(self.env, value, dt_format="short") if value else ""
+
+    def _timeline_entry(self, log):
+        env = self.env
+        step = log.step_id
+        kind = step.kind if step else False
+        if log.outcome == "fail":
+            outcome, tone = env._("Failed: %(reason)s", reason=log.reason or env._("no reason given")), "text-danger"
+        elif log.outcome == "exit":
+            outcome = env._("Exited: %(reason)s", reason=log.reason) if log.reason else env._("Exited")
+            tone = "text-warning"
+        elif kind == "goal":
+            outcome, tone = env._("Reached the goal"), "text-success"
+        elif log.branch:
+            outcome, tone = env._("Took the “%(branch)s” branch", branch=branch_label(env, log.branch)), ""
+        elif kind in ("wait", "wait_event"):
+            outcome, tone = env._("Waited until %(time)s", time=self._timeline_time(log.executed_at)), ""
+        else:
+            outcome, tone = env._("Done"), ""
+        message = ""
+        if log.message_id:
+            message_record = log.message_id
+            states = dict(message_record._fields["state"]._description_selection(env))
+            message = env._(
+                "%(channel)s message: %(state)s",
+                channel=message_record.channel_id.display_name or message_record.channel_type,
+                state=states.get(message_record.state, message_record.state),
+            )
+            if message_record.reason and message_record.state in ("failed", "skipped", "bounced"):
+                message = f"{message} ({message_record.reason})"
+        return {
+            "time": self._timeline_time(log.executed_at),
+            "step": step.name if step else env._("A deleted step"),
+            "icon": step.kind_icon if step else "fa-circle-o",
+            "outcome": outcome,
+            "tone": tone,
+            "message": message,
+        }
+
+    def _timeline_position(self):
+        """Where the journey stands now, or how it ended."""
+        env = self.env
+        step = self.step_id.name or ""
+        if self.state == "waiting":
+            outcome = env._("Waiting at “%(step)s” until %(time)s", step=step, time=self._timeline_time(self.wake_at))
+            tone, icon = "text-info", "fa-hourglass-half"
+        elif self.state in ("active", "running"):
+            outcome, tone, icon = (
+                env._("Next: “%(step)s”", step=step or env._("the first step")),
+                "text-info",
+                "fa-play",
+            )
+        elif self.state == "completed":
+            outcome, tone, icon = env._("Completed the workflow"), "text-success", "fa-flag-checkered"
+        elif self.state == "failed":
+            outcome = env._("Failed at “%(step)s”: %(reason)s", step=step, reason=self.reason or "")
+            tone, icon = "text-danger", "fa-exclamation-triangle"
+        else:
+            outcome = env._("Left the workflow: %(reason)s", reason=self.reason) if self.reason else env._("Left")
+            tone, icon = "text-warning", "fa-sign-out"
+        if self.converted:
+            outcome = env._("%(position)s · converted", position=outcome)
+        return {
+            "time": self._timeline_time(self.ended_at or (self.wake_at if self.state != "waiting" else False)),
+            "step": "",
+            "icon": icon,
+            "outcome": outcome,
+            "tone": tone,
+            "message": "",
+        }
+
+    # ------------------------------------------------------------------
     # Statistics
     # ------------------------------------------------------------------
 
@@ -480,9 +609,13 @@ class GobysendJourney(models.Model):
 
     @api.model
     def _step_statistics(self, step_ids):
+        """Figures per step (``STEP_FIGURES``) for all ``step_ids`` in three grouped queries,
+        whatever their number: the journeys standing there, the step log (with whether each
+        journey converted after running the step), and the step's messages. Test journeys and
+        messages are left out."""
         if not step_ids:
             return {}
-        stats = {sid: {} for sid in step_ids}
+        stats = {sid: dict.fromkeys(STEP_FIGURES, 0) for sid in step_ids}
         cr = self.env.cr
         self.env.flush_all()
         cr.execute(
@@ -494,27 +627,43 @@ class GobysendJourney(models.Model):
         )
         for step_id, count in cr.fetchall():
             stats[step_id]["here"] = count
+        # "Converted" per step: journeys that ran the step and reached the goal then or later
+        # (at the goal step: those that reached it, converted when their goal event arrived).
         cr.execute(
             """
-            SELECT l.step_id, count(*) FROM gobysend_journey_log l JOIN gobysend_journey j ON j.id = l.journey_id
-             WHERE l.step_id = ANY(%s) AND NOT j.is_test GROUP BY l.step_id
+            SELECT l.step_id, count(*), count(*) FILTER (WHERE l.outcome = 'done'),
+                   count(*) FILTER (WHERE l.outcome = 'exit'), count(*) FILTER (WHERE l.outcome = 'fail'),
+                   count(DISTINCT l.journey_id) FILTER (
+                       WHERE j.converted AND (COALESCE(j.converted_at, j.ended_at) >= l.executed_at
+                                              OR (s.kind = 'goal' AND l.outcome = 'done')))
+              FROM gobysend_journey_log l
+              JOIN gobysend_journey j ON j.id = l.journey_id
+              JOIN gobysend_campaign_step s ON s.id = l.step_id
+             WHERE l.step_id = ANY(%s) AND NOT j.is_test
+             GROUP BY l.step_id
             """,
             [list(step_ids)],
         )
-        for step_id, count in cr.fetchall():
-            stats[step_id]["done"] = count
+        for step_id, done, completed, exited, failed, converted in cr.fetchall():
+            stats[step_id].update(done=done, completed=completed, exited=exited, failed=failed, converted=converted)
         cr.execute(
             """
             SELECT campaign_step_id,
                    count(*) FILTER (WHERE state IN ('sent', 'delivered', 'opened', 'clicked', 'bounced')),
+                   count(*) FILTER (WHERE state IN ('delivered', 'opened', 'clicked')),
                    count(*) FILTER (WHERE state IN ('opened', 'clicked')),
-                   count(*) FILTER (WHERE state = 'clicked')
+                   count(*) FILTER (WHERE state = 'clicked'),
+                   count(*) FILTER (WHERE state = 'bounced'),
+                   count(*) FILTER (WHERE state = 'failed')
               FROM gobysend_message WHERE campaign_step_id = ANY(%s) AND NOT is_test GROUP BY campaign_step_id
             """,
             [list(step_ids)],
         )
-        for step_id, sent, opened, clicked in cr.fetchall():
-            stats[step_id].update(sent=sent, opened=opened, clicked=clicked)
+        for step_id, sent, delivered, opened, clicked, bounced, failed_messages in cr.fetchall():
+            stats[step_id].update(sent=sent, delivered=delivered, opened=opened, clicked=clicked, bounced=bounced)
+            stats[step_id]["failed"] += failed_messages
+        for figures in stats.values():
+            figures["entered"] = figures["done"] + figures["here"]
         return stats
 
 

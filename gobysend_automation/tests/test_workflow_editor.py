@@ -64,7 +64,7 @@ class TestWorkflowEditor(CampaignCase):
         self.assertEqual(nodes[first.id]["counts"]["done"], 5)
         self.assertEqual(nodes[condition.id]["counts"]["done"], 5)
         self.assertEqual((nodes[vip.id]["counts"]["done"], nodes[vip.id]["counts"]["waiting"]), (0, 0))
-        self.assertEqual(set(nodes[first.id]["counts"]), {"waiting", "done", "sent", "opened", "clicked"})
+        self.assertEqual(set(nodes[first.id]["counts"]), {"waiting", "done", "sent", "opened", "clicked", "converted"})
         kinds = {kind["key"]: kind for kind in tree["kinds"]}
         self.assertTrue({"send", "wait", "condition", "split", "exit"} <= set(kinds))
         self.assertEqual(kinds["condition"]["icon"], condition.kind_icon)

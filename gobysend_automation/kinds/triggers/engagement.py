@@ -22,11 +22,12 @@ class EngagementTrigger(TriggerKind):
     label = _lt("Engagement with a campaign")
     icon = "fa-envelope-open-o"
     sequence = 80
-    fields = ("engagement_campaign_id", "engagement_kind", "engagement_hours")
+    fields = ("engagement_campaign_id", "engagement_step_id", "engagement_kind", "engagement_hours")
     help = _lt(
         "Starts a journey when a contact opens, clicks or bounces a message of the other campaign (a click counts "
         "as an open), or has not opened nor clicked it within the given hours after it was sent. Each message "
-        "starts one journey. “Not opened within” also follows up messages sent before this campaign was launched."
+        "starts one journey; choose a step of the other campaign to follow up only the message of that step. "
+        "“Not opened within” also follows up messages sent before this campaign was launched."
     )
 
     def validate(self, campaign):
@@ -41,6 +42,15 @@ class EngagementTrigger(TriggerKind):
                     "Campaign “%(name)s” cannot be started by engagement with its own messages: choose another "
                     "campaign.",
                     name=campaign.name,
+                )
+            )
+        step = campaign.engagement_step_id
+        if step and (step.campaign_id != other or step.kind != "send"):
+            raise ValidationError(
+                campaign.env._(
+                    "Campaign “%(name)s”: “Message of Step” must be a step of “%(other)s” that sends a message.",
+                    name=campaign.name,
+                    other=other.name,
                 )
             )
         if campaign.engagement_kind == "not_opened" and campaign.engagement_hours < 1:

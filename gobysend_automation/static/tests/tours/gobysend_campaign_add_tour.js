@@ -100,7 +100,7 @@ registry.category("web_tour.tours").add("gobysend_campaign_add_tour", {
         },
         {
             content: "The journey is listed with its campaign and state",
-            trigger: ".o_field_widget[name=gobysend_journey_ids] .o_data_row:contains('Spring welcome'):contains('Active')",
+            trigger: ".o_field_widget[name=gobysend_journey_ids] .o_kanban_record:contains('Spring welcome'):contains('Active')",
         },
     ],
 });
