@@ -5,3 +5,4 @@ from . import gobysend_campaign_test_wizard
 from . import gobysend_campaign_add_wizard
 from . import gobysend_contact_import_wizard
 from . import gobysend_campaign_template_wizard
+from . import gobysend_list_members_wizard
