@@ -1,3 +1,4 @@
+import base64
 import datetime
 
 from freezegun import freeze_time
@@ -5,8 +6,11 @@ from freezegun import freeze_time
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
 
+from odoo.addons.queue_job.job import Job
+
 from .. import journeys, kinds
 from ..kinds.steps.partner_field import ALLOWED_PARAMETER
+from .common import GobysendCase
 from .test_campaign import MONDAY_MORNING_UTC, CampaignCase
 
 
@@ -254,3 +258,43 @@ class TestActionKinds(ActionCase):
         self.assertEqual(offered["partner_field"], "Update a contact field")
         self.assertEqual(offered["list"], "Copy or move to a list")
         self.assertEqual(offered["opportunity"], "Create an opportunity")
+
+
+@tagged("post_install", "-at_install")
+class TestImportIntoList(GobysendCase):
+    def test_imported_contacts_join_the_chosen_list(self):
+        vip = self.env["gobysend.segment"].create(
+            {"name": "VIP", "workspace_id": self.workspace_a.id, "segment_type": "static"}
+        )
+        content = b"email,name\nlan@example.com,Lan\nbad,Bad\nminh@example.com,Minh\n"
+        wizard = (
+            self.env["gobysend.contact.import.wizard"]
+            .with_user(self.user_a)
+            .create(
+                {
+                    "workspace_id": self.workspace_a.id,
+                    "file": base64.b64encode(content),
+                    "file_name": "vip.csv",
+                    "list_id": vip.id,
+                }
+            )
+        )
+        action = wizard.action_import()
+        record = self.env["gobysend.contact.import"].browse(action["res_id"])
+        self.assertEqual(record.list_id, vip)
+        jobs = self.env["queue.job"].search([("model_name", "=", record._name), ("state", "=", "pending")])
+        for job in jobs:
+            Job.load(self.env, job.uuid).perform()
+        self.assertEqual(record.rows_rejected, 1)
+        self.env.invalidate_all()
+        members = vip.current_membership_ids.partner_id
+        self.assertEqual(sorted(members.mapped("email")), ["lan@example.com", "minh@example.com"])
+        self.assertEqual(vip.member_count, 2)
+        # A list of another workspace is refused, naming it.
+        theirs = self.env["gobysend.segment"].create(
+            {"name": "Theirs", "workspace_id": self.workspace_b.id, "segment_type": "static"}
+        )
+        with self.assertRaisesRegex(UserError, "list of the same workspace: “Theirs”"):
+            self.env["gobysend.contact.import"]._create_import(
+                self.workspace_a, "x.csv", content, [{"index": 0, "target": "email"}], target_list=theirs
+            )
