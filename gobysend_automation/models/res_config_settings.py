@@ -44,4 +44,6 @@ class ResConfigSettings(models.TransientModel):
                         fields=", ".join(refused),
                     )
                 )
-            settings.gobysend_partner_fields = ",".join(settings.gobysend_partner_field_ids.mapped("name"))
+            # An empty setting would delete the parameter and bring the default list back:
+            # "none" (no field's name) says that no field may be updated.
+            settings.gobysend_partner_fields = ",".join(settings.gobysend_partner_field_ids.mapped("name")) or "none"

@@ -108,6 +108,11 @@ class TestUpdateContactField(ActionCase):
         settings.execute()
         self.assertEqual(set(self.env["ir.config_parameter"].get_param(ALLOWED_PARAMETER).split(",")), {"city", "zip"})
         self.campaign([self.step("zip", "10000")])
+        # None at all: not the default list back.
+        Settings.create({"gobysend_partner_field_ids": [(5,)]}).execute()
+        self.assertFalse(Settings.create({}).gobysend_partner_field_ids)
+        with self.assertRaisesRegex(ValidationError, "City” is not one that workflows may update"):
+            self.campaign([self.step("city", "Hanoi")])
         with self.assertRaisesRegex(ValidationError, "Email"):
             Settings.create({"gobysend_partner_field_ids": [(6, 0, self.partner_field("email").ids)]})
 
