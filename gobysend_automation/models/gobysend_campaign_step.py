@@ -3,6 +3,7 @@ from odoo.exceptions import ValidationError
 
 from .. import kinds, templating
 from ..exceptions import InvalidInput
+from ..kinds.steps import partner_field
 from ..kinds.timing import UNITS
 from .gobysend_campaign import rates
 
@@ -248,7 +249,7 @@ class GobysendCampaignStep(models.Model):
 
     @api.depends("kind")
     def _compute_allowed_partner_field_ids(self):
-        allowed = self.env["res.config.settings"]._gobysend_allowed_partner_fields()
+        allowed = partner_field.allowed_fields(self.env)
         for step in self:
             step.allowed_partner_field_ids = allowed
 

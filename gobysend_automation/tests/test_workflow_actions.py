@@ -107,7 +107,9 @@ class TestUpdateContactField(ActionCase):
         settings.gobysend_partner_field_ids = self.partner_field("zip") | self.partner_field("city")
         settings.execute()
         self.assertEqual(set(self.env["ir.config_parameter"].get_param(ALLOWED_PARAMETER).split(",")), {"city", "zip"})
-        self.campaign([self.step("zip", "10000")])
+        step = self.campaign([self.step("zip", "10000")]).step_ids
+        # What the step form offers follows the setting.
+        self.assertEqual(step.allowed_partner_field_ids, self.partner_field("zip") | self.partner_field("city"))
         # None at all: not the default list back.
         Settings.create({"gobysend_partner_field_ids": [(5,)]}).execute()
         self.assertFalse(Settings.create({}).gobysend_partner_field_ids)
