@@ -176,6 +176,27 @@ class TestLists(ActionCase):
         self.assertEqual(self.journeys_of(farewell).partner_id, self.contacts[0])
         self.assertEqual(self.members(vip), self.contacts[1:])
 
+    def test_by_hand_from_the_contacts_of_the_workspace(self):
+        vip = self.list_("VIP")
+        subscriptions = self.env["gobysend.subscription"].search(
+            [("workspace_id", "=", self.workspace_a.id), ("partner_id", "in", self.contacts[:2].ids)]
+        )
+        Wizard = self.env["gobysend.list.members.wizard"].with_user(self.user_a)
+        wizard = Wizard.with_context(active_model="gobysend.subscription", active_ids=subscriptions.ids).create(
+            {"segment_id": vip.id}
+        )
+        self.assertEqual(wizard.partner_ids, self.contacts[:2])
+        wizard.action_apply()
+        self.assertEqual(self.members(vip), self.contacts[:2])
+        # From the list's own form: the list is chosen already.
+        wizard = Wizard.with_context(active_model="gobysend.segment", active_ids=vip.ids).create(
+            {"action": "remove", "partner_ids": [(6, 0, self.contacts[:1].ids)]}
+        )
+        self.assertEqual(wizard.segment_id, vip)
+        wizard.action_apply()
+        self.assertEqual(self.members(vip), self.contacts[1])
+        self.assertEqual(vip.member_count, 1)
+
     def test_bad_input_and_other_workspaces(self):
         vip, theirs = self.list_("VIP"), self.list_("Theirs", self.workspace_b)
         dynamic = self.env["gobysend.segment"].create({"name": "Dynamic", "workspace_id": self.workspace_a.id})
