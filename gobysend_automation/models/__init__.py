@@ -40,6 +40,8 @@ from . import gobysend_demo
 from . import ir_cron
 from . import gobysend_campaign_trigger
 from . import gobysend_segment_trigger
+from . import gobysend_segment_list
+from . import res_config_settings
 from . import base_automation
 from . import gobysend_campaign_step_editor
 from . import gobysend_campaign_step_removal

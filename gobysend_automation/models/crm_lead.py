@@ -15,6 +15,18 @@ class CrmLead(models.Model):
     gobysend_journey_count = fields.Integer(
         compute="_compute_gobysend_journeys", string="Journey Count", groups=GOBYSEND_USER
     )
+    # Opportunities created by a workflow step: "journey-<journey>-<step>-<iteration>", unique,
+    # so that a step never creates two for the same journey, step and iteration.
+    gobysend_step_key = fields.Char(readonly=True, copy=False, groups=GOBYSEND_USER)
+
+    def init(self):
+        super().init()
+        self.env.cr.execute(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS crm_lead_gobysend_step_key_uniq
+                ON crm_lead (gobysend_step_key) WHERE gobysend_step_key IS NOT NULL
+            """
+        )
 
     def _gobysend_journey_domain(self):
         return [

@@ -3,6 +3,7 @@ from odoo.exceptions import ValidationError
 
 from .. import kinds, templating
 from ..exceptions import InvalidInput
+from ..kinds.steps import partner_field
 from ..kinds.timing import UNITS
 from .gobysend_campaign import rates
 
@@ -152,6 +153,55 @@ class GobysendCampaignStep(models.Model):
         "true. Journeys coming to it in sequence without reaching the goal exit here.",
     )
 
+    # Update a contact field (kind "partner_field"): one of the fields administrators allow.
+    partner_field_id = fields.Many2one(
+        "ir.model.fields",
+        string="Contact Field",
+        ondelete="set null",
+        domain="[('model', '=', 'res.partner'), ('id', 'in', allowed_partner_field_ids)]",
+    )
+    partner_field_type = fields.Selection(related="partner_field_id.ttype", string="Field Type")
+    partner_field_value = fields.Char(
+        string="New Value",
+        help="Numbers with a dot, dates as YYYY-MM-DD, yes/no; a choice by its name or label; a linked record "
+        "(a country, a title) by its name or code. Empty clears the field.",
+    )
+    allowed_partner_field_ids = fields.Many2many(
+        "ir.model.fields", compute="_compute_allowed_partner_field_ids", string="Allowed Contact Fields"
+    )
+
+    # Copy or move to a list (kind "list"): static segments.
+    list_action = fields.Selection(
+        [("copy", "Copy to the list"), ("move", "Move to the list")], string="List Action", default="copy"
+    )
+    list_id = fields.Many2one(
+        "gobysend.segment",
+        string="List",
+        ondelete="restrict",
+        domain="[('workspace_id', '=', workspace_id), ('segment_type', '=', 'static')]",
+    )
+    list_source_id = fields.Many2one(
+        "gobysend.segment",
+        string="Remove From List",
+        ondelete="restrict",
+        domain="[('workspace_id', '=', workspace_id), ('segment_type', '=', 'static')]",
+    )
+
+    # Create an opportunity (kind "opportunity").
+    opportunity_name = fields.Char(
+        string="Opportunity Name",
+        default="{{ contact.name }}",
+        help="Jinja2 with contact, workspace and the trigger's record, data and event.",
+    )
+    opportunity_user_id = fields.Many2one(
+        "res.users",
+        string="Salesperson",
+        ondelete="set null",
+        help="Empty: the contact's own salesperson.",
+    )
+    opportunity_team_id = fields.Many2one("crm.team", string="Sales Team", ondelete="set null")
+    opportunity_revenue = fields.Float(string="Expected Revenue")
+
     # When (send and wait)
     timing = fields.Selection(
         [
@@ -241,6 +291,12 @@ class GobysendCampaignStep(models.Model):
             step.conversion_rate = step.converted_count / step.entered_count if step.entered_count else 0.0
             step.open_rate, step.click_rate = rates(step.sent_count, step.opened_count, step.clicked_count)
 
+    @api.depends("kind")
+    def _compute_allowed_partner_field_ids(self):
+        allowed = partner_field.allowed_fields(self.env)
+        for step in self:
+            step.allowed_partner_field_ids = allowed
+
     @api.onchange("template_id")
     def _onchange_template_id(self):
         if self.template_id:
@@ -278,6 +334,16 @@ class GobysendCampaignStep(models.Model):
         "activity_user_id",
         "lead_stage_id",
         "inapp_kind",
+        # Update a contact field, copy or move to a list, create an opportunity
+        "partner_field_id",
+        "partner_field_value",
+        "list_action",
+        "list_id",
+        "list_source_id",
+        "opportunity_name",
+        "opportunity_user_id",
+        "opportunity_team_id",
+        "opportunity_revenue",
         "inapp_link",
         "inapp_image_url",
         "goal_type",

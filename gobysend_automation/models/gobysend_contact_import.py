@@ -222,6 +222,13 @@ class GobysendContactImport(models.Model):
     error = fields.Text(readonly=True)
     consent_note = fields.Char(readonly=True, help="Recorded with each consent given by this import, as its proof.")
     rejection_ids = fields.One2many("gobysend.contact.import.rejection", "import_id", string="Rejected Rows")
+    list_id = fields.Many2one(
+        "gobysend.segment",
+        string="Add to List",
+        readonly=True,
+        ondelete="set null",
+        help="The list (a static segment) the imported contacts join.",
+    )
 
     def init(self):
         # The identifiers of the rows imported so far, per import: a later row naming the same
@@ -334,10 +341,18 @@ class GobysendContactImport(models.Model):
         )
 
     @api.model
-    def _create_import(self, workspace, file_name, raw, columns, file_format=None):
+    def _create_import(self, workspace, file_name, raw, columns, file_format=None, target_list=None):
         """Store the file of a customer list and queue its import. ``file_format`` is the
-        (file type, encoding, separator) that ``read_file_head`` found, or found here."""
+        (file type, encoding, separator) that ``read_file_head`` found, or found here;
+        ``target_list``, a list (static segment) of the workspace the contacts join."""
         self._check_size(len(raw))
+        if target_list and (target_list.segment_type != "static" or target_list.workspace_id != workspace):
+            raise UserError(
+                _(
+                    "Contacts can only be imported into a list of the same workspace: “%(list)s” is not one.",
+                    list=target_list.display_name,
+                )
+            )
         if file_format is None:
             file_format = read_file_head(self.env, raw[:HEAD_BYTES] if raw[:2] != b"PK" else raw, file_name)[:3]
         file_type, encoding, separator = file_format
@@ -350,6 +365,7 @@ class GobysendContactImport(models.Model):
                 "encoding": encoding,
                 "separator": separator,
                 "columns": columns,
+                "list_id": target_list.id if target_list else False,
             }
         )
         record.consent_note = _(
@@ -490,6 +506,7 @@ class GobysendContactImport(models.Model):
             accepted.append((number, row, payload, consent, identifiers, ref))
         accepted = self._drop_rows_of_earlier_chunks(accepted, rejected)
         created = updated = 0
+        listed = []
         for start in range(0, len(accepted), IDENTIFY_SLICE):
             rows = accepted[start : start + IDENTIFY_SLICE]
             results = Ingest._identify_many(
@@ -504,10 +521,16 @@ class GobysendContactImport(models.Model):
             for (number, row, *_rest), result in zip(rows, results, strict=True):
                 if isinstance(result, InvalidInput):
                     rejected.append((number, rejection_reason(result, columns), row))
-                elif result["created"]:
+                    continue
+                listed.append(result["contact_id"])
+                if result["created"]:
                     created += 1
                 else:
                     updated += 1
+        if self.list_id and listed:
+            # sudo: the import's list, checked to be of its workspace when the import was made;
+            # membership rows are written by the engine alone.
+            self.list_id.sudo()._change_list_members(add=listed)
         if rejected:
             # sudo: the rejected rows of this import, which members may read but not write.
             self.env["gobysend.contact.import.rejection"].sudo().create(

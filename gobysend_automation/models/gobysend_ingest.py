@@ -752,9 +752,36 @@ class GobysendIngest(models.AbstractModel):
     @api.model
     def _contact_write_refusals(self, workspace, partners):
         """{partner id: why the tracking API of ``workspace`` may not change that partner's own
-        fields (name, email, phone...)} for those of ``partners`` it may not change.
+        fields (name, email, phone...)} for those of ``partners`` it may not change (see
+        ``_contact_ownership_refusals``)."""
+        reasons = {
+            "archived": _("This contact is archived in Odoo; its own fields cannot be changed through the API."),
+            "account": _(
+                "This contact is an Odoo user or company; its own fields cannot be changed through the API. "
+                "Store the value in an attribute of another name instead."
+            ),
+            "other_origin": _(
+                "This contact was created through another workspace, which alone changes its own fields; "
+                "store the value in an attribute of another name instead."
+            ),
+            "shared": _(
+                "This contact comes from elsewhere in Odoo and is shared by several workspaces; its own fields "
+                "cannot be changed through the API. Store the value in an attribute of another name instead."
+            ),
+        }
+        return {
+            partner_id: reasons[code]
+            for partner_id, code in self._contact_ownership_refusals(workspace, partners).items()
+        }
 
-        It may for a contact the workspace owns: one its API created, or one made elsewhere in
+    @api.model
+    def _contact_ownership_refusals(self, workspace, partners):
+        """{partner id: code} for those of ``partners`` whose own fields (name, email, phone...)
+        ``workspace`` may not change, whether through the API or a workflow step; the code says
+        why: ``archived``, ``account`` (an Odoo user or company), ``other_origin`` (created
+        through another workspace) or ``shared`` (held by several workspaces).
+
+        A workspace may change a contact it owns: one its API created, or one made elsewhere in
         Odoo that a manager subscribed to this workspace alone. A contact shared by several
         workspaces changes only through the workspace that created it; the others keep their
         own values in attributes.
@@ -775,25 +802,14 @@ class GobysendIngest(models.AbstractModel):
         for partner in partners.sudo().with_context(active_test=False):
             origin = partner.gobysend_origin_workspace_id
             if not partner.active:
-                refusals[partner.id] = _(
-                    "This contact is archived in Odoo; its own fields cannot be changed through the API."
-                )
+                refusals[partner.id] = "archived"
             elif partner.id in accounts:
-                refusals[partner.id] = _(
-                    "This contact is an Odoo user or company; its own fields cannot be changed through the API. "
-                    "Store the value in an attribute of another name instead."
-                )
+                refusals[partner.id] = "account"
             elif origin:
                 if origin != workspace:
-                    refusals[partner.id] = _(
-                        "This contact was created through another workspace, which alone changes its own fields; "
-                        "store the value in an attribute of another name instead."
-                    )
+                    refusals[partner.id] = "other_origin"
             elif partner.id in shared:
-                refusals[partner.id] = _(
-                    "This contact comes from elsewhere in Odoo and is shared by several workspaces; its own fields "
-                    "cannot be changed through the API. Store the value in an attribute of another name instead."
-                )
+                refusals[partner.id] = "shared"
         return refusals
 
     @api.model

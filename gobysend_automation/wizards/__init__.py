@@ -7,3 +7,4 @@ from . import gobysend_contact_import_wizard
 from . import gobysend_campaign_template_wizard
 from . import gobysend_campaign_test_journey_wizard
 from . import gobysend_workflow_import_wizard
+from . import gobysend_list_members_wizard

@@ -92,6 +92,12 @@ class GobysendContactImportWizard(models.TransientModel):
     encoding = fields.Char(readonly=True)
     separator = fields.Char(readonly=True)
     column_ids = fields.One2many("gobysend.contact.import.wizard.column", "wizard_id", string="Columns")
+    list_id = fields.Many2one(
+        "gobysend.segment",
+        string="Add to List",
+        domain="[('workspace_id', '=', workspace_id), ('segment_type', '=', 'static')]",
+        help="Optional: a list (a static segment) of the workspace the imported contacts join.",
+    )
     preview_html = fields.Html(string="Preview", compute="_compute_preview_html", sanitize=False)
 
     def _file_attachment(self):
@@ -257,6 +263,7 @@ class GobysendContactImportWizard(models.TransientModel):
             attachment.raw,
             self._columns(),
             file_format=(self.file_type, self.encoding, self.separator),
+            target_list=self.list_id,
         )
         return {
             "type": "ir.actions.act_window",
