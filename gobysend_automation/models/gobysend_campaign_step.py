@@ -1,3 +1,5 @@
+import secrets
+
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
@@ -136,6 +138,26 @@ class GobysendCampaignStep(models.Model):
     )
     lead_stage_id = fields.Many2one("crm.stage", string="Move Lead To", ondelete="restrict")
 
+    # Call a webhook (kinds/steps/webhook.py); retries also apply to "Notify the team" through the outbox
+    hook_url = fields.Char(string="Webhook URL", help="Where the signed JSON is posted (http or https).")
+    hook_secret = fields.Char(
+        string="Signing Secret",
+        groups="gobysend_automation.group_gobysend_manager",
+        copy=False,
+        default=lambda self: secrets.token_urlsafe(32),
+        help="Signs each call: header X-Gobysend-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "
+        '"<unix time>.<body>">.',
+    )
+    hook_payload = fields.Text(
+        string="Extra JSON",
+        help='A JSON object whose texts are templates, sent as "extra", e.g. {"order": "{{ data.order_id }}"}.',
+    )
+    hook_retry_delays = fields.Char(
+        string="Retry After (minutes)",
+        default="1,5,30",
+        help="Minutes to wait before each new attempt after a failure; then the journey fails. Empty: no retry.",
+    )
+
     # When (send and wait)
     timing = fields.Selection(
         [
@@ -233,6 +255,9 @@ class GobysendCampaignStep(models.Model):
         "activity_user",
         "activity_user_id",
         "lead_stage_id",
+        "hook_url",
+        "hook_payload",
+        "hook_retry_delays",
         "inapp_kind",
         "inapp_link",
         "inapp_image_url",
@@ -274,6 +299,11 @@ class GobysendCampaignStep(models.Model):
             if step.delay_unit and step.delay_unit not in UNITS:
                 raise ValidationError(_("Step “%(step)s” has an unknown delay unit.", step=step.display_name))
             kind.validate(step)
+
+    def action_rotate_hook_secret(self):
+        for step in self:
+            step.hook_secret = secrets.token_urlsafe(32)
+        return True
 
     def _inapp_settings(self):
         """The in-app display settings of the step's messages (see gobysend.message's in-app part)."""

@@ -1,0 +1,264 @@
+import datetime
+import hashlib
+import hmac
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from freezegun import freeze_time
+
+from odoo.exceptions import AccessError, ValidationError
+from odoo.tests import tagged
+
+from .. import kinds
+from ..transport import ALLOWED_NETWORKS_PARAMETER, MAX_ANSWER_BYTES
+from .test_campaign import MONDAY_MORNING_UTC, CampaignCase
+
+MINUTE = datetime.timedelta(minutes=1)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.requests.append((self.path, dict(self.headers), body))
+        status, payload = self.server.answers.popleft() if self.server.answers else (200, b'{"ok": true}')
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class _Receiver(ThreadingHTTPServer):
+    """The business's system on 127.0.0.1: records every request, answers what the test scripted."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests = []
+        self.answers = deque()
+
+    def handle_error(self, request, client_address):
+        pass  # a client that stops reading an answer too large leaves a broken pipe behind
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%s/hooks/gobysend" % self.server_address[1]
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+@tagged("time_sensitive")
+class TestWebhookStep(CampaignCase):
+    def setUp(self):
+        super().setUp()
+        self.receiver = _Receiver()
+        threading.Thread(target=self.receiver.serve_forever, daemon=True).start()
+        self.addCleanup(self.receiver.server_close)
+        self.addCleanup(self.receiver.shutdown)
+        self.Call = self.env["gobysend.journey.call"]
+
+    def hook_campaign(self, **step_values):
+        step = {
+            "kind": "webhook",
+            "hook_url": self.receiver.url,
+            "hook_payload": '{"greeting": "Hi {{ contact.name }}"}',
+            "hook_retry_delays": "1,5",
+        }
+        step.update(step_values)
+        campaign = self.campaign(
+            [step, {"kind": "send", "channel_id": self.sms.id, "body": "After the call"}],
+            partner_domain=f"[('id', '=', {self.contacts[0].id})]",
+        )
+        self.launch(campaign)
+        return campaign
+
+    def enter(self, campaign, partner, context):
+        Journey = self.env["gobysend.journey"]
+        (journey_id,) = Journey._enter(campaign, [{"partner_id": partner.id, "context": context}], run=True)
+        return Journey.browse(journey_id)
+
+    def perform(self, now=MONDAY_MORNING_UTC):
+        self.env.flush_all()
+        self.Call._job_perform(now=now)
+        self.env.invalidate_all()
+
+    def test_step_is_offered_and_summarised(self):
+        self.assertIn("webhook", dict(kinds.step_selection()))
+        step = self.hook_campaign(hook_url="https://hooks.example.com/in").step_ids.filtered(
+            lambda s: s.kind == "webhook"
+        )
+        self.assertEqual(step.summary, "POST hooks.example.com")
+        self.assertIn("hook_url", step.kind_fields)
+
+    def test_call_is_signed_json_made_outside_the_batch(self):
+        campaign = self.hook_campaign(
+            hook_payload='{"order": "{{ data.order if data else \'\' }}", "greeting": "Hi {{ contact.name }}"}'
+        )
+        journey = self.enter(campaign, self.contacts[1], {"data": {"order": "A-17"}, "record": {"name": "SO017"}})
+        # The batch only queued the call: nothing left Odoo, the journey waits on the step.
+        self.assertEqual(journey.state, "waiting")
+        self.assertEqual(self.receiver.requests, [])
+        call = journey.call_ids
+        self.assertEqual((call.state, call.attempts), ("queued", 0))
+        self.assertTrue(
+            self.env["queue.job"].search_count([("method_name", "=", "_job_perform"), ("state", "=", "pending")])
+        )
+
+        self.perform()
+        calls = [request for request in self.receiver.requests if json.loads(request[2])["journey"]["id"] == journey.id]
+        self.assertEqual(len(calls), 1)
+        path, headers, body = calls[0]
+        self.assertEqual(path, "/hooks/gobysend")
+        step = campaign.step_ids.filtered(lambda s: s.kind == "webhook")
+        # The signature, recomputed here the way a receiver does.
+        stamp, signature = (part.split("=", 1)[1] for part in headers["X-Gobysend-Signature"].split(","))
+        expected = hmac.new(step.hook_secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        self.assertEqual(signature, expected)
+        self.assertEqual(headers["X-Gobysend-Timestamp"], stamp)
+        self.assertEqual(headers["Idempotency-Key"], f"journey-{journey.id}-{step.id}-0")
+        payload = json.loads(body)
+        self.assertEqual(
+            payload["contact"],
+            {"id": self.contacts[1].id, "name": "Contact 1", "email": "c1@example.com", "phone": None},
+        )
+        self.assertEqual(payload["campaign"], {"id": campaign.id, "name": "Promo"})
+        self.assertEqual(payload["step"]["id"], step.id)
+        self.assertEqual(payload["data"], {"order": "A-17"})
+        self.assertEqual(payload["record"], {"name": "SO017"})
+        self.assertEqual(payload["extra"], {"order": "A-17", "greeting": "Hi Contact 1"})
+        self.assertEqual((call.state, call.attempts, call.status_code), ("done", 1, 200))
+        # The job woke the journey: it goes on at once with the next step.
+        self.assertEqual(journey.wake_at, MONDAY_MORNING_UTC)
+        self.advance(MONDAY_MORNING_UTC)
+        self.assertEqual(journey.state, "completed")
+        self.assertEqual(journey.message_ids.body_template, "After the call")
+
+    def test_server_errors_are_retried_with_backoff_then_the_journey_fails(self):
+        campaign = self.hook_campaign()
+        journey = campaign.journey_ids
+        call = journey.call_ids
+        self.receiver.answers.extend([(503, b"busy"), (500, b"oops"), (502, b"down")])
+        self.perform()
+        self.assertEqual((call.state, call.attempts), ("queued", 1))
+        self.assertEqual(call.next_attempt_at, MONDAY_MORNING_UTC + MINUTE)
+        self.assertEqual((journey.state, journey.wake_at), ("waiting", MONDAY_MORNING_UTC + MINUTE))
+        # Not yet due: nothing is sent again.
+        self.perform(MONDAY_MORNING_UTC + MINUTE / 2)
+        self.assertEqual(len(self.receiver.requests), 1)
+
+        self.advance(MONDAY_MORNING_UTC + MINUTE)
+        self.perform(MONDAY_MORNING_UTC + MINUTE)
+        self.assertEqual((call.state, call.attempts, call.status_code), ("queued", 2, 500))
+        self.assertEqual(call.next_attempt_at, MONDAY_MORNING_UTC + 6 * MINUTE)
+        self.advance(MONDAY_MORNING_UTC + 6 * MINUTE)
+        self.perform(MONDAY_MORNING_UTC + 6 * MINUTE)
+        self.assertEqual((call.state, call.attempts), ("failed", 3))
+        self.advance(MONDAY_MORNING_UTC + 6 * MINUTE)
+        self.assertEqual(journey.state, "failed")
+        self.assertIn("HTTP 502", journey.reason)
+        self.assertIn("after 3 attempts", journey.reason)
+        self.assertEqual(len(self.receiver.requests), 3)
+        self.assertEqual({request[1]["Idempotency-Key"] for request in self.receiver.requests}, {call.idempotency_key})
+        self.assertFalse(journey.message_ids, "the journey stopped at the failed step")
+        self.assertEqual(campaign.journeys_failed, 1)
+        action = campaign.action_view_failed_journeys()
+        self.assertEqual(self.env["gobysend.journey"].search(action["domain"] + [("state", "=", "failed")]), journey)
+
+        # Only a campaign manager may retry; the journey runs the step again as a new iteration.
+        with self.assertRaises(AccessError):
+            journey.with_user(self.user_a).action_retry()
+        journey.with_user(self.manager_a).action_retry()
+        self.assertEqual((journey.state, journey.iteration), ("active", 1))
+        self.advance(MONDAY_MORNING_UTC + 7 * MINUTE)
+        self.perform(MONDAY_MORNING_UTC + 7 * MINUTE)
+        self.advance(MONDAY_MORNING_UTC + 7 * MINUTE)
+        self.assertEqual(journey.state, "completed")
+        self.assertEqual(len(journey.call_ids), 2)
+        self.assertEqual(self.receiver.requests[-1][1]["Idempotency-Key"], call.idempotency_key[:-1] + "1")
+        self.assertEqual(
+            journey.log_ids.filtered(lambda log: log.step_id.kind == "webhook").mapped("outcome"), ["fail", "done"]
+        )
+
+    def test_client_error_fails_at_once_but_rate_limit_is_retried(self):
+        campaign = self.hook_campaign()
+        journey = campaign.journey_ids
+        self.receiver.answers.append((429, b"slow down"))
+        self.perform()
+        self.assertEqual(journey.call_ids.state, "queued")
+        self.advance(MONDAY_MORNING_UTC + MINUTE)
+        self.receiver.answers.append((404, b"no such hook"))
+        self.perform(MONDAY_MORNING_UTC + MINUTE)
+        self.assertEqual((journey.call_ids.state, journey.call_ids.answer), ("failed", "no such hook"))
+        self.advance(MONDAY_MORNING_UTC + MINUTE)
+        self.assertEqual(journey.state, "failed")
+        self.assertIn("HTTP 404", journey.reason)
+
+    def test_private_address_is_refused_unless_an_administrator_allows_it(self):
+        self.env["ir.config_parameter"].set_param(ALLOWED_NETWORKS_PARAMETER, "")
+        campaign = self.hook_campaign()
+        journey = campaign.journey_ids
+        self.perform()
+        self.advance(MONDAY_MORNING_UTC)
+        self.assertEqual(self.receiver.requests, [])
+        self.assertEqual(journey.state, "failed")
+        self.assertIn("loopback", journey.reason)
+        self.assertIn(ALLOWED_NETWORKS_PARAMETER, journey.reason)
+        self.assertEqual(journey.call_ids.attempts, 1, "refused at once, not retried")
+
+    def test_oversized_answer_is_refused(self):
+        campaign = self.hook_campaign()
+        self.receiver.answers.append((200, b"x" * (MAX_ANSWER_BYTES + 1)))
+        self.perform()
+        self.advance(MONDAY_MORNING_UTC)
+        journey = campaign.journey_ids
+        self.assertEqual(journey.state, "failed")
+        self.assertIn("more than 1024 KiB", journey.reason)
+
+    def test_interrupted_call_is_made_again_with_the_same_key(self):
+        campaign = self.hook_campaign()
+        journey = campaign.journey_ids
+        self.env.flush_all()
+        # A worker claims the call (the attempt is recorded) and dies before its outcome is written.
+        claim = self.Call._claim_due(10, MONDAY_MORNING_UTC)
+        self.assertEqual(claim.ids, journey.call_ids.ids)
+        self.env.invalidate_all()
+        self.assertEqual((journey.call_ids.state, journey.call_ids.attempts), ("sending", 1))
+        # Still beating: nobody else makes it.
+        self.perform(MONDAY_MORNING_UTC + MINUTE)
+        self.assertEqual(self.receiver.requests, [])
+        self.perform(MONDAY_MORNING_UTC + 11 * MINUTE)
+        ((_path, headers, _body),) = self.receiver.requests
+        self.assertEqual(headers["Idempotency-Key"], journey.call_ids.idempotency_key)
+        self.assertEqual(headers["X-Gobysend-Attempt"], "2")
+        self.assertEqual(journey.call_ids.state, "done")
+
+    def test_bad_settings_are_refused_with_a_sentence(self):
+        campaign = self.hook_campaign()
+        step = campaign.step_ids.filtered(lambda s: s.kind == "webhook")
+
+        def refused(values, pattern):
+            with self.subTest(values=values), self.assertRaisesRegex(ValidationError, pattern), self.cr.savepoint():
+                step.write(values)
+
+        for url in ("ftp://example.com/hook", "example.com/hook", "https://", "https://exa mple.com", "http://a:b/"):
+            refused({"hook_url": url}, "webhook URL must be an http")
+        refused({"hook_retry_delays": "1,x"}, "“x” is not a number of minutes")
+        refused({"hook_retry_delays": "0"}, "“0” is not a number of minutes")
+        refused({"hook_payload": '["not", "an object"]'}, "must be a JSON object")
+        refused({"hook_payload": '{"order": "{{ data.order "}'}, "error on line 1")
+
+    def test_template_error_fails_the_journey_with_the_reason(self):
+        campaign = self.hook_campaign(hook_payload='{"total": "{{ data.nothing.deeper }}"}')
+        journey = self.enter(campaign, self.contacts[1], {"data": {"total": 1}})
+        self.assertEqual(journey.state, "failed")
+        self.assertTrue(journey.reason)
+        self.assertFalse(journey.call_ids)
