@@ -262,3 +262,65 @@ class TestWebhookStep(CampaignCase):
         self.assertEqual(journey.state, "failed")
         self.assertTrue(journey.reason)
         self.assertFalse(journey.call_ids)
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+@tagged("time_sensitive")
+class TestNotifyStep(CampaignCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # The embedded outbox records a message as sent without leaving Odoo; the Slack and
+        # chat-bot providers themselves are tested in gobysend_channels.
+        cls.team = cls.env["gobysend.channel"].create(
+            {"name": "Sales team", "workspace_id": cls.workspace_a.id, "channel_type": "slack", "state": "enabled"}
+        )
+
+    def notify_campaign(self):
+        return self.launch(
+            self.campaign(
+                [
+                    {"kind": "notify", "channel_id": self.team.id, "body": "{{ contact.name }} needs a call"},
+                    {"kind": "send", "channel_id": self.sms.id, "body": "After the notification"},
+                ],
+                partner_domain=f"[('id', '=', {self.contacts[0].id})]",
+            )
+        )
+
+    def test_notification_goes_to_the_team_channel_through_the_outbox(self):
+        self.assertIn("notify", dict(kinds.step_selection()))
+        campaign = self.notify_campaign()
+        step = campaign.step_ids.filtered(lambda s: s.kind == "notify")
+        self.assertEqual(step.summary, "Sales team: {{ contact.name }} needs a call")
+        journey = campaign.journey_ids
+        message = journey.message_ids
+        self.assertEqual((message.channel_id, message.state), (self.team, "queued"))
+        self.assertEqual(journey.state, "waiting", "the journey waits until the team got it")
+        message._dispatch(MONDAY_MORNING_UTC)
+        self.assertEqual(message.state, "sent", message.reason)
+        self.assertEqual(message.body, "Contact 0 needs a call")
+        self.advance(MONDAY_MORNING_UTC + MINUTE)
+        self.assertEqual(journey.state, "completed")
+        self.assertEqual(len(journey.message_ids), 2, "one notification, then the SMS")
+
+    def test_notification_that_fails_fails_the_journey_until_a_manager_retries(self):
+        campaign = self.notify_campaign()
+        journey = campaign.journey_ids
+        message = journey.message_ids
+        message.write({"state": "failed", "reason": "Slack refused the message: no_service"})
+        self.advance(MONDAY_MORNING_UTC + MINUTE)
+        self.assertEqual(journey.state, "failed")
+        self.assertEqual(journey.reason, "Slack refused the message: no_service")
+        journey.with_user(self.manager_a).action_retry()
+        self.advance(MONDAY_MORNING_UTC + 2 * MINUTE)
+        retried = journey.message_ids - message
+        self.assertEqual(retried.state, "queued", "a new notification, not the failed one again")
+        retried._dispatch(MONDAY_MORNING_UTC + 2 * MINUTE)
+        self.advance(MONDAY_MORNING_UTC + 3 * MINUTE)
+        self.assertEqual(journey.state, "completed")
+
+    def test_only_team_channels_can_be_notified(self):
+        with self.assertRaisesRegex(ValidationError, "choose a Slack or chat-bot channel"):
+            self.campaign([{"kind": "notify", "channel_id": self.sms.id, "body": "x"}])
+        with self.assertRaisesRegex(ValidationError, "write the notification"):
+            self.campaign([{"kind": "notify", "channel_id": self.team.id}])
