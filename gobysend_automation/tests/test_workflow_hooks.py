@@ -324,3 +324,70 @@ class TestNotifyStep(CampaignCase):
             self.campaign([{"kind": "notify", "channel_id": self.sms.id, "body": "x"}])
         with self.assertRaisesRegex(ValidationError, "write the notification"):
             self.campaign([{"kind": "notify", "channel_id": self.team.id}])
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+@tagged("time_sensitive")
+class TestJourneyOutlivesItsRecord(CampaignCase):
+    def test_deleted_lead_leaves_the_journey_going_on_its_snapshot(self):
+        stage = self.env["crm.stage"].create({"name": "Qualified"})
+        todo = self.env.ref("mail.mail_activity_data_todo")
+        campaign = self.launch(
+            self.campaign(
+                [
+                    {"kind": "wait", "timing": "delay", "delay_amount": 1, "delay_unit": "days"},
+                    {"kind": "send", "channel_id": self.sms.id, "body": "About {{ record.name }}"},
+                    {"kind": "lead_stage", "lead_stage_id": stage.id},
+                    {
+                        "kind": "activity",
+                        "activity_type_id": todo.id,
+                        "activity_on": "record",
+                        "activity_summary": "To",
+                    },
+                ],
+                partner_domain=f"[('id', '=', {self.contacts[0].id})]",
+            )
+        )
+        Lead = self.env["crm.lead"]
+        kept, deleted = Lead.create(
+            [
+                {"name": "Kept deal", "partner_id": self.contacts[1].id, "type": "opportunity"},
+                {"name": "Big deal", "partner_id": self.contacts[2].id, "type": "opportunity"},
+            ]
+        )
+        Journey = self.env["gobysend.journey"]
+        journeys_ = Journey.browse(
+            Journey._enter(
+                campaign,
+                [
+                    {
+                        "partner_id": lead.partner_id.id,
+                        "res_model": "crm.lead",
+                        "res_id": lead.id,
+                        "context": {"record": {"name": lead.name}},
+                    }
+                    for lead in (kept, deleted)
+                ],
+                run=True,
+            )
+        )
+        deleted_journey = journeys_.filtered(lambda journey: journey.res_id == deleted.id)
+        deleted.unlink()
+
+        self.advance(MONDAY_MORNING_UTC + datetime.timedelta(days=1))
+        self.assertEqual(set(journeys_.mapped("state")), {"completed"})
+        message = deleted_journey.message_ids
+        message._dispatch(MONDAY_MORNING_UTC + datetime.timedelta(days=1))
+        self.assertEqual(message.body, "About Big deal", "the template reads the record's snapshot")
+        skipped = deleted_journey.log_ids.filtered(lambda log: log.step_id.kind in ("lead_stage", "activity"))
+        self.assertEqual(
+            skipped.mapped("reason"),
+            [
+                "Skipped: the lead that fired this journey was deleted.",
+                "Skipped: the record that fired this journey was deleted.",
+            ],
+        )
+        self.assertFalse(self.env["mail.activity"].search([("res_id", "=", self.contacts[2].id)]))
+        # The journey whose lead is still there did both.
+        self.assertEqual(kept.stage_id, stage)
+        self.assertEqual(kept.activity_ids.summary, "To")
