@@ -165,6 +165,7 @@ class GobysendCampaignStep(models.Model):
             ("delay", "After a delay"),
             ("time_of_day", "At a time of day"),
             ("weekday", "On an allowed weekday"),
+            ("anchor", "Relative to a date"),
         ],
         string="When",
         default="now",
@@ -182,6 +183,31 @@ class GobysendCampaignStep(models.Model):
     on_fri = fields.Boolean(string="Fri", default=True)
     on_sat = fields.Boolean(string="Sat", default=True)
     on_sun = fields.Boolean(string="Sun", default=True)
+
+    # Wait relative to a date (kinds/steps/wait.py, kinds/timing.py: anchored_moment)
+    anchor_source = fields.Selection(
+        [("record", "A date of the triggering record"), ("attribute", "A date attribute of the contact")],
+        string="Date Of",
+        default="record",
+    )
+    campaign_model_id = fields.Many2one(related="campaign_id.model_id", string="Triggering Model")
+    anchor_field_id = fields.Many2one(
+        "ir.model.fields",
+        string="Date Field",
+        ondelete="cascade",
+        domain="[('model_id', '=', campaign_model_id), ('ttype', 'in', ('date', 'datetime'))]",
+        help="Read again each time the step runs: when the record's date changes, the wake-up follows it.",
+    )
+    anchor_attribute_id = fields.Many2one(
+        "gobysend.attribute",
+        string="Date Attribute",
+        ondelete="restrict",
+        domain="[('workspace_id', '=', workspace_id), ('value_type', 'in', ('date', 'datetime'))]",
+    )
+    anchor_direction = fields.Selection(
+        [("before", "Before"), ("after", "After")], string="Direction", default="before"
+    )
+    anchor_use_time = fields.Boolean(string="At a Local Time", help="Go on at this time of the contact's day.")
 
     # Statistics
     journeys_here = fields.Integer(compute="_compute_statistics", string="Waiting Here")
@@ -257,6 +283,9 @@ class GobysendCampaignStep(models.Model):
         "lead_stage_id",
         "hook_url",
         "hook_payload",
+        "anchor_source",
+        "anchor_field_id",
+        "anchor_attribute_id",
         "hook_retry_delays",
         "inapp_kind",
         "inapp_link",

@@ -391,3 +391,96 @@ class TestJourneyOutlivesItsRecord(CampaignCase):
         # The journey whose lead is still there did both.
         self.assertEqual(kept.stage_id, stage)
         self.assertEqual(kept.activity_ids.summary, "To")
+
+
+@freeze_time(MONDAY_MORNING_UTC)
+@tagged("time_sensitive")
+class TestWaitRelativeToADate(CampaignCase):
+    def anchored_campaign(self, wait):
+        step = {"kind": "wait", "timing": "anchor", "delay_amount": 3, "delay_unit": "days"}
+        step.update(wait)
+        return self.launch(
+            self.campaign(
+                [step, {"kind": "send", "channel_id": self.sms.id, "body": "Your contract ends soon"}],
+                model_id=self.env["ir.model"]._get_id("crm.lead"),
+                # A campaign that runs until stopped (a manual one with no audience would be done at once).
+                trigger_kind="event",
+                event_name="contract_signed",
+                reentry="every_time",
+            )
+        )
+
+    def test_three_days_before_the_lead_closes_at_nine_local_following_its_date(self):
+        deadline = self.env["ir.model.fields"]._get("crm.lead", "date_deadline")
+        campaign = self.anchored_campaign(
+            {"anchor_field_id": deadline.id, "anchor_direction": "before", "anchor_use_time": True, "time_of_day": 9}
+        )
+        step = campaign.step_ids[0]
+        self.assertEqual(step.summary, "3 Days Before Expected Closing 09:00")
+        Lead = self.env["crm.lead"]
+        later, past = Lead.create(
+            [
+                {"name": "Renewal", "partner_id": self.contacts[0].id, "date_deadline": "2026-12-10"},
+                {"name": "Late", "partner_id": self.contacts[1].id, "date_deadline": "2026-11-20"},
+            ]
+        )
+        Journey = self.env["gobysend.journey"]
+        waiting, gone_on = Journey.browse(
+            Journey._enter(
+                campaign,
+                [
+                    {"partner_id": lead.partner_id.id, "res_model": "crm.lead", "res_id": lead.id}
+                    for lead in (later, past)
+                ],
+                run=True,
+            )
+        )
+        # 7 December 09:00 in Ho Chi Minh City is 02:00 UTC; the journey looks again every day meanwhile.
+        self.assertEqual(waiting.state, "waiting")
+        self.assertEqual(waiting.wake_at, MONDAY_MORNING_UTC + datetime.timedelta(days=1))
+        # A date already past: the journey goes on at once and says why.
+        self.assertEqual(gone_on.state, "completed")
+        self.assertIn("already passed", gone_on.log_ids[0].reason)
+
+        # The deal closes earlier: the wake-up follows the date at the next look.
+        later.date_deadline = "2026-11-28"
+        self.advance(MONDAY_MORNING_UTC + datetime.timedelta(days=1))
+        self.assertEqual(waiting.state, "waiting")
+        self.assertEqual(waiting.wake_at, datetime.datetime(2026, 11, 25, 2, 0))
+        self.assertFalse(waiting.message_ids)
+        self.advance(datetime.datetime(2026, 11, 25, 2, 0))
+        self.assertEqual(waiting.state, "completed")
+        self.assertEqual(len(waiting.message_ids), 1)
+
+    def test_after_a_date_attribute_of_the_contact(self):
+        self.env["gobysend.attribute"].create(
+            {"workspace_id": self.workspace_a.id, "key": "contract_end", "value_type": "date"}
+        )
+        self.ingest.identify(
+            self.workspace_a, {"email": self.contacts[0].email, "attributes": {"contract_end": "2026-11-22"}}
+        )
+        attribute = self.env["gobysend.attribute"].search([("key", "=", "contract_end")])
+        campaign = self.anchored_campaign(
+            {
+                "anchor_source": "attribute",
+                "anchor_attribute_id": attribute.id,
+                "anchor_direction": "after",
+                "delay_amount": 2,
+            }
+        )
+        Journey = self.env["gobysend.journey"]
+        with_date, without = Journey.browse(
+            Journey._enter(
+                campaign, [{"partner_id": self.contacts[0].id}, {"partner_id": self.contacts[1].id}], run=True
+            )
+        )
+        # 22 November + 2 days, the start of the contact's day: 24 November 00:00 local, 23 November 17:00 UTC.
+        self.assertEqual(with_date.wake_at, datetime.datetime(2026, 11, 23, 17, 0))
+        self.assertEqual(without.state, "completed")
+        self.assertIn("No date", without.log_ids[0].reason)
+
+    def test_settings_are_checked(self):
+        with self.assertRaisesRegex(ValidationError, "choose a date field of the triggering record"):
+            self.campaign([{"kind": "wait", "timing": "anchor"}])
+        with self.assertRaisesRegex(ValidationError, "put a wait step relative to the date before it"):
+            self.campaign([{"kind": "send", "timing": "anchor", "channel_id": self.sms.id, "body": "x"}])
