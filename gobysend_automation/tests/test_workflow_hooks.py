@@ -11,7 +11,6 @@ from freezegun import freeze_time
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import tagged
 
-from .. import kinds
 from ..transport import ALLOWED_NETWORKS_PARAMETER, MAX_ANSWER_BYTES
 from .test_campaign import MONDAY_MORNING_UTC, CampaignCase
 
@@ -92,7 +91,8 @@ class TestWebhookStep(CampaignCase):
         self.env.invalidate_all()
 
     def test_step_is_offered_and_summarised(self):
-        self.assertIn("webhook", dict(kinds.step_selection()))
+        offered = {kind["key"]: kind for kind in self.env["gobysend.campaign.step"].workflow_step_kinds()}
+        self.assertEqual((offered["webhook"]["label"], offered["webhook"]["icon"]), ("Call a webhook", "fa-plug"))
         step = self.hook_campaign(hook_url="https://hooks.example.com/in").step_ids.filtered(
             lambda s: s.kind == "webhook"
         )
@@ -288,7 +288,8 @@ class TestNotifyStep(CampaignCase):
         )
 
     def test_notification_goes_to_the_team_channel_through_the_outbox(self):
-        self.assertIn("notify", dict(kinds.step_selection()))
+        offered = {kind["key"]: kind for kind in self.env["gobysend.campaign.step"].workflow_step_kinds()}
+        self.assertEqual(offered["notify"]["label"], "Notify the team")
         campaign = self.notify_campaign()
         step = campaign.step_ids.filtered(lambda s: s.kind == "notify")
         self.assertEqual(step.summary, "Sales team: {{ contact.name }} needs a call")
