@@ -162,7 +162,16 @@ class GobysendJourneyCall(models.Model):
             # have left, even one whose worker died before writing its outcome.
             return CALL_CLAIMS.claim(
                 cr,
-                SQL("state = 'queued' AND next_attempt_at <= %s", now),
+                # Only for journeys still waiting on the call, in a running campaign: a journey
+                # stopped or a campaign paused meanwhile calls no one.
+                SQL(
+                    """state = 'queued' AND next_attempt_at <= %s
+                       AND EXISTS (SELECT 1 FROM gobysend_journey j JOIN gobysend_campaign c ON c.id = j.campaign_id
+                                    WHERE j.id = journey_id AND j.step_id = gobysend_journey_call.step_id
+                                      AND j.iteration = gobysend_journey_call.iteration
+                                      AND j.state IN ('active', 'waiting', 'running') AND c.state = 'running')""",
+                    now,
+                ),
                 SQL("next_attempt_at, id"),
                 limit,
                 SQL("attempts = attempts + 1, last_attempt_at = %s", now),

@@ -174,7 +174,7 @@ class TestWebhookStep(CampaignCase):
         self.assertEqual(self.env["gobysend.journey"].search(action["domain"] + [("state", "=", "failed")]), journey)
 
         # Only a campaign manager may retry; the journey runs the step again as a new iteration.
-        with self.assertRaises(AccessError):
+        with self.assertRaisesRegex(AccessError, "Only campaign managers may retry journeys"):
             journey.with_user(self.user_a).action_retry()
         journey.with_user(self.manager_a).action_retry()
         self.assertEqual((journey.state, journey.iteration), ("active", 1))
@@ -201,6 +201,27 @@ class TestWebhookStep(CampaignCase):
         self.advance(MONDAY_MORNING_UTC + MINUTE)
         self.assertEqual(journey.state, "failed")
         self.assertIn("HTTP 404", journey.reason)
+
+    def test_manager_retries_many_failed_journeys_from_the_list(self):
+        campaign = self.hook_campaign(hook_retry_delays="")
+        self.enter(campaign, self.contacts[1], {})
+        journeys_ = campaign.journey_ids
+        self.receiver.answers.extend([(410, b"gone"), (410, b"gone")])
+        self.perform()
+        self.advance(MONDAY_MORNING_UTC)
+        self.assertEqual(set(journeys_.mapped("state")), {"failed"})
+        retry = self.env.ref("gobysend_automation.gobysend_journey_action_retry")
+        self.assertEqual(retry.binding_model_id.model, "gobysend.journey")
+        retry.with_user(self.manager_a).with_context(active_model="gobysend.journey", active_ids=journeys_.ids).run()
+        self.assertEqual(set(journeys_.mapped("state")), {"active"})
+        self.assertEqual(set(journeys_.mapped("iteration")), {1})
+
+    def test_stopped_journey_calls_no_one(self):
+        campaign = self.hook_campaign()
+        campaign.journey_ids.with_user(self.manager_a).action_exit()
+        self.perform()
+        self.assertEqual(self.receiver.requests, [])
+        self.assertEqual(campaign.journey_ids.call_ids.attempts, 0)
 
     def test_private_address_is_refused_unless_an_administrator_allows_it(self):
         self.env["ir.config_parameter"].set_param(ALLOWED_NETWORKS_PARAMETER, "")
