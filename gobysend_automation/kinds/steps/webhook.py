@@ -114,7 +114,9 @@ class WebhookStep(StepKind):
                 outcomes[row.id] = Outcome.fail(reason)
             else:
                 next_at = max(next_at or batch.now, batch.now)
-                due = due or (state == "queued" and next_at <= batch.now)
+                # A call still "sending" when the journey looks again belongs to a worker that
+                # died: the job recovers it (see the call model) before making the due calls.
+                due = due or state == "sending" or next_at <= batch.now
                 outcomes[row.id] = Outcome.wait(next_at + RECHECK_AFTER)
         if due:
             Call._enqueue_perform()
