@@ -138,7 +138,7 @@ class GobysendCampaignStep(models.Model):
     )
     lead_stage_id = fields.Many2one("crm.stage", string="Move Lead To", ondelete="restrict")
 
-    # Call a webhook (kinds/steps/webhook.py); retries also apply to "Notify the team" through the outbox
+    # Call a webhook (kinds/steps/webhook.py); "Notify the team" uses channel_id, subject and body
     hook_url = fields.Char(string="Webhook URL", help="Where the signed JSON is posted (http or https).")
     hook_secret = fields.Char(
         string="Signing Secret",
