@@ -1,6 +1,7 @@
 """Input normalisation shared by the models, the API and the tests."""
 
 import datetime
+import hashlib
 import hmac
 import math
 import re
@@ -19,6 +20,19 @@ EARLIEST_TIMESTAMP = datetime.datetime(2000, 1, 1)
 FUTURE_TOLERANCE = datetime.timedelta(days=1)
 
 ATTRIBUTE_TYPES = ("string", "number", "boolean", "date", "datetime")
+# The header that signs what Gobysend posts to a business's systems (channel webhooks, webhook steps).
+SIGNATURE_HEADER = "X-Gobysend-Signature"
+
+
+def compute_signature(secret, timestamp, body):
+    """Hex HMAC-SHA256 of ``"{timestamp}.{body}"`` with ``secret``; ``body`` is bytes."""
+    message = str(int(timestamp)).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret, timestamp, body):
+    """The value of the ``X-Gobysend-Signature`` header: ``t=<unix seconds>,v1=<hex>``."""
+    return "t=%d,v1=%s" % (int(timestamp), compute_signature(secret, timestamp, body))
 
 
 def secrets_match(expected, given):
@@ -240,3 +254,17 @@ def first_moment_at(tz, wall_time):
         else:
             high = middle
     return high.astimezone(tz)
+
+
+def retry_delays(value):
+    """The minutes of ``value`` ("1,5,30") as timedeltas; ``ValueError`` when one is not a
+    positive whole number."""
+    delays = []
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) <= 0:
+            raise ValueError(part)
+        delays.append(datetime.timedelta(minutes=int(part)))
+    return delays

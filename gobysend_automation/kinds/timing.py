@@ -63,3 +63,20 @@ def moment(step, now, tz_name):
             break
     candidate = first_moment_at(tz, datetime.datetime.combine(day, datetime.time(0, 0)))
     return candidate.astimezone(pytz.utc).replace(tzinfo=None)
+
+
+def anchored_moment(step, anchor, tz_name):
+    """The moment (naive UTC) ``step``'s delay before or after ``anchor`` (a date of the record
+    or the contact: a ``date``, read as the start of that day in the contact's time zone, or a
+    naive UTC ``datetime``), at the step's local time of day when it asks for one."""
+    tz = pytz.timezone(tz_name or "UTC")
+    if isinstance(anchor, datetime.datetime):
+        base = pytz.utc.localize(anchor)
+    else:
+        base = first_moment_at(tz, datetime.datetime.combine(anchor, datetime.time(0, 0))).astimezone(pytz.utc)
+    offset = UNITS[step.delay_unit or "days"] * (step.delay_amount or 0)
+    moment = base - offset if step.anchor_direction == "before" else base + offset
+    if step.anchor_use_time:
+        local_day = moment.astimezone(tz).date()
+        moment = first_moment_at(tz, datetime.datetime.combine(local_day, hour_to_time(step.time_of_day)))
+    return moment.astimezone(pytz.utc).replace(tzinfo=None)

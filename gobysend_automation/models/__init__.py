@@ -31,6 +31,7 @@ from . import gobysend_campaign_step_variant
 from . import gobysend_campaign_step_ab
 from . import gobysend_message_variant
 from . import gobysend_journey
+from . import gobysend_journey_call
 from . import gobysend_message_inapp
 from . import gobysend_token_transaction
 from . import mail_mail

@@ -696,6 +696,15 @@ class GobysendCampaign(models.Model):
             "context": {"search_default_group_state": 1},
         }
 
+    def action_view_failed_journeys(self):
+        """The campaign's failed journeys with their reasons, for a manager to retry."""
+        action = self.action_view_journeys()
+        action.update(
+            name=_("Failed journeys of %(campaign)s", campaign=self.display_name),
+            context={"search_default_failed": 1},
+        )
+        return action
+
     def action_view_messages(self):
         """The campaign's recipients, one message each, filterable by channel and state."""
         self.ensure_one()

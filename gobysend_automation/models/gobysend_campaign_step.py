@@ -1,3 +1,5 @@
+import secrets
+
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
@@ -202,6 +204,26 @@ class GobysendCampaignStep(models.Model):
     opportunity_team_id = fields.Many2one("crm.team", string="Sales Team", ondelete="set null")
     opportunity_revenue = fields.Float(string="Expected Revenue")
 
+    # Call a webhook (kinds/steps/webhook.py); "Notify the team" uses channel_id, subject and body
+    hook_url = fields.Char(string="Webhook URL", help="Where the signed JSON is posted (http or https).")
+    hook_secret = fields.Char(
+        string="Signing Secret",
+        groups="gobysend_automation.group_gobysend_manager",
+        copy=False,
+        default=lambda self: secrets.token_urlsafe(32),
+        help="Signs each call: header X-Gobysend-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "
+        '"<unix time>.<body>">.',
+    )
+    hook_payload = fields.Text(
+        string="Extra JSON",
+        help='A JSON object whose texts are templates, sent as "extra", e.g. {"order": "{{ data.order_id }}"}.',
+    )
+    hook_retry_delays = fields.Char(
+        string="Retry After (minutes)",
+        default="1,5,30",
+        help="Minutes to wait before each new attempt after a failure; then the journey fails. Empty: no retry.",
+    )
+
     # When (send and wait)
     timing = fields.Selection(
         [
@@ -209,6 +231,7 @@ class GobysendCampaignStep(models.Model):
             ("delay", "After a delay"),
             ("time_of_day", "At a time of day"),
             ("weekday", "On an allowed weekday"),
+            ("anchor", "Relative to a date"),
         ],
         string="When",
         default="now",
@@ -226,6 +249,31 @@ class GobysendCampaignStep(models.Model):
     on_fri = fields.Boolean(string="Fri", default=True)
     on_sat = fields.Boolean(string="Sat", default=True)
     on_sun = fields.Boolean(string="Sun", default=True)
+
+    # Wait relative to a date (kinds/steps/wait.py, kinds/timing.py: anchored_moment)
+    anchor_source = fields.Selection(
+        [("record", "A date of the triggering record"), ("attribute", "A date attribute of the contact")],
+        string="Date Of",
+        default="record",
+    )
+    campaign_model_id = fields.Many2one(related="campaign_id.model_id", string="Triggering Model")
+    anchor_field_id = fields.Many2one(
+        "ir.model.fields",
+        string="Date Field",
+        ondelete="cascade",
+        domain="[('model_id', '=', campaign_model_id), ('ttype', 'in', ('date', 'datetime'))]",
+        help="Read again each time the step runs: when the record's date changes, the wake-up follows it.",
+    )
+    anchor_attribute_id = fields.Many2one(
+        "gobysend.attribute",
+        string="Date Attribute",
+        ondelete="restrict",
+        domain="[('workspace_id', '=', workspace_id), ('value_type', 'in', ('date', 'datetime'))]",
+    )
+    anchor_direction = fields.Selection(
+        [("before", "Before"), ("after", "After")], string="Direction", default="before"
+    )
+    anchor_use_time = fields.Boolean(string="At a Local Time", help="Go on at this time of the contact's day.")
 
     # Statistics
     journeys_here = fields.Integer(compute="_compute_statistics", string="Waiting Here")
@@ -333,6 +381,12 @@ class GobysendCampaignStep(models.Model):
         "activity_user",
         "activity_user_id",
         "lead_stage_id",
+        "hook_url",
+        "hook_payload",
+        "anchor_source",
+        "anchor_field_id",
+        "anchor_attribute_id",
+        "hook_retry_delays",
         "inapp_kind",
         # Update a contact field, copy or move to a list, create an opportunity
         "partner_field_id",
@@ -385,6 +439,11 @@ class GobysendCampaignStep(models.Model):
             if step.delay_unit and step.delay_unit not in UNITS:
                 raise ValidationError(_("Step “%(step)s” has an unknown delay unit.", step=step.display_name))
             kind.validate(step)
+
+    def action_rotate_hook_secret(self):
+        for step in self:
+            step.hook_secret = secrets.token_urlsafe(32)
+        return True
 
     def _inapp_settings(self):
         """The in-app display settings of the step's messages (see gobysend.message's in-app part)."""

@@ -4,6 +4,7 @@ import time
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 
 from odoo import SUPERUSER_ID, _, api, fields, models
+from odoo.exceptions import AccessError
 from odoo.tools import SQL
 from odoo.tools.misc import format_datetime
 
@@ -127,6 +128,8 @@ class GobysendJourney(models.Model):
     message_ids = fields.One2many("gobysend.message", "journey_id", string="Messages")
     # Timeline: the steps the journey went through, as the contact form shows them.
     timeline_html = fields.Html(compute="_compute_timeline_html", string="Timeline", sanitize=False)
+    # Call a webhook (kinds/steps/webhook.py)
+    call_ids = fields.One2many("gobysend.journey.call", "journey_id", string="Webhook Calls")
 
     def init(self):
         # The engine's question: which journeys are due now.
@@ -435,9 +438,28 @@ class GobysendJourney(models.Model):
         self.invalidate_model()
 
     def action_retry(self):
-        """Run a failed journey's step again."""
+        """Run a failed journey's step again, as a new iteration: the step's call or message is
+        made afresh (its own idempotency key), and the failed try stays in the step log."""
+        if not self.env.user.has_group("gobysend_automation.group_gobysend_manager"):
+            raise AccessError(_("Only campaign managers may retry journeys."))
         failed = self.filtered(lambda journey: journey.state == "failed" and journey.step_id)
-        failed.write({"state": "active", "wake_at": fields.Datetime.now(), "reason": False, "ended_at": False})
+        self.env.flush_all()
+        for journey in failed:
+            journey.write(
+                {
+                    "state": "active",
+                    "wake_at": fields.Datetime.now(),
+                    "wait_until": False,
+                    "reason": False,
+                    "ended_at": False,
+                    "iteration": journey.iteration + 1,
+                }
+            )
+        # A campaign that ended by itself (a manual launch) once its journeys did runs again
+        # until the retried ones end too: only a running campaign's journeys advance.
+        failed.campaign_id.filtered(lambda campaign: campaign.state == "done").write(
+            {"state": "running", "ended_at": False}
+        )
         if failed:
             self._enqueue_advance(lanes=1)
         return True

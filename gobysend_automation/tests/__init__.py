@@ -24,3 +24,4 @@ from . import test_campaign_templates
 from . import test_campaign_triggers
 from . import test_campaign_webhook
 from . import test_ab_test
+from . import test_workflow_hooks

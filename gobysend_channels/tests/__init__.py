@@ -8,3 +8,4 @@ from . import test_twilio
 from . import test_webhook
 from . import test_zalo
 from . import test_outbound_destinations
+from . import test_workflow_notify

@@ -42,13 +42,20 @@ class ActivityStep(StepKind):
         fallback = step.campaign_id.create_uid
         deadline = (batch.now + datetime.timedelta(days=step.activity_days or 0)).date()
         values = []
+        outcomes = []
         for row in rows:
             partner = Partner.browse(row.partner_id)
             res_model, res_id = "res.partner", row.partner_id
             if step.activity_on == "record" and row.res_model and row.res_id:
                 record = env[row.res_model].sudo().browse(row.res_id).exists() if row.res_model in env else None
-                if record:
-                    res_model, res_id = row.res_model, row.res_id
+                if not record:
+                    # The journey outlives its record: no activity, the journey goes on.
+                    outcomes.append(
+                        Outcome.done(reason=env._("Skipped: the record that fired this journey was deleted."))
+                    )
+                    continue
+                res_model, res_id = row.res_model, row.res_id
+            outcomes.append(Outcome.done())
             if step.activity_user == "user":
                 user = step.activity_user_id
             else:
@@ -65,4 +72,4 @@ class ActivityStep(StepKind):
                 }
             )
         env["mail.activity"].sudo().with_context(mail_activity_quick_update=True).create(values)  # sudo: as above
-        return [Outcome.done() for _row in rows]
+        return outcomes

@@ -157,7 +157,7 @@ def convert_on_events(env, workspace_id, partner_ids, names, now=None):
         )
         converted += env.cr.rowcount
         if env.cr.rowcount:
-            env["gobysend.journey"]._enqueue_advance(lanes=1)
+            env["gobysend.journey"]._wake_advance()
     leaves = [goal[0] for goal in goals if not goal[1]]
     if leaves:
         env.cr.execute(
@@ -223,5 +223,5 @@ def sweep_condition_goals(env, now=None):
         converted += env.cr.rowcount
     if converted:
         env["gobysend.journey"].invalidate_model()
-        env["gobysend.journey"]._enqueue_advance(lanes=1)
+        env["gobysend.journey"]._wake_advance()
     return converted

@@ -24,11 +24,19 @@ class LeadStageStep(StepKind):
         return step.lead_stage_id.display_name or ""
 
     def run(self, batch, step, rows):
+        env = step.env
         leads = [row.res_id for row in rows if row.res_model == "crm.lead" and row.res_id]
-        if leads:
-            # sudo: the leads that fired this campaign's journeys, moved as the campaign says
-            batch.env["crm.lead"].sudo().browse(leads).exists().write({"stage_id": step.lead_stage_id.id})
-        return [
-            Outcome.done(reason=None if row.res_model == "crm.lead" else step.env._("No lead fired this journey."))
-            for row in rows
-        ]
+        # sudo: the leads that fired this campaign's journeys, moved as the campaign says
+        alive = batch.env["crm.lead"].sudo().browse(leads).exists()
+        if alive:
+            alive.write({"stage_id": step.lead_stage_id.id})
+        outcomes = []
+        for row in rows:
+            if row.res_model != "crm.lead" or not row.res_id:
+                outcomes.append(Outcome.done(reason=env._("No lead fired this journey.")))
+            elif row.res_id not in alive.ids:
+                # The journey outlives its lead: the step is skipped, the journey goes on.
+                outcomes.append(Outcome.done(reason=env._("Skipped: the lead that fired this journey was deleted.")))
+            else:
+                outcomes.append(Outcome.done())
+        return outcomes

@@ -31,6 +31,13 @@ class SendStep(StepKind):
     )
 
     def validate(self, step):
+        if step.timing == "anchor":
+            raise ValidationError(
+                step.env._(
+                    "Step “%(step)s”: to send relative to a date, put a wait step relative to the date before it.",
+                    step=step.display_name,
+                )
+            )
         if not step.channel_id:
             raise ValidationError(step.env._("Step “%(step)s”: choose the channel to send on.", step=step.display_name))
         if step.channel_id.workspace_id != step.campaign_id.workspace_id:
