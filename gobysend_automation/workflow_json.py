@@ -41,7 +41,17 @@ CAMPAIGN_SKIPPED = {
     "website_message_ids",
     "rating_ids",
 }
-STEP_SKIPPED = {"campaign_id", "workspace_id", "parent_id", "parent_path", "child_ids", "branch", "sequence"}
+# A webhook step's signing secret stays in its database: an imported step gets a new one.
+STEP_SKIPPED = {
+    "campaign_id",
+    "workspace_id",
+    "parent_id",
+    "parent_path",
+    "child_ids",
+    "branch",
+    "sequence",
+    "hook_secret",
+}
 TEMPLATE_FIELDS = ("name", "channel_type", "subject", "body")
 
 

@@ -97,6 +97,7 @@ class TestWorkflowJson(CampaignCase):
         self.assertEqual(exported["campaign"]["segment_ids"], [{"name": "Buyers"}])
         self.assertEqual(exported["steps"][0]["template_id"]["body"], "Welcome {{ contact.name }}")
         self.assertEqual(set(exported["steps"][2]["branches"]), {"yes", "no"})
+        self.assertFalse([step for step in exported["steps"] if "hook_secret" in step], "secrets stay home")
         wizard = self.import_(json.loads(workflow_json.dumps(original)), name="Copy")
         copy = wizard.campaign_id
         self.assertEqual((copy.name, copy.state, copy.workspace_id), ("Copy", "draft", self.workspace_a))
