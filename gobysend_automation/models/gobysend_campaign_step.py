@@ -103,6 +103,7 @@ class GobysendCampaignStep(models.Model):
             ("delivered", "Delivered"),
             ("opened", "Opened"),
             ("clicked", "Clicked"),
+            ("clicked_link", "Clicked a link"),
             ("not_opened", "Not opened within"),
             ("bounced", "Bounced"),
         ],
@@ -113,6 +114,10 @@ class GobysendCampaignStep(models.Model):
         string="Message of Step",
         ondelete="set null",
         domain="[('campaign_id', '=', campaign_id), ('kind', '=', 'send')]",
+    )
+    engagement_link = fields.Char(
+        string="Link Contains",
+        help="The clicked link's address contains this text, e.g. /summer-sale or utm_content=banner.",
     )
     engagement_hours = fields.Integer(string="Within (hours)", default=48)
 

@@ -131,6 +131,53 @@ class TestWorkflowSteps(CampaignCase):
         self.assertEqual(thanked.partner_id, self.contacts[3])
         self.assertTrue(wait.done_count)
 
+    def test_condition_on_a_given_link_clicked(self):
+        campaign = self.campaign(
+            [{"kind": "send", "channel_id": self.sms.id, "body": "Sale: https://shop.example.com"}]
+        )
+        first = campaign.step_ids
+        Step = self.env["gobysend.campaign.step"]
+        Step.create(
+            {
+                "campaign_id": campaign.id,
+                "sequence": 5,
+                "kind": "wait",
+                "timing": "delay",
+                "delay_amount": 1,
+                "delay_unit": "hours",
+            }
+        )
+        values = {
+            "campaign_id": campaign.id,
+            "sequence": 6,
+            "kind": "condition",
+            "condition_kind": "engagement",
+            "engagement": "clicked_link",
+            "engagement_step_id": first.id,
+        }
+        with self.assertRaisesRegex(ValidationError, "part of the link's address"):
+            Step.create(values)
+        condition = Step.create(dict(values, engagement_link="/summer-sale"))
+        self.assertIn("/summer-sale", condition.summary)
+        Step.create(
+            {
+                "campaign_id": campaign.id,
+                "parent_id": condition.id,
+                "branch": "yes",
+                "kind": "send",
+                "channel_id": self.sms.id,
+                "body": "Enjoy the summer",
+            }
+        )
+        self.launch(campaign)
+        messages = self.env["gobysend.message"].search([("campaign_step_id", "=", first.id)])
+        by_contact = {message.partner_id: message.sudo() for message in messages}
+        by_contact[self.contacts[3]]._apply_receipt("clicked", "c3", url="https://shop.example.com/summer-sale?utm=sms")
+        by_contact[self.contacts[4]]._apply_receipt("clicked", "c4", url="https://shop.example.com/winter")
+        self.advance(MONDAY_MORNING_UTC + datetime.timedelta(hours=2))
+        summer = self.env["gobysend.message"].search([("body_template", "=", "Enjoy the summer")])
+        self.assertEqual(summer.partner_id, self.contacts[3], "only the contact who clicked that link")
+
     def test_random_split_follows_the_shares_and_is_stable(self):
         partners = self.env["res.partner"].create([{"name": f"P{n}", "email": f"p{n}@example.com"} for n in range(200)])
         self.env["gobysend.subscription"].create(

@@ -42,6 +42,7 @@ class ConditionStep(StepKind):
         "engagement",
         "engagement_step_id",
         "engagement_hours",
+        "engagement_link",
     )
 
     def validate(self, step):
@@ -72,6 +73,13 @@ class ConditionStep(StepKind):
                         step=step.display_name,
                     )
                 )
+            if step.engagement == "clicked_link" and not (step.engagement_link or "").strip():
+                raise ValidationError(
+                    env._(
+                        "Step “%(step)s”: write the part of the link's address to look for, e.g. /summer-sale.",
+                        step=step.display_name,
+                    )
+                )
         elif kind == "contact":
             step.campaign_id._get_contact_filter(text=step.partner_domain)
 
@@ -81,7 +89,15 @@ class ConditionStep(StepKind):
             "attribute": f"{step.attribute_id.key or ''} {step.attribute_operator or ''} {step.attribute_value or ''}",
             "segment": step.segment_id.display_name or "",
             "tag": step.tag_id.display_name or "",
-            "engagement": f"{step.engagement or ''} {step.engagement_step_id.display_name or ''}",
+            "engagement": " ".join(
+                part
+                for part in (
+                    step.engagement,
+                    step.engagement_link if step.engagement == "clicked_link" else None,
+                    step.engagement_step_id.display_name,
+                )
+                if part
+            ),
             "contact": step.partner_domain or "",
         }.get(step.condition_kind, "")
         return f"{labels.get(step.condition_kind, '')}: {detail}".strip()
@@ -113,6 +129,20 @@ class ConditionStep(StepKind):
         cr = batch.env.cr
         if kind == "engagement" and step.engagement == "not_opened":
             matched = self._not_opened(batch, step, rows, outcomes)
+        elif kind == "engagement" and step.engagement == "clicked_link":
+            # The clicks of the earlier message are the contact's "message_clicked" events, with
+            # the link's address (``gobysend.message._apply_receipt``).
+            cr.execute(
+                """
+                SELECT DISTINCT m.journey_id FROM gobysend_message m
+                  JOIN gobysend_event e ON e.workspace_id = m.workspace_id AND e.partner_id = m.partner_id
+                                       AND e.name = 'message_clicked' AND e.properties->>'message_id' = m.id::text
+                 WHERE m.journey_id = ANY(%s) AND m.campaign_step_id = %s
+                   AND strpos(e.properties->>'url', %s) > 0
+                """,
+                (ids, step.engagement_step_id.id, step.engagement_link.strip()),
+            )
+            matched = {row[0] for row in cr.fetchall()}
         elif kind == "engagement":
             cr.execute(
                 """
