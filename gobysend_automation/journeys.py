@@ -79,7 +79,7 @@ class JourneyBatch:
         Step = self.env["gobysend.campaign.step"].sudo()  # sudo: the engine runs every workspace's steps
         Campaign = self.env["gobysend.campaign"].sudo()  # sudo: as above
         steps_run = 0
-        pending = self._leave_converted(rows)
+        pending = self._leave_off_audience(self._leave_converted(rows))
         hops = 0
         while pending and hops < MAX_HOPS:
             hops += 1
@@ -114,6 +114,38 @@ class JourneyBatch:
             # Still going after MAX_HOPS: the rest waits for the next batch.
             self.moves[row.id] = (row.step_id, "active", self.now, None)
         return steps_run
+
+    def _leave_off_audience(self, rows):
+        """Journeys of campaigns set to re-check their audience (``leave_off_audience``) whose
+        contact is no longer in it exit before their next step: one search per campaign, with the
+        rights of who set its filter, as the launch's."""
+        by_campaign = collections.defaultdict(list)
+        for row in rows:
+            by_campaign[row.campaign_id].append(row)
+        Campaign = self.env["gobysend.campaign"].sudo()  # sudo: the engine runs every workspace's campaigns
+        kept = []
+        for campaign_id, group in by_campaign.items():
+            campaign = Campaign.browse(campaign_id)
+            kind = kinds.TRIGGERS.get(campaign.trigger_kind)
+            if not (campaign.leave_off_audience and kind and kind.uses_audience) or all(row.is_test for row in group):
+                kept += group
+                continue
+            Partner = campaign._contacts_model()
+            audience = campaign._get_audience_query(self.now)
+            inside = set(
+                Partner.search(
+                    [
+                        ("id", "in", list({row.partner_id for row in group})),
+                        ("id", "in", audience.subselect()),
+                    ]
+                ).ids
+            )
+            for row in group:
+                if row.is_test or row.partner_id in inside:
+                    kept.append(row)
+                else:
+                    self.ends[row.id] = ("exited", self.env._("No longer in the campaign's audience."))
+        return kept
 
     def _leave_converted(self, rows):
         """Journeys that reached their campaign's goal: those of a campaign with a goal step jump

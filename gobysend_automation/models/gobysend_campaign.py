@@ -90,6 +90,11 @@ class GobysendCampaign(models.Model):
         "journey of it is still running. Every time: at each trigger. Once per record: once for each record that "
         "fires it (record triggers).",
     )
+    leave_off_audience = fields.Boolean(
+        string="Leave When Out of the Audience",
+        help="Checked each time a journey's steps run: a contact no longer in the chosen segments or tags, or "
+        "no longer meeting the contact filter, leaves the campaign before its next step.",
+    )
     scheduled_at = fields.Datetime(string="Launch At", tracking=True, help="Empty: launched at once.")
     launched_at = fields.Datetime(readonly=True, copy=False)
     ended_at = fields.Datetime(readonly=True, copy=False)

@@ -155,7 +155,7 @@ class TestWorkflowSteps(CampaignCase):
             "engagement": "clicked_link",
             "engagement_step_id": first.id,
         }
-        with self.assertRaisesRegex(ValidationError, "part of the link's address"):
+        with self.assertRaisesRegex(ValidationError, "part of the link's address"), self.env.cr.savepoint():
             Step.create(values)
         condition = Step.create(dict(values, engagement_link="/summer-sale"))
         self.assertIn("/summer-sale", condition.summary)
@@ -177,6 +177,30 @@ class TestWorkflowSteps(CampaignCase):
         self.advance(MONDAY_MORNING_UTC + datetime.timedelta(hours=2))
         summer = self.env["gobysend.message"].search([("body_template", "=", "Enjoy the summer")])
         self.assertEqual(summer.partner_id, self.contacts[3], "only the contact who clicked that link")
+
+    def test_a_contact_out_of_the_audience_leaves_before_its_next_step(self):
+        tag = self.env["res.partner.category"].create({"name": "Spring VIP"})
+        self.contacts[:3].category_id = tag
+        steps = [
+            {"kind": "send", "channel_id": self.sms.id, "body": "One"},
+            {"kind": "wait", "timing": "delay", "delay_amount": 1, "delay_unit": "hours"},
+            {"kind": "send", "channel_id": self.sms.id, "body": "Two"},
+        ]
+        strict = self.launch(self.campaign(steps, name="Strict", tag_ids=[(6, 0, tag.ids)], leave_off_audience=True))
+        loose = self.launch(self.campaign(steps, name="Loose", tag_ids=[(6, 0, tag.ids)]))
+        self.advance(MONDAY_MORNING_UTC)
+        self.contacts[0].category_id = [(3, tag.id)]
+        self.advance(MONDAY_MORNING_UTC + datetime.timedelta(hours=2))
+
+        def second_messages(campaign):
+            return self.env["gobysend.message"].search(
+                [("campaign_id", "=", campaign.id), ("body_template", "=", "Two")]
+            )
+
+        self.assertEqual(second_messages(strict).partner_id, self.contacts[1:3])
+        left = strict.journey_ids.filtered(lambda journey: journey.partner_id == self.contacts[0])
+        self.assertEqual((left.state, left.reason), ("exited", "No longer in the campaign's audience."))
+        self.assertEqual(second_messages(loose).partner_id, self.contacts[:3], "unchecked: the journey goes on")
 
     def test_random_split_follows_the_shares_and_is_stable(self):
         partners = self.env["res.partner"].create([{"name": f"P{n}", "email": f"p{n}@example.com"} for n in range(200)])
