@@ -1,11 +1,22 @@
-from collections import namedtuple
+import contextvars
+from collections import defaultdict, namedtuple
 
 from odoo import api, fields, models, tools
+from odoo.osv import expression
+from odoo.tools.safe_eval import safe_eval
+
+from odoo.addons.base_automation.models.base_automation import CREATE_TRIGGERS, WRITE_TRIGGERS
 
 from ..kinds.triggers import record_entries
 
 # What the engine needs of a campaign's own rule, kept in the registry cache.
-CampaignRule = namedtuple("CampaignRule", "campaign_id watched has_before has_after")
+CampaignRule = namedtuple("CampaignRule", "campaign_id model trigger watched before after")
+
+# Where a transaction keeps the records it created, per model, with the watched computed fields
+# that got their first values (``cr.precommit.data``).
+CREATED_KEY = "gobysend.created_records"
+# Set while Odoo installs its patches: the campaigns' rules are left to ours.
+_INSTALLING_ODOO_PATCHES = contextvars.ContextVar("gobysend_installing_odoo_patches", default=False)
 
 
 class BaseAutomation(models.Model):
@@ -17,12 +28,18 @@ class BaseAutomation(models.Model):
     the lookup is answered from a registry cache, cleared whenever a rule is created, changed or
     deleted (on every server: clearing the registry cache is signalled to the other workers).
 
-    A campaign's rule (``gobysend_campaign_id``) is also run from that cache: its filters, watched
-    fields and campaign are known without reading the rule, and the records it picks are handed
-    over to the campaign directly — what its server action's one line does, without evaluating
-    that line per record. It does not stamp the records' "Last Action" date: that date tells
-    the business's own time-based rules what they did, and a campaign noting a record did
-    nothing to it.
+    A campaign's rule (``gobysend_campaign_id``) is Odoo's rule for everything a user sees and
+    sets (model, trigger, watched fields, "before" and "after" filters, active or not), but Odoo
+    does not run it: its patches of ``create``, ``write`` and of every stored computed field's
+    computation read old values and evaluate filters for every rule on every write, and run the
+    rule's server action through its evaluation machinery for each record — for a lead's stage
+    change, more than the change itself costs. The engine installs lighter patches on the
+    rules' models instead (``_register_hook``): they act only when a watched field is written or
+    recomputed, evaluate the rule's filters as Odoo does (with superuser rights, on the records'
+    values), and hand the records that changed over to the campaign, as the server action's one
+    line would. They do not stamp the records' "Last Action" date: that date tells the
+    business's own time-based rules what they did, and a campaign noting a record did nothing to
+    it.
     """
 
     _inherit = "base.automation"
@@ -37,10 +54,18 @@ class BaseAutomation(models.Model):
         help="The Gobysend campaign that owns this rule and starts journeys from it.",
     )
 
+    # ------------------------------------------------------------------
+    # Looking rules up
+    # ------------------------------------------------------------------
+
     @api.model
     @tools.ormcache("model_name", "triggers")
     def _get_automation_ids(self, model_name, triggers):
-        domain = [("model_name", "=", model_name), ("trigger", "in", list(triggers))]
+        domain = [
+            ("model_name", "=", model_name),
+            ("trigger", "in", list(triggers)),
+            ("gobysend_campaign_id", "=", False),
+        ]
         # sudo: as Odoo's own lookup; only the ids leave the cache.
         return tuple(self.with_context(active_test=True).sudo().search(domain).ids)
 
@@ -50,57 +75,75 @@ class BaseAutomation(models.Model):
         return self.browse(self._get_automation_ids(records._name, tuple(triggers)))
 
     @api.model
-    @tools.ormcache()
-    def _get_campaign_rules(self):
+    def _read_campaign_rules(self):
         """{rule id: CampaignRule} of the active rules campaigns own."""
         # sudo: the campaigns' own rules, read as Odoo's own lookup reads rules.
-        rules = self.sudo().search([("gobysend_campaign_id", "!=", False)])
+        rules = self.sudo().with_context(active_test=True).search([("gobysend_campaign_id", "!=", False)])
         return {
             rule.id: CampaignRule(
                 rule.gobysend_campaign_id.id,
+                rule.model_name,
+                rule.trigger,
                 tuple(rule.trigger_field_ids.mapped("name")),
-                bool(rule.filter_pre_domain),
-                bool(rule.filter_domain),
+                rule.filter_pre_domain or False,
+                rule.filter_domain or False,
             )
             for rule in rules
         }
 
-    def _campaign_rule(self):
-        return self._get_campaign_rules().get(self.id) if len(self) == 1 else None
+    @api.model
+    @tools.ormcache()
+    def _get_campaign_rules(self):
+        return self._read_campaign_rules()
 
-    def _filter_pre(self, records, feedback=False):
-        rule = self._campaign_rule()
-        if rule and not rule.has_before:
-            return records
-        return super()._filter_pre(records, feedback=feedback)
+    @api.model
+    @tools.ormcache("model_name", "kind")
+    def _get_campaign_rules_of(self, model_name, kind):
+        """The campaign rules of ``model_name`` fired on creation (``kind`` "create") or on
+        change ("write"), and the names of the fields they watch."""
+        triggers = CREATE_TRIGGERS if kind == "create" else WRITE_TRIGGERS
+        rules = tuple(
+            rule
+            for rule in self._get_campaign_rules().values()
+            if rule.model == model_name and rule.trigger in triggers
+        )
+        return rules, frozenset(name for rule in rules for name in rule.watched)
 
-    def _filter_post_export_domain(self, records, feedback=False):
-        rule = self._campaign_rule()
-        if rule and not rule.has_after:
-            return records, None
-        return super()._filter_post_export_domain(records, feedback=feedback)
+    @api.model
+    def _search(self, domain, *args, **kwargs):
+        if _INSTALLING_ODOO_PATCHES.get():
+            domain = expression.AND([domain, [("gobysend_campaign_id", "=", False)]])
+        return super()._search(domain, *args, **kwargs)
 
-    def _process(self, records, domain_post=None):
-        rule = self._campaign_rule()
-        if not rule:
-            return super()._process(records, domain_post=domain_post)
-        # As Odoo's own: a rule acts once per record in a chain of writes and recomputations.
-        automation_done = self._context.get("__action_done", {})
-        records_done = automation_done.get(self, records.browse())
-        records -= records_done
-        if not records:
-            return
-        if not self.env.context.get("__action_feedback"):
-            automation_done = dict(automation_done)
-            self = self.with_context(__action_done=automation_done)
-        old_values = self._context.get("old_values")
-        if old_values is not None and rule.watched:
-            # As Odoo's ``_check_trigger_fields``: only the records whose watched fields changed.
-            records = records.filtered(lambda record: _watched_changed(record, rule.watched, old_values))
-        automation_done[self] = records_done + records
-        if records:
-            campaign = self.env["gobysend.campaign"].browse(rule.campaign_id)
-            record_entries.hand_over(campaign, records, watched=rule.watched, old_values=old_values)
+    # ------------------------------------------------------------------
+    # The patches
+    # ------------------------------------------------------------------
+
+    def _register_hook(self):
+        token = _INSTALLING_ODOO_PATCHES.set(True)
+        try:
+            result = super()._register_hook()
+        finally:
+            _INSTALLING_ODOO_PATCHES.reset(token)
+        self._patch_campaign_models(self._read_campaign_rules())
+        return result
+
+    def _patch_campaign_models(self, rules):
+        models_of = defaultdict(set)
+        for rule in rules.values():
+            if rule.model in self.env:
+                models_of[rule.model].add(rule.trigger)
+        for model_name, triggers in models_of.items():
+            ModelClass = self.env.registry[model_name]
+            # Also for rules on changes only: the first values a new record gets are no change.
+            _patch(ModelClass, "create", _make_create())
+            if triggers & set(WRITE_TRIGGERS):
+                _patch(ModelClass, "write", _make_write())
+                _patch(ModelClass, "_compute_field_value", _make_compute_field_value())
+
+    # ------------------------------------------------------------------
+    # Keeping the caches and patches true
+    # ------------------------------------------------------------------
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -119,6 +162,92 @@ class BaseAutomation(models.Model):
         return result
 
 
-def _watched_changed(record, watched, old_values):
-    old = old_values.get(record.id, {})
-    return any(name in old and record[name] != old[name] for name in watched)
+def _patch(ModelClass, name, method):
+    method.origin = getattr(ModelClass, name)
+    setattr(ModelClass, name, method)
+
+
+def _filtered(records, domain_text):
+    """``records`` meeting a rule's filter, evaluated as Odoo evaluates it (superuser rights, the
+    writer's ``uid``); the campaign's filters are plain data (``kinds/triggers/records.py``)."""
+    if not domain_text or not records:
+        return records
+    domain = safe_eval(domain_text, {"uid": records.env.uid})
+    return records.sudo().filtered_domain(domain).with_env(records.env)
+
+
+def _hand_over_changed(records, rules, old_values):
+    for rule in rules:
+        picked = _filtered(records, rule.after)
+        if old_values is not None:
+            picked = picked.filtered(
+                lambda record, rule=rule: any(
+                    name in old_values.get(record.id, {}) and record[name] != old_values[record.id][name]
+                    for name in rule.watched
+                )
+            )
+        if picked:
+            campaign = records.env["gobysend.campaign"].browse(rule.campaign_id)
+            record_entries.hand_over(campaign, picked, watched=rule.watched, old_values=old_values)
+
+
+def _make_create():
+    @api.model_create_multi
+    def create(self, vals_list, **kwargs):
+        records = create.origin(self, vals_list, **kwargs)
+        created = self.env.cr.precommit.data.setdefault(CREATED_KEY, {}).setdefault(self._name, {})
+        for record_id in records.ids:
+            created[record_id] = set()
+        rules, _watched = self.env["base.automation"]._get_campaign_rules_of(self._name, "create")
+        if rules:
+            _hand_over_changed(records, rules, None)
+        return records
+
+    return create
+
+
+def _make_write():
+    def write(self, vals, **kwargs):
+        rules, watched = self.env["base.automation"]._get_campaign_rules_of(self._name, "write")
+        written = watched.intersection(vals)
+        if not written or not self:
+            return write.origin(self, vals, **kwargs)
+        rules = [rule for rule in rules if written.intersection(rule.watched)]
+        records = self.filtered("id")
+        before = {rule: _filtered(records, rule.before) for rule in rules}
+        old_values = {record.id: {name: record[name] for name in written} for record in records}
+        result = write.origin(self, vals, **kwargs)
+        for rule in rules:
+            _hand_over_changed(before[rule], [rule], old_values)
+        return result
+
+    return write
+
+
+def _make_compute_field_value():
+    # A watched field may be a stored computed one (a lead's stage follows its team).
+    def _compute_field_value(self, field):
+        rules, watched = self.env["base.automation"]._get_campaign_rules_of(self._name, "write")
+        computed = [f.name for f in self.pool.field_computed[field] if f.store and f.name in watched]
+        records = self.filtered("id") if computed else self.browse()
+        created = self.env.cr.precommit.data.get(CREATED_KEY, {}).get(self._name) if records else None
+        if created:
+            # The first values of a record created in this transaction are its creation, which
+            # the rules on creation see, not a change.
+            fresh = set()
+            for record_id in set(records.ids) & created.keys():
+                if not created[record_id].issuperset(computed):
+                    fresh.add(record_id)
+                    created[record_id].update(computed)
+            records = records.filtered(lambda record: record.id not in fresh)
+        if not records:
+            return _compute_field_value.origin(self, field)
+        rules = [rule for rule in rules if set(computed).intersection(rule.watched)]
+        before = {rule: _filtered(records, rule.before) for rule in rules}
+        old_values = {record.id: {name: record[name] for name in computed} for record in records}
+        result = _compute_field_value.origin(self, field)
+        for rule in rules:
+            _hand_over_changed(before[rule], [rule], old_values)
+        return result
+
+    return _compute_field_value

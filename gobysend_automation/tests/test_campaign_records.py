@@ -137,6 +137,41 @@ class TestRecordCampaign(RecordCampaignCase):
         self.commit_writer()
         self.assertEqual(len(campaign.journey_ids), 1)
 
+    def test_a_watched_field_changed_by_a_recomputation_fires(self):
+        """A stored computed field changes without being written: a contact's commercial entity
+        follows the company it is attached to."""
+        campaign = self.launch(
+            self.record_campaign(
+                model="res.partner",
+                watched=("commercial_partner_id",),
+                partner_path="id",
+                body="{{ contact.name }} now buys for {{ record.commercial_partner_id }}",
+            )
+        )
+        company = self.env["res.partner"].create({"name": "Lotus Trading", "is_company": True})
+        self.commit_writer()
+        self.assertFalse(campaign.journey_ids, "a new record's computed values are no change")
+        self.customer.parent_id = company
+        self.commit_writer()
+        journey = campaign.journey_ids
+        self.assertEqual((journey.partner_id, journey.res_id), (self.customer, self.customer.id))
+        self.assertEqual(journey.trigger_context["changes"], ["commercial_partner_id"])
+        self.assertEqual(journey.trigger_context["old"], {"commercial_partner_id": self.customer.name})
+        self.assertEqual(journey.trigger_context["record"]["commercial_partner_id"], "Lotus Trading")
+
+    def test_odoo_does_not_run_the_campaigns_rule_itself(self):
+        """The rule is Odoo's for what users see and set; the engine's lighter patches run it."""
+        campaign = self.launch(self.record_campaign())
+        automation = campaign.automation_id
+        self.assertEqual(automation.gobysend_campaign_id, campaign)
+        Automation = self.env["base.automation"]
+        self.assertNotIn(automation.id, Automation._get_automation_ids("crm.lead", ("on_write",)))
+        lead = self.lead()
+        lead.stage_id = self.stage_won
+        self.commit_writer()
+        self.assertEqual(len(campaign.journey_ids), 1)
+        self.assertFalse(lead.date_automation_last, "the campaign does not stamp the lead's Last Action")
+
     def test_partner_change_on_contacts_themselves(self):
         campaign = self.launch(
             self.record_campaign(
