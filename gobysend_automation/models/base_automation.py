@@ -138,8 +138,20 @@ class BaseAutomation(models.Model):
             # Also for rules on changes only: the first values a new record gets are no change.
             _patch(ModelClass, "create", _make_create())
             if triggers & set(WRITE_TRIGGERS):
-                _patch(ModelClass, "write", _make_write())
-                _patch(ModelClass, "_compute_field_value", _make_compute_field_value())
+                # The fields watched when the patches are installed: a rule changed, activated or
+                # deactivated installs them again (``_update_registry``), on every server.
+                watched = frozenset(
+                    name
+                    for rule in rules.values()
+                    if rule.model == model_name and rule.trigger in WRITE_TRIGGERS
+                    for name in rule.watched
+                )
+                computed = frozenset(
+                    field for field in self.env[model_name]._fields.values() if field.compute and field.store
+                )
+                _patch(ModelClass, "write", _make_write(watched))
+                if any(field.name in watched for field in computed):
+                    _patch(ModelClass, "_compute_field_value", _make_compute_field_value(watched))
 
     # ------------------------------------------------------------------
     # Keeping the caches and patches true
@@ -206,11 +218,13 @@ def _make_create():
     return create
 
 
-def _make_write():
+def _make_write(watched):
     def write(self, vals, **kwargs):
-        rules, watched = self.env["base.automation"]._get_campaign_rules_of(self._name, "write")
-        written = watched.intersection(vals)
-        if not written or not self:
+        if not self or watched.isdisjoint(vals):
+            return write.origin(self, vals, **kwargs)
+        rules, watched_now = self.env["base.automation"]._get_campaign_rules_of(self._name, "write")
+        written = watched_now.intersection(vals)
+        if not written:
             return write.origin(self, vals, **kwargs)
         rules = [rule for rule in rules if written.intersection(rule.watched)]
         records = self.filtered("id")
@@ -224,11 +238,14 @@ def _make_write():
     return write
 
 
-def _make_compute_field_value():
+def _make_compute_field_value(watched):
     # A watched field may be a stored computed one (a lead's stage follows its team).
     def _compute_field_value(self, field):
-        rules, watched = self.env["base.automation"]._get_campaign_rules_of(self._name, "write")
         computed = [f.name for f in self.pool.field_computed[field] if f.store and f.name in watched]
+        if not computed:
+            return _compute_field_value.origin(self, field)
+        rules, watched_now = self.env["base.automation"]._get_campaign_rules_of(self._name, "write")
+        computed = [name for name in computed if name in watched_now]
         records = self.filtered("id") if computed else self.browse()
         created = self.env.cr.precommit.data.get(CREATED_KEY, {}).get(self._name) if records else None
         if created:
