@@ -25,12 +25,10 @@ next to the targets and drops the scratch database unless ``--keep``.
 import argparse
 import datetime
 import os
-import subprocess
-import sys
 import time
 
 from bench_segments import load_data
-from benchlib import ADDONS, addons_path, drop_database
+from benchlib import ADDONS, addons_path, create_database, drop_database
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -43,23 +41,7 @@ STAGE_ROUNDS = 3
 
 
 def install(dbname):
-    command = [
-        sys.executable,
-        "-m",
-        "odoo",
-        "-d",
-        dbname,
-        f"--addons-path={addons_path()}",
-        "-i",
-        f"{ADDONS},mass_mailing",
-        "--without-demo=all",
-        "--stop-after-init",
-        "--log-level=warn",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
-    if result.returncode:
-        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-        raise SystemExit(f"Installing on {dbname} failed.")
+    create_database(dbname, modules=f"{ADDONS},mass_mailing")
 
 
 def environment(cr):

@@ -44,7 +44,7 @@ import sys
 import time
 
 from bench_segments import load_data
-from benchlib import ADDONS, addons_path, drop_database
+from benchlib import ADDONS, addons_path, create_database, drop_database
 from sinks import Sink
 
 import odoo
@@ -434,23 +434,7 @@ def measure_automation_oca(registry, partner_ids):
 
 def install(dbname, with_oca):
     modules = f"{ADDONS},base_automation" + (",automation_oca" if with_oca else "")
-    command = [
-        sys.executable,
-        "-m",
-        "odoo",
-        "-d",
-        dbname,
-        f"--addons-path={addons_path()}",
-        "-i",
-        modules,
-        "--without-demo=all",
-        "--stop-after-init",
-        "--log-level=warn",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
-    if result.returncode:
-        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-        raise SystemExit(f"Installing on {dbname} failed.")
+    create_database(dbname, modules=modules)
 
 
 def verdict(ok):

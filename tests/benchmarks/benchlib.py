@@ -40,7 +40,8 @@ def admin_connection():
     return psycopg2.connect(dbname="postgres")
 
 
-def create_database(name, template=None):
+def create_database(name, template=None, modules=ADDONS):
+    """A scratch database: a copy of ``template``, or a new one with ``modules`` installed."""
     if template:
         connection = admin_connection()
         connection.autocommit = True
@@ -56,15 +57,15 @@ def create_database(name, template=None):
         name,
         f"--addons-path={addons_path()}",
         "-i",
-        ADDONS,
+        modules,
         "--without-demo=all",
         "--stop-after-init",
         "--log-level=warn",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
     if result.returncode:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-        raise SystemExit(f"Installing {ADDONS} on {name} failed.")
+        raise SystemExit(f"Installing {modules} on {name} failed.")
 
 
 def drop_database(name):
