@@ -18,7 +18,10 @@ class GobysendRecordEntry(models.Model):
     _log_access = False
     _order = "id"
 
-    campaign_id = fields.Many2one("gobysend.campaign", required=True, ondelete="cascade", readonly=True)
+    # A plain number, not a reference the database checks: checking it would lock the campaign's
+    # row in every writer's transaction (every lead saved would queue behind the others on it).
+    # The engine skips and removes the notes of a campaign deleted meanwhile (``enter_noted``).
+    campaign_id = fields.Integer(required=True, readonly=True, help="The campaign the record fired.")
     writer_uid = fields.Integer(readonly=True, help="The user whose change fired the campaign (``uid`` in filters).")
     res_model = fields.Char(required=True, readonly=True)
     res_id = fields.Integer(required=True, readonly=True)

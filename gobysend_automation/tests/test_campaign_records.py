@@ -360,6 +360,23 @@ class TestRecordCampaign(RecordCampaignCase):
         self.assertFalse(action.exists())
 
 
+    def test_notes_of_a_campaign_deleted_meanwhile_are_dropped(self):
+        """A record noted just before its campaign is deleted starts nothing, and its note goes
+        with the next batch (notes name their campaign by number only)."""
+        kept = self.launch(self.record_campaign(reentry="every_time"))
+        deleted = self.launch(self.record_campaign(reentry="every_time"))
+        lead = self.lead()
+        lead.stage_id = self.stage_won
+        self.env.flush_all()
+        self.env.cr.flush()  # the precommit hooks: the writer's notes
+        Entry = self.env["gobysend.record.entry"]
+        self.assertEqual(sorted(Entry.search([]).mapped("campaign_id")), sorted([kept.id, deleted.id]))
+        deleted.unlink()
+        self.enter_noted()
+        self.assertFalse(Entry.search_count([]))
+        self.assertEqual(kept.journey_ids.mapped("res_id"), [lead.id])
+        self.assertFalse(self.env["gobysend.journey"].search([("campaign_id", "=", deleted.id)]))
+
 class TestRecordContacts(RecordCampaignCase):
     def test_a_customer_without_subscription_joins_the_workspace(self):
         campaign = self.launch(self.record_campaign())
