@@ -28,6 +28,7 @@ import re
 
 from odoo import SUPERUSER_ID, api, fields, tools
 from odoo.exceptions import MissingError, UserError, ValidationError
+from odoo.tools import SQL
 from odoo.tools.safe_eval import safe_eval
 
 from ...journeys import PENDING_JOB_STATES
@@ -110,28 +111,31 @@ def note_pending(env):
     # One statement for every note of the transaction, and in the same round trip whether the
     # engine's job is already pending (then it will find them, and the writer queues nothing).
     env.cr.execute(
-        """
-        WITH noted AS (
-            INSERT INTO gobysend_record_entry (campaign_id, writer_uid, res_model, res_id, created, old_values,
-                                               changes, noted_at)
-                 SELECT n.campaign_id, n.writer_uid, n.res_model, n.res_id, n.created, n.old_values::jsonb,
-                        n.changes::jsonb, now() at time zone 'UTC'
-                   FROM unnest(%s::int[], %s::int[], %s::varchar[], %s::int[], %s::bool[], %s::text[], %s::text[])
-                        AS n (campaign_id, writer_uid, res_model, res_id, created, old_values, changes)
-        )
-        SELECT EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s AND state IN %s)
-        """,
-        (
-            [row[0] for row in rows],
-            [row[1] for row in rows],
-            [row[2] for row in rows],
-            [row[3] for row in rows],
-            [row[4] for row in rows],
-            [json.dumps(row[5]) for row in rows],
-            [json.dumps(row[6]) for row in rows],
+        SQL(
+            """
+            WITH noted AS (
+                INSERT INTO gobysend_record_entry (campaign_id, writer_uid, res_model, res_id, created, old_values,
+                                                   changes, noted_at)
+                     VALUES %s
+            )
+            SELECT EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s AND state IN %s)
+            """,
+            SQL(", ").join(
+                SQL(
+                    "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, now() at time zone 'UTC')",
+                    campaign_id,
+                    writer_uid,
+                    model_name,
+                    record_id,
+                    created,
+                    json.dumps(old),
+                    json.dumps(changes),
+                )
+                for campaign_id, writer_uid, model_name, record_id, created, old, changes in rows
+            ),
             Journey._advance_identity(0),
             PENDING_JOB_STATES,
-        ),
+        )
     )
     if not env.cr.fetchone()[0]:
         Journey._enqueue_advance(lanes=1)
