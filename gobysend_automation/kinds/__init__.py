@@ -89,6 +89,8 @@ class StepKind(Kind):
 
     # Labels of the branches the step's children hang on; () when the journey simply goes on.
     branches = ()
+    # What people read for a branch where its label is a key ({label: lazy translation}).
+    branch_names = {}
     # Kinds of parent step this kind may follow (None: any, or the top of the workflow).
     allowed_parents = None
     waits_for_event = False
@@ -110,6 +112,11 @@ class StepKind(Kind):
     def branch_labels(self, step):
         """The branches of ``step`` (a random split has as many as its shares)."""
         return self.branches
+
+    def branch_name(self, env, label):
+        """``label``'s branch as people read it, in ``env``'s language."""
+        name = self.branch_names.get(label)
+        return env._(name) if name else label
 
 
 def register(registry):

@@ -56,6 +56,9 @@ class GobysendCampaignStep(models.Model):
                     "branch": step.branch or False,
                     "sequence": step.sequence,
                     "branches": list(kind.branch_labels(step)) if kind else [],
+                    "branch_names": (
+                        {label: kind.branch_name(self.env, label) for label in kind.branch_labels(step)} if kind else {}
+                    ),
                     "terminal": bool(kind and kind.terminal),
                     "counts": counts,
                 }

@@ -55,6 +55,7 @@ class TestWorkflowEditor(CampaignCase):
         nodes = {node["id"]: node for node in tree["steps"]}
         self.assertEqual(set(nodes), {first.id, condition.id, vip.id})
         self.assertEqual(nodes[condition.id]["branches"], ["yes", "no"])
+        self.assertEqual(nodes[condition.id]["branch_names"], {"yes": "Yes", "no": "No"})
         self.assertEqual(nodes[condition.id]["icon"], condition.kind_icon)
         self.assertEqual(nodes[condition.id]["kind_label"], "Condition")
         self.assertIn("VIP", nodes[condition.id]["summary"])
@@ -68,6 +69,19 @@ class TestWorkflowEditor(CampaignCase):
         kinds = {kind["key"]: kind for kind in tree["kinds"]}
         self.assertTrue({"send", "wait", "condition", "split", "exit"} <= set(kinds))
         self.assertEqual(kinds["condition"]["icon"], condition.kind_icon)
+
+    def test_branches_are_named_in_the_users_language(self):
+        self.env["res.lang"]._activate_lang("vi_VN")
+        self.env["ir.module.module"]._load_module_terms(["gobysend_automation"], ["vi_VN"], overwrite=True)
+        campaign = self.empty_campaign()
+        waiting = self.Step.create(
+            {"campaign_id": campaign.id, "kind": "wait_event", "event_name": "paid", "delay_amount": 2}
+        )
+        nodes = {node["id"]: node for node in self.Step.with_context(lang="vi_VN").workflow_tree(campaign.id)["steps"]}
+        self.assertEqual(nodes[waiting.id]["branches"], ["happened", "timed_out"])
+        self.assertEqual(nodes[waiting.id]["branch_names"], {"happened": "Đã xảy ra", "timed_out": "Hết thời gian chờ"})
+        english = self.Step.with_context(lang="en_US").workflow_tree(campaign.id)["steps"][0]
+        self.assertEqual(english["branch_names"], {"happened": "It happened", "timed_out": "Time ran out"})
 
     def test_a_step_added_after_another_goes_between_it_and_the_next(self):
         campaign = self.empty_campaign()

@@ -31,6 +31,7 @@ class ConditionStep(StepKind):
     icon = "fa-code-fork"
     sequence = 30
     branches = ("yes", "no")
+    branch_names = {"yes": _lt("Yes"), "no": _lt("No")}
     fields = (
         "condition_kind",
         "attribute_id",

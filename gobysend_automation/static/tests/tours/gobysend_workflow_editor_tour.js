@@ -110,6 +110,11 @@ registry.category("web_tour.tours").add("gobysend_workflow_editor_tour", {
                 ".o_gobysend_workflow_node[data-kind=condition] ~ .o_gobysend_workflow_branches:has(.o_gobysend_workflow_branch_column[data-branch=yes] + .o_gobysend_workflow_branch_column[data-branch=no])",
         },
         {
+            content: "The branches are named for people, not by their keys",
+            trigger:
+                ".o_gobysend_workflow_branch_column[data-branch=yes] > .o_gobysend_workflow_branch_label:contains(/^Yes$/)",
+        },
+        {
             content: "Add a step at the head of the yes branch",
             trigger: ".o_gobysend_workflow_branch_column[data-branch=yes] .o_gobysend_workflow_add_button",
             run: "click",
