@@ -72,18 +72,19 @@ class GobysendCampaignStep(models.Model):
         self.env.flush_all()
         cr = self.env.cr
         reached = SQL("m.state IN %s", SENT_STATES)
+        # Converted: the contact performed the campaign's goal event after the message, or the
+        # message's journey reached the workflow's goal step after it.
+        goals = [SQL("(j.converted IS TRUE AND j.converted_at >= m.create_date)")]
         if any(self.campaign_id.mapped("goal_event_name")):
-            converted = SQL(
-                """
-                count(*) FILTER (WHERE %s AND EXISTS (
-                    SELECT 1 FROM gobysend_event e
-                     WHERE e.workspace_id = m.workspace_id AND e.partner_id = m.partner_id
-                       AND e.name = c.goal_event_name AND e.timestamp >= m.create_date))
-                """,
-                reached,
+            goals.append(
+                SQL(
+                    """EXISTS (
+                        SELECT 1 FROM gobysend_event e
+                         WHERE e.workspace_id = m.workspace_id AND e.partner_id = m.partner_id
+                           AND e.name = c.goal_event_name AND e.timestamp >= m.create_date)"""
+                )
             )
-        else:
-            converted = SQL("0")
+        converted = SQL("count(*) FILTER (WHERE %s AND (%s))", reached, SQL(" OR ").join(goals))
         # A hundred thousand rows are counted in a few hundred milliseconds, but the planner's
         # estimate is high enough for PostgreSQL to compile the query first (JIT), which takes
         # seconds: not for this query (set_config(..., true) lasts until the transaction ends,
@@ -101,6 +102,7 @@ class GobysendCampaignStep(models.Model):
                   FROM gobysend_message m
                   JOIN gobysend_campaign_step s ON s.id = m.campaign_step_id
                   JOIN gobysend_campaign c ON c.id = s.campaign_id
+                  LEFT JOIN gobysend_journey j ON j.id = m.journey_id
                  WHERE m.campaign_step_id = ANY(%(steps)s) AND m.campaign_variant_id IS NOT NULL AND NOT m.is_test
                  GROUP BY m.campaign_variant_id
                 """,

@@ -142,6 +142,32 @@ class TestABTestStep(CampaignCase):
         self.assertEqual(step.ab_winner_id, variant_a)
         self.assertAlmostEqual(variant_a.conversion_rate, 1 / len(sent_a))
 
+    def test_winner_by_conversion_to_the_workflows_goal_step(self):
+        campaign, step = self.ab_campaign()
+        for sequence, values in enumerate(
+            (
+                {"kind": "wait", "timing": "delay", "delay_amount": 3, "delay_unit": "days"},
+                {"kind": "goal", "goal_type": "event", "event_name": "order_paid"},
+            ),
+            start=10,
+        ):
+            self.env["gobysend.campaign.step"].create(dict(values, campaign_id=campaign.id, sequence=sequence))
+        step.ab_metric = "conversion"
+        self.launch(campaign)
+        variant_a, variant_b = step.variant_ids
+        sent_a, sent_b = self.by_variant(campaign, step)
+        (sent_a | sent_b).write({"state": "delivered"})
+        self.advance()
+        # A's first contact pays during the wait: the journey jumps to the goal and converts.
+        with freeze_time(MONDAY_MORNING_UTC + datetime.timedelta(hours=2)):
+            self.ingest.track(self.workspace_a, {"email": sent_a[0].partner_id.email, "name": "order_paid"})
+            self.ingest.track(self.workspace_a, {"email": sent_b[0].partner_id.email, "name": "page_viewed"})
+        self.assertTrue(sent_a[0].journey_id.converted)
+        self.assertFalse(sent_b.journey_id.filtered("converted"))
+        self.assertEqual((variant_a.converted_count, variant_b.converted_count), (1, 0))
+        self.advance(DECISION)
+        self.assertEqual(step.ab_winner_id, variant_a)
+
     def test_a_tie_goes_to_the_first_variant(self):
         campaign, step = self.launch_and_split()
         variant_a, variant_b = step.variant_ids
@@ -186,7 +212,7 @@ class TestABTestStep(CampaignCase):
                 step.ab_test_share = share
         with self.assert_refused("how the winner is decided"):
             step.ab_metric = False
-        with self.assert_refused("needs the campaign's goal event"):
+        with self.assert_refused("needs a goal: the campaign.s goal event or a Goal step"):
             step.ab_metric = "conversion"
         with self.assert_refused("one hour or more"):
             step.ab_decision_hours = 0

@@ -58,10 +58,14 @@ class ABTestStep(StepKind):
                     step=step.display_name,
                 )
             )
-        if step.ab_metric == "conversion" and not step.campaign_id.goal_event_name:
+        if (
+            step.ab_metric == "conversion"
+            and not step.campaign_id.goal_event_name
+            and "goal" not in step.campaign_id.step_ids.mapped("kind")
+        ):
             raise ValidationError(
                 env._(
-                    "Step “%(step)s”: a winner by conversion needs the campaign's goal event.",
+                    "Step “%(step)s”: a winner by conversion needs a goal: the campaign's goal event or a Goal step.",
                     step=step.display_name,
                 )
             )
