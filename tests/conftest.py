@@ -290,6 +290,64 @@ def registry():
     return registry
 
 
+@pytest.fixture
+def sink_workspace(registry):
+    """Committed data of the exactly-once tests, removed afterwards: ``make(env, smtp_port,
+    count, name, channel_values, **workspace_values)`` creates a workspace without quiet hours,
+    an email channel sending through a mail server at the local SMTP sink on ``smtp_port``, and
+    ``count`` subscribed contacts; it returns (workspace, channel, partners)."""
+    created = {}
+
+    def make(env, smtp_port, count, name, channel_values=None, **workspace_values):
+        tag = uuid.uuid4().hex[:8]
+        mail_server = env["ir.mail_server"].create(
+            {
+                "name": f"Sink {tag}",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp_port,
+                "smtp_encryption": "none",
+                "sequence": 1,
+            }
+        )
+        created["mail_server"] = mail_server.id
+        workspace = env["gobysend.workspace"].create(
+            {"name": f"{name} {tag}", "tz": "UTC", "quiet_hours_start": 0, "quiet_hours_end": 0, **workspace_values}
+        )
+        created["workspace"] = workspace.id
+        channel = env["gobysend.channel"].create(
+            {
+                "name": "Mail",
+                "workspace_id": workspace.id,
+                "channel_type": "email",
+                "provider": "email",
+                "state": "enabled",
+                "token_cost": 0,
+                "rate_limit": 0,
+                "sender": "shop@example.com",
+                **(channel_values or {}),
+            }
+        )
+        partners = env["res.partner"].create(
+            [{"name": f"Contact {tag} {index}", "email": f"c{index}.{tag}@example.com"} for index in range(count)]
+        )
+        created["partners"] = partners.ids
+        env["gobysend.subscription"].create([{"workspace_id": workspace.id, "partner_id": p.id} for p in partners])
+        return workspace, channel, partners
+
+    yield make
+    with registry.cursor() as cr:
+        env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
+        if "workspace" in created:
+            # The campaigns' steps hold the channel: the campaigns go first.
+            env["gobysend.campaign"].with_context(active_test=False).search(
+                [("workspace_id", "=", created["workspace"])]
+            ).unlink()
+            env["mail.mail"].search([("gobysend_message_id.workspace_id", "=", created["workspace"])]).unlink()
+            env["gobysend.workspace"].browse(created["workspace"]).unlink()
+        env["res.partner"].browse(created.get("partners", [])).unlink()
+        env["ir.mail_server"].browse(created.get("mail_server", [])).unlink()
+
+
 @pytest.fixture(scope="session")
 def base_url(odoo_server):
     return odoo_server.base_url

@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 
 import pytest
 
@@ -28,58 +27,23 @@ pytestmark = [
 
 
 @pytest.fixture
-def outbox(registry):
+def outbox(registry, sink_workspace):
     """A workspace with an email channel, ``count`` subscribed contacts and one queued message
     each; everything committed, and removed afterwards. The channel hands ``slice_size`` messages
     to the SMTP server at a time and each message costs ``token_cost`` of a balance of 100."""
-    created = {}
 
     def make(count, smtp_port, slice_size=32, token_cost=0, body=None, per_contact=1, **workspace_values):
-        tag = uuid.uuid4().hex[:8]
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-            created["mail_server"] = (
-                env["ir.mail_server"]
-                .create(
-                    {
-                        "name": f"Sink {tag}",
-                        "smtp_host": "127.0.0.1",
-                        "smtp_port": smtp_port,
-                        "smtp_encryption": "none",
-                        "sequence": 1,
-                    }
-                )
-                .id
+            _workspace, channel, partners = sink_workspace(
+                env,
+                smtp_port,
+                count,
+                "Exactly once",
+                {"token_cost": token_cost, "max_parallel_requests": slice_size},
+                token_balance=100,
+                **workspace_values,
             )
-            workspace = env["gobysend.workspace"].create(
-                {
-                    "name": f"Exactly once {tag}",
-                    "tz": "UTC",
-                    "quiet_hours_start": 0,
-                    "quiet_hours_end": 0,
-                    "token_balance": 100,
-                    **workspace_values,
-                }
-            )
-            created["workspace"] = workspace.id
-            channel = env["gobysend.channel"].create(
-                {
-                    "name": "Mail",
-                    "workspace_id": workspace.id,
-                    "channel_type": "email",
-                    "provider": "email",
-                    "state": "enabled",
-                    "token_cost": token_cost,
-                    "rate_limit": 0,
-                    "max_parallel_requests": slice_size,
-                    "sender": "shop@example.com",
-                }
-            )
-            partners = env["res.partner"].create(
-                [{"name": f"Contact {tag} {index}", "email": f"c{index}.{tag}@example.com"} for index in range(count)]
-            )
-            created["partners"] = partners.ids
-            env["gobysend.subscription"].create([{"workspace_id": workspace.id, "partner_id": p.id} for p in partners])
             messages = env["gobysend.message"]
             for partner in partners:
                 for _number in range(per_contact):
@@ -88,14 +52,7 @@ def outbox(registry):
                     )
             return channel.id, messages.ids
 
-    yield make
-    with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {})
-        if "workspace" in created:
-            env["mail.mail"].search([("gobysend_message_id.workspace_id", "=", created["workspace"])]).unlink()
-            env["gobysend.workspace"].browse(created["workspace"]).unlink()
-        env["res.partner"].browse(created.get("partners", [])).unlink()
-        env["ir.mail_server"].browse(created.get("mail_server", [])).unlink()
+    return make
 
 
 def states(registry, message_ids):

@@ -61,57 +61,18 @@ WORKER = textwrap.dedent(
 
 
 @pytest.fixture
-def drip(registry):
+def drip(registry, sink_workspace):
     """A running campaign wait 1 min → send an email → wait 1 min, in a workspace without caps
     or quiet hours, its email channel pointed at ``smtp_port``; ``count`` subscribed contacts
     with a journey each, due at ``start``. Everything committed, and removed afterwards."""
-    created = {}
 
     def make(count, smtp_port, start):
-        tag = uuid.uuid4().hex[:8]
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-            created["mail_server"] = (
-                env["ir.mail_server"]
-                .create(
-                    {
-                        "name": f"Sink {tag}",
-                        "smtp_host": "127.0.0.1",
-                        "smtp_port": smtp_port,
-                        "smtp_encryption": "none",
-                        "sequence": 1,
-                    }
-                )
-                .id
+            workspace, channel, partners = sink_workspace(
+                env, smtp_port, count, "Journeys exactly once", frequency_cap_daily=0, token_balance=0
             )
-            workspace = env["gobysend.workspace"].create(
-                {
-                    "name": f"Journeys exactly once {tag}",
-                    "tz": "UTC",
-                    "quiet_hours_start": 0,
-                    "quiet_hours_end": 0,
-                    "frequency_cap_daily": 0,
-                    "token_balance": 0,
-                }
-            )
-            created["workspace"] = workspace.id
-            channel = env["gobysend.channel"].create(
-                {
-                    "name": "Mail",
-                    "workspace_id": workspace.id,
-                    "channel_type": "email",
-                    "provider": "email",
-                    "state": "enabled",
-                    "token_cost": 0,
-                    "rate_limit": 0,
-                    "sender": "shop@example.com",
-                }
-            )
-            partners = env["res.partner"].create(
-                [{"name": f"Contact {tag} {index}", "email": f"c{index}.{tag}@example.com"} for index in range(count)]
-            )
-            created["partners"] = partners.ids
-            env["gobysend.subscription"].create([{"workspace_id": workspace.id, "partner_id": p.id} for p in partners])
+            tag = uuid.uuid4().hex[:8]
             campaign = env["gobysend.campaign"].create(
                 {
                     "name": f"Drip {tag}",
@@ -138,22 +99,12 @@ def drip(registry):
                 ]
             )
             campaign.action_launch()
-            created["campaign"] = campaign.id
             journey_ids = env["gobysend.journey"]._enter(campaign, [{"partner_id": p.id} for p in partners])
             # Due at the workers' clock (the journeys entered on the real one).
             cr.execute("UPDATE gobysend_journey SET wake_at = %s WHERE id = ANY(%s)", (start, journey_ids))
             return campaign.id, channel.id, steps.ids, sorted(journey_ids)
 
-    yield make
-    with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {})
-        # The campaign's steps hold its channel: the campaign goes first.
-        env["gobysend.campaign"].browse(created.get("campaign", [])).unlink()
-        if "workspace" in created:
-            env["mail.mail"].search([("gobysend_message_id.workspace_id", "=", created["workspace"])]).unlink()
-            env["gobysend.workspace"].browse(created["workspace"]).unlink()
-        env["res.partner"].browse(created.get("partners", [])).unlink()
-        env["ir.mail_server"].browse(created.get("mail_server", [])).unlink()
+    return make
 
 
 def start_worker(script, start):
