@@ -48,18 +48,6 @@ MESSAGE_FIGURES = (
 )
 
 
-def branch_label(env, branch):
-    """A branch's name as the timeline shows it, in the reader's language (a random split's
-    branches are letters, shown as they are)."""
-    labels = {
-        "yes": env._("yes"),
-        "no": env._("no"),
-        "happened": env._("the event happened"),
-        "timed_out": env._("timed out"),
-    }
-    return labels.get(branch, branch)
-
-
 # The figures of a step (see _step_statistics): journeys standing there, steps run, run to the end
 # of the step, exited or failed there (a failed message counts as failed too), converted after
 # it, and its messages.
@@ -508,7 +496,9 @@ class GobysendJourney(models.Model):
         elif kind == "goal":
             outcome, tone = env._("Reached the goal"), "text-success"
         elif log.branch:
-            outcome, tone = env._("Took the “%(branch)s” branch", branch=branch_label(env, log.branch)), ""
+            kind_of_step = kinds.STEPS.get(kind)
+            branch = kind_of_step.branch_name(env, log.branch) if kind_of_step else log.branch
+            outcome, tone = env._("Took the “%(branch)s” branch", branch=branch), ""
         elif kind in ("wait", "wait_event"):
             outcome, tone = env._("Waited until %(time)s", time=self._timeline_time(log.executed_at)), ""
         else:

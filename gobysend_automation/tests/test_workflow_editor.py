@@ -79,9 +79,9 @@ class TestWorkflowEditor(CampaignCase):
         )
         nodes = {node["id"]: node for node in self.Step.with_context(lang="vi_VN").workflow_tree(campaign.id)["steps"]}
         self.assertEqual(nodes[waiting.id]["branches"], ["happened", "timed_out"])
-        self.assertEqual(nodes[waiting.id]["branch_names"], {"happened": "Đã xảy ra", "timed_out": "Hết thời gian chờ"})
+        self.assertEqual(nodes[waiting.id]["branch_names"], {"happened": "Sự kiện đã xảy ra", "timed_out": "Hết thời gian chờ"})
         english = self.Step.with_context(lang="en_US").workflow_tree(campaign.id)["steps"][0]
-        self.assertEqual(english["branch_names"], {"happened": "It happened", "timed_out": "Time ran out"})
+        self.assertEqual(english["branch_names"], {"happened": "Event happened", "timed_out": "Timed out"})
 
     def test_a_step_added_after_another_goes_between_it_and_the_next(self):
         campaign = self.empty_campaign()

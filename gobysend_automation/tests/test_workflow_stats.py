@@ -173,7 +173,7 @@ class TestWorkflowStatistics(CampaignCase):
             "Send a message",
             "Email message: Opened",
             "Is a VIP",
-            "Took the “no” branch",
+            "Took the “No” branch",
             "Waiting at “Pause”",
         ):
             self.assertIn(text, html)

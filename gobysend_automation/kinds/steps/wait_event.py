@@ -21,7 +21,7 @@ class WaitForEventStep(StepKind):
     icon = "fa-bolt"
     sequence = 25
     branches = ("happened", "timed_out")
-    branch_names = {"happened": _lt("It happened"), "timed_out": _lt("Time ran out")}
+    branch_names = {"happened": _lt("Event happened"), "timed_out": _lt("Timed out")}
     waits_for_event = True
     expires = True
     fields = ("event_name", "event_filter", "delay_amount", "delay_unit")
