@@ -58,3 +58,10 @@ class TestWorkflowEditorUi(GobysendHttpCase):
         messages = self.env["gobysend.message"].search([("campaign_id", "=", campaign.id)])
         sent = {(message.partner_id, message.campaign_step_id) for message in messages}
         self.assertEqual(sent, {(vip, first), (plain, first), (vip, gift)})
+
+        # Back in the browser: the drawing counts what each step did, the journey shows its steps.
+        self.start_tour(
+            f"/odoo/action-gobysend_automation.gobysend_campaign_action/{campaign.id}",
+            "gobysend_workflow_journey_tour",
+            login="admin",
+        )

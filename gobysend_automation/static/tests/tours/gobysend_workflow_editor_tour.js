@@ -203,3 +203,55 @@ registry.category("web_tour.tours").add("gobysend_workflow_editor_tour", {
         },
     ],
 });
+
+/**
+ * The same marketer comes back once the engine has advanced the campaign's journeys: the drawing
+ * counts the contacts each step passed, and the VIP contact's journey shows every step it took.
+ */
+registry.category("web_tour.tours").add("gobysend_workflow_journey_tour", {
+    steps: () => [
+        {
+            content: "Open the workflow",
+            trigger: ".o_notebook_headers a[name=workflow]",
+            run: "click",
+        },
+        {
+            content: "Both contacts passed the first message",
+            trigger:
+                ".o_gobysend_workflow_flow > .o_gobysend_workflow_branch > .o_gobysend_workflow_node[data-kind=send]:contains('Welcome') .o_gobysend_count_done:contains(/^2\\s*done$/)",
+        },
+        {
+            content: "Both went through the condition",
+            trigger: ".o_gobysend_workflow_node[data-kind=condition] .o_gobysend_count_done:contains(/^2\\s*done$/)",
+        },
+        {
+            content: "Only the VIP went on to the gift on the yes branch",
+            trigger:
+                ".o_gobysend_workflow_branch_column[data-branch=yes] .o_gobysend_workflow_node[data-kind=send] .o_gobysend_count_done:contains(/^1\\s*done$/)",
+        },
+        {
+            content: "Open the campaign's journeys",
+            trigger: ".oe_stat_button[name=action_view_journeys]",
+            run: "click",
+        },
+        {
+            content: "The journeys come grouped by state: both are completed",
+            trigger: ".o_list_renderer .o_group_header:contains(/Completed\\s*\\(2\\)/)",
+            run: "click",
+        },
+        {
+            content: "Open the VIP's journey",
+            trigger: ".o_list_renderer .o_data_row td[name=partner_id]:contains('Editor Vip')",
+            run: "click",
+        },
+        {
+            content: "It is completed",
+            trigger: ".o_form_statusbar .o_arrow_button_current:contains('Completed')",
+        },
+        {
+            content: "Its timeline: the first message, the condition's yes branch, then the gift",
+            trigger:
+                ".o_gobysend_timeline:has(li:nth-child(1):contains('Welcome')):has(li:nth-child(2):contains('Took the “Yes” branch')):has(li:nth-child(3):contains('Send a message'))",
+        },
+    ],
+});
