@@ -10,7 +10,7 @@ from odoo.addons.base_automation.models.base_automation import CREATE_TRIGGERS, 
 from ..kinds.triggers import record_entries
 
 # What the engine needs of a campaign's own rule, kept in the registry cache.
-CampaignRule = namedtuple("CampaignRule", "campaign_id model trigger watched before after")
+CampaignRule = namedtuple("CampaignRule", "campaign_id model trigger watched before after filter_uid")
 
 # Where a transaction keeps the records it created, per model, with the watched computed fields
 # that got their first values (``cr.precommit.data``).
@@ -35,8 +35,10 @@ class BaseAutomation(models.Model):
     rule's server action through its evaluation machinery for each record — for a lead's stage
     change, more than the change itself costs. The engine installs lighter patches on the
     rules' models instead (``_register_hook``): they act only when a watched field is written or
-    recomputed, evaluate the rule's filters as Odoo does (with superuser rights, on the records'
-    values), and hand the records that changed over to the campaign, as the server action's one
+    recomputed, evaluate the rule's "before" filter with the rights of who set the campaign's
+    filters (a workspace member's filter must not see through records that member cannot see)
+    and its "after" filter as Odoo does, as a first sort the engine checks again with those
+    rights, and hand the records that changed over to the campaign, as the server action's one
     line would. They do not stamp the records' "Last Action" date: that date tells the
     business's own time-based rules what they did, and a campaign noting a record did nothing to
     it.
@@ -87,6 +89,7 @@ class BaseAutomation(models.Model):
                 tuple(rule.trigger_field_ids.mapped("name")),
                 rule.filter_pre_domain or False,
                 rule.filter_domain or False,
+                rule.gobysend_campaign_id.filter_user_id.id,
             )
             for rule in rules
         }
@@ -180,12 +183,31 @@ def _patch(ModelClass, name, method):
 
 
 def _filtered(records, domain_text):
-    """``records`` meeting a rule's filter, evaluated as Odoo evaluates it (superuser rights, the
-    writer's ``uid``); the campaign's filters are plain data (``kinds/triggers/records.py``)."""
+    """``records`` meeting a rule's "after" filter, evaluated as Odoo evaluates it (superuser
+    rights, the writer's ``uid``), on the values the write left in the cache: a first sort only,
+    which reaches no journey by itself. The engine checks the filter again with the rights of
+    who set it before it starts anything (``record_entries.enter_records``). The campaign's
+    filters are plain data (``kinds/triggers/records.py``)."""
     if not domain_text or not records:
         return records
     domain = safe_eval(domain_text, {"uid": records.env.uid})
     return records.sudo().filtered_domain(domain).with_env(records.env)
+
+
+def _filtered_before(records, rule):
+    """``records`` meeting ``rule``'s "before" filter now, before they change, with the rights of
+    who set the campaign's filters and the writer's ``uid`` (as the engine checks the "after"
+    filter): the filter may follow relations to records that user cannot see, which must not
+    make a record match. One query, when the rule has a "before" filter."""
+    if not rule.before or not records:
+        return records
+    if not rule.filter_uid:
+        return records.browse()
+    domain = safe_eval(rule.before, {"uid": records.env.uid})
+    # with_user: the rights of who set the filter, not the writer's nor the superuser's.
+    Model = records.with_user(rule.filter_uid).with_context(active_test=False)
+    matching = set(Model.search([("id", "in", records.ids), *domain]).ids)
+    return records.filtered(lambda record: record.id in matching)
 
 
 def _hand_over_changed(records, rules, old_values):
@@ -228,7 +250,7 @@ def _make_write(watched):
             return write.origin(self, vals, **kwargs)
         rules = [rule for rule in rules if written.intersection(rule.watched)]
         records = self.filtered("id")
-        before = {rule: _filtered(records, rule.before) for rule in rules}
+        before = {rule: _filtered_before(records, rule) for rule in rules}
         old_values = {record.id: {name: record[name] for name in written} for record in records}
         result = write.origin(self, vals, **kwargs)
         for rule in rules:
@@ -260,7 +282,7 @@ def _make_compute_field_value(watched):
         if not records:
             return _compute_field_value.origin(self, field)
         rules = [rule for rule in rules if set(computed).intersection(rule.watched)]
-        before = {rule: _filtered(records, rule.before) for rule in rules}
+        before = {rule: _filtered_before(records, rule) for rule in rules}
         old_values = {record.id: {name: record[name] for name in computed} for record in records}
         result = _compute_field_value.origin(self, field)
         for rule in rules:

@@ -336,6 +336,32 @@ class TestRecordCampaign(RecordCampaignCase):
         self.commit_writer()
         self.assertEqual(campaign.journey_ids.res_id, theirs.id)
 
+    def test_the_before_filter_sees_only_what_its_author_sees(self):
+        """The "before" filter runs with the rights of who set it: another salesperson's lead,
+        which the author cannot see, does not make the author's lead match (it would tell the
+        author what that lead is called)."""
+        author = new_test_user(
+            self.env,
+            login="gbs_before_author",
+            groups="base.group_user,gobysend_automation.group_gobysend_manager,sales_team.group_sale_salesman",
+        )
+        self.workspace_a.member_ids = [(4, author.id)]
+        campaign = self.record_campaign(reentry="every_time")
+        campaign.with_user(author).write(
+            {"filter_pre_domain": "[('partner_id.opportunity_ids.name', '=', 'Secret deal')]"}
+        )
+        self.launch(campaign)
+        self.lead(name="Secret deal", user_id=self.seller.id)
+        theirs = self.lead(user_id=author.id)
+        theirs.stage_id = self.stage_won
+        self.commit_writer()
+        self.assertFalse(campaign.journey_ids)
+        # A lead of the same customer that the author sees does count.
+        self.lead(name="Secret deal", user_id=author.id)
+        theirs.stage_id = self.stage_talks
+        self.commit_writer()
+        self.assertEqual(campaign.journey_ids.res_id, theirs.id)
+
     def test_pause_archive_and_delete_take_the_rule_along(self):
         campaign = self.launch(self.record_campaign())
         automation = campaign.automation_id
