@@ -385,7 +385,6 @@ class TestRecordCampaign(RecordCampaignCase):
         self.assertFalse(automation.exists())
         self.assertFalse(action.exists())
 
-
     def test_notes_of_a_campaign_deleted_meanwhile_are_dropped(self):
         """A record noted just before its campaign is deleted starts nothing, and its note goes
         with the next batch (notes name their campaign by number only)."""
@@ -402,6 +401,7 @@ class TestRecordCampaign(RecordCampaignCase):
         self.assertFalse(Entry.search_count([]))
         self.assertEqual(kept.journey_ids.mapped("res_id"), [lead.id])
         self.assertFalse(self.env["gobysend.journey"].search([("campaign_id", "=", deleted.id)]))
+
 
 class TestRecordContacts(RecordCampaignCase):
     def test_a_customer_without_subscription_joins_the_workspace(self):

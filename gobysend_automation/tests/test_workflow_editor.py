@@ -79,7 +79,9 @@ class TestWorkflowEditor(CampaignCase):
         )
         nodes = {node["id"]: node for node in self.Step.with_context(lang="vi_VN").workflow_tree(campaign.id)["steps"]}
         self.assertEqual(nodes[waiting.id]["branches"], ["happened", "timed_out"])
-        self.assertEqual(nodes[waiting.id]["branch_names"], {"happened": "Sự kiện đã xảy ra", "timed_out": "Hết thời gian chờ"})
+        self.assertEqual(
+            nodes[waiting.id]["branch_names"], {"happened": "Sự kiện đã xảy ra", "timed_out": "Hết thời gian chờ"}
+        )
         english = self.Step.with_context(lang="en_US").workflow_tree(campaign.id)["steps"][0]
         self.assertEqual(english["branch_names"], {"happened": "Event happened", "timed_out": "Timed out"})
 
