@@ -5,8 +5,9 @@
 
 It creates a scratch database ``gobysend_bench_ab_*`` with both addons (or copies ``--template``,
 a database that has them installed), inserts the contacts and one A/B test step's messages for
-two variants with ``INSERT ... SELECT`` (a quarter of A's opened, a third of B's), and times the
-step's decision (``_ab_decide``: one aggregate query over the variants' messages, then the
+two variants with ``INSERT ... SELECT`` (a quarter of A's opened, a third of B's), each in a
+journey of its own (one in ten converted after its message), and times the step's decision
+(``_ab_decide``: one aggregate query over the variants' messages and their journeys, then the
 conditional update that stores the winner). Target: at most 1 s for 100,000 recipients.
 """
 
@@ -63,16 +64,36 @@ def load(registry, recipients, now):
             {"now": now, "count": recipients},
         )
         partner_ids = [row[0] for row in cr.fetchall()]
+        # A journey per recipient, one in ten converted (to the goal) after its message.
+        cr.execute(
+            """
+            INSERT INTO gobysend_journey (campaign_id, workspace_id, partner_id, state, step_id, entered_at,
+                                          converted, converted_at)
+            SELECT %(campaign)s, %(workspace)s, p.id, 'waiting', %(step)s, %(now)s, n %% 10 = 0,
+                   CASE WHEN n %% 10 = 0 THEN %(later)s END
+              FROM unnest(%(partners)s::int[]) WITH ORDINALITY AS p (id, n)
+            """,
+            {
+                "campaign": campaign.id,
+                "workspace": workspace.id,
+                "step": step.id,
+                "now": now,
+                "later": now + datetime.timedelta(hours=1),
+                "partners": partner_ids,
+            },
+        )
         cr.execute(
             """
             INSERT INTO gobysend_message (workspace_id, partner_id, channel_id, channel_type, state, body_template,
                                           attempts, token_cost, idempotency_key, is_test, campaign_id,
-                                          campaign_step_id, campaign_variant_id, sent_at, create_date, write_date)
+                                          campaign_step_id, campaign_variant_id, journey_id, sent_at, create_date,
+                                          write_date)
             SELECT %(workspace)s, p.id, %(channel)s, 'sms',
                    CASE WHEN n %% 8 = 0 OR (n %% 2 = 1 AND n %% 3 = 0) THEN 'opened' ELSE 'sent' END,
                    'x', 1, 0, 'bench-ab-' || p.id, FALSE, %(campaign)s, %(step)s,
-                   CASE WHEN n %% 2 = 0 THEN %(a)s ELSE %(b)s END, %(now)s, %(now)s, %(now)s
+                   CASE WHEN n %% 2 = 0 THEN %(a)s ELSE %(b)s END, j.id, %(now)s, %(now)s, %(now)s
               FROM unnest(%(partners)s::int[]) WITH ORDINALITY AS p (id, n)
+              JOIN gobysend_journey j ON j.partner_id = p.id AND j.campaign_id = %(campaign)s
             """,
             {
                 "workspace": workspace.id,
@@ -95,6 +116,7 @@ def vacuum(dbname):
     connection.autocommit = True
     with connection.cursor() as cr:
         cr.execute("VACUUM ANALYZE gobysend_message")
+        cr.execute("VACUUM ANALYZE gobysend_journey")
     connection.close()
 
 
