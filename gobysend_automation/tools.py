@@ -3,6 +3,7 @@
 import datetime
 import hashlib
 import hmac
+import json
 import math
 import re
 
@@ -147,6 +148,18 @@ def parse_timestamp(value, field_name="timestamp", now=None):
 def find_nul_character(value, path):
     """Return the dotted path of the first text in ``value`` (keys included) that holds a NUL
     character, which PostgreSQL cannot store in text or JSON; None when there is none."""
+    if isinstance(value, dict | list):
+        # Mostly there is none: JSON writes a NUL character as \u0000, and the encoder reads
+        # the whole payload much faster than a walk through it. Only a hit is looked for.
+        try:
+            if "\\u0000" not in json.dumps(value, default=str):
+                return None
+        except (TypeError, ValueError):
+            pass
+    return _find_nul_character(value, path)
+
+
+def _find_nul_character(value, path):
     if isinstance(value, str):
         return path if "\x00" in value else None
     if isinstance(value, dict):
@@ -154,12 +167,12 @@ def find_nul_character(value, path):
             item_path = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and "\x00" in key:
                 return item_path
-            found = find_nul_character(item, item_path)
+            found = _find_nul_character(item, item_path)
             if found:
                 return found
     elif isinstance(value, list | tuple):
         for item in value:
-            found = find_nul_character(item, path)
+            found = _find_nul_character(item, path)
             if found:
                 return found
     return None

@@ -45,6 +45,8 @@ STANDARD_KEY_OF_FIELD = {field: key for key, field in STANDARD_KEYS.items()}
 # space around them is dropped).
 DEVICE_TOKEN_PATTERN = r"^[ \t\r\n]*[!-~]+[ \t\r\n]*$"
 DEVICE_TOKEN_RE = re.compile(DEVICE_TOKEN_PATTERN)
+# A phone number written as E.164 already: "+", the country code and the number, digits only.
+E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 # The column type of each attribute value type, for the arrays that bulk writes send.
 VALUE_SQL_TYPES = {
     "string": "varchar",
@@ -90,10 +92,34 @@ class GobysendIngest(models.AbstractModel):
             raise InvalidInput(field, _("Text cannot contain NUL characters (\\u0000)."))
 
     @api.model
-    def _read_contact_ref(self, workspace, payload, region=None, checked=False):
+    def _known_phone_numbers(self, payloads):
+        """The phone numbers of ``payloads`` written as E.164 that a contact already has as its
+        sanitized number, in one query.
+
+        Odoo sanitizes a contact's phone with the same library and checks (a possible and valid
+        number, E.164), so such a number needs no parsing again: parsing and validating is the
+        largest cost of reading a payload, and integrations mostly send their known contacts."""
+        numbers = {
+            payload["phone"]
+            for payload in payloads
+            if isinstance(payload, dict)
+            and isinstance(payload.get("phone"), str)
+            and E164_RE.fullmatch(payload["phone"])
+        }
+        if not numbers:
+            return frozenset()
+        self.env["res.partner"].flush_model(["phone_sanitized"])
+        self.env.cr.execute(
+            "SELECT DISTINCT phone_sanitized FROM res_partner WHERE phone_sanitized = ANY(%s)", [list(numbers)]
+        )
+        return frozenset(row[0] for row in self.env.cr.fetchall())
+
+    @api.model
+    def _read_contact_ref(self, workspace, payload, region=None, checked=False, known_phones=frozenset()):
         """Return the normalised identifiers of a payload: {"id", "email", "phone"} (None when absent).
         ``region`` is the workspace's phone region, ``checked`` that the payload is storable:
-        callers reading many payloads pass both once."""
+        callers reading many payloads pass both once, and the numbers already known to be valid
+        E.164 (``_known_phone_numbers``)."""
         if not checked:
             self._check_storable({key: payload.get(key) for key in ("id", "email", "phone")})
         ref = {"id": None, "email": None, "phone": None}
@@ -116,7 +142,10 @@ class GobysendIngest(models.AbstractModel):
         if phone is not None:
             if not isinstance(phone, str):
                 raise InvalidInput("phone", _("A phone number must be a string."))
-            ref["phone"] = normalize_phone(phone, region or workspace._get_phone_region())
+            if phone in known_phones:
+                ref["phone"] = phone
+            else:
+                ref["phone"] = normalize_phone(phone, region or workspace._get_phone_region())
         if not any(ref.values()):
             raise InvalidInput("id", _("Identify the contact with one of id, email or phone."))
         return ref
@@ -223,12 +252,15 @@ class GobysendIngest(models.AbstractModel):
         """The contact refs of the run of track/page items that starts at ``start``, and their
         contacts found in bulk: ({index: ref, or the InvalidInput it raised}, found)."""
         refs = {}
-        for index in range(start, len(items)):
+        end = start
+        while end < len(items) and isinstance(items[end], dict) and items[end].get("type") in ("track", "page"):
+            end += 1
+        known_phones = self._known_phone_numbers(items[start:end])
+        region = workspace._get_phone_region()
+        for index in range(start, end):
             item = items[index]
-            if not isinstance(item, dict) or item.get("type") not in ("track", "page"):
-                break
             try:
-                refs[index] = self._read_contact_ref(workspace, item)
+                refs[index] = self._read_contact_ref(workspace, item, region=region, known_phones=known_phones)
             except InvalidInput as error:
                 refs[index] = error
         found = self._find_partner_ids(workspace, [ref for ref in refs.values() if isinstance(ref, dict)])
@@ -269,13 +301,13 @@ class GobysendIngest(models.AbstractModel):
         return results
 
     @api.model
-    def _read_identify(self, workspace, payload, known_types, region=None, ref=None):
+    def _read_identify(self, workspace, payload, known_types, region=None, ref=None, known_phones=frozenset()):
         """Validate one identify payload into the item a round works on."""
         if not isinstance(payload, dict):
             raise InvalidInput("type", _("Each batch item must be a JSON object."))
         self._check_storable(payload)
         if ref is None:
-            ref = self._read_contact_ref(workspace, payload, region=region, checked=True)
+            ref = self._read_contact_ref(workspace, payload, region=region, checked=True, known_phones=known_phones)
         attributes = payload.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise InvalidInput("attributes", _("Attributes must be a JSON object of key/value pairs."))
@@ -323,11 +355,14 @@ class GobysendIngest(models.AbstractModel):
         """Identify the longest run of ``pending`` payloads that are independent of each other;
         return the indexes left for the next round."""
         known_types = self._known_attribute_types(workspace, [payloads[index] for index in pending])
+        known_phones = self._known_phone_numbers([payloads[index] for index in pending if index not in refs])
         region = workspace._get_phone_region()
         items, rest, taken, introduced = [], [], set(), {}
         for position, index in enumerate(pending):
             try:
-                item = self._read_identify(workspace, payloads[index], known_types, region, refs.get(index))
+                item = self._read_identify(
+                    workspace, payloads[index], known_types, region, refs.get(index), known_phones
+                )
             except InvalidInput as error:
                 results[index] = error
                 continue

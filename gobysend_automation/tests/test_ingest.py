@@ -160,6 +160,30 @@ class TestIngestIdentify(GobysendCase):
         partner = self.partner(self.identify({"id": "C-7", "attributes": {"phone": "(091) 234-5670"}}))
         self.assertEqual(partner.phone, "+84912345670")
 
+    def test_numbers_a_contact_already_has_are_not_parsed_again(self):
+        """An E.164 number that is some contact's sanitized number is valid as it is; anything
+        else (another form, an unknown or invalid number) goes through the full check."""
+        partner = self.partner(self.identify({"id": "C-9", "phone": "+84 912 000 077"}))
+        self.assertEqual(partner.phone_sanitized, "+84912000077")
+        known = self.ingest._known_phone_numbers(
+            [{"phone": "+84912000077"}, {"phone": "+84912000078"}, {"phone": "0912000077"}, {"phone": 84912000077}]
+        )
+        self.assertEqual(known, {"+84912000077"})
+        self.assertEqual(
+            self.identify({"phone": "+84912000077", "attributes": {"tier": "gold"}})["contact_id"], partner.id
+        )
+        result = self.ingest.batch(
+            self.workspace_a,
+            [
+                {"type": "identify", "phone": "+84912000077", "attributes": {"tier": "silver"}},
+                {"type": "identify", "phone": "+8491200"},
+                {"type": "track", "phone": "+84912000077", "name": "viewed"},
+            ],
+        )
+        self.assertEqual(result[0]["contact_id"], partner.id)
+        self.assertEqual((result[1]["status"], result[1]["errors"][0]["loc"]), ("error", ["batch", 1, "phone"]))
+        self.assertEqual(result[2]["status"], "ok")
+
     def test_attribute_types_are_inferred_on_first_sight(self):
         partner = self.partner(
             self.identify(
