@@ -10,7 +10,7 @@ from odoo.addons.base_automation.models.base_automation import CREATE_TRIGGERS, 
 from ..kinds.triggers import record_entries
 
 # What the engine needs of a campaign's own rule, kept in the registry cache.
-CampaignRule = namedtuple("CampaignRule", "campaign_id model trigger watched before after filter_uid")
+CampaignRule = namedtuple("CampaignRule", "campaign_id model trigger watched before after")
 
 # Where a transaction keeps the records it created, per model, with the watched computed fields
 # that got their first values (``cr.precommit.data``).
@@ -89,7 +89,6 @@ class BaseAutomation(models.Model):
                 tuple(rule.trigger_field_ids.mapped("name")),
                 rule.filter_pre_domain or False,
                 rule.filter_domain or False,
-                rule.gobysend_campaign_id.filter_user_id.id,
             )
             for rule in rules
         }
@@ -201,11 +200,14 @@ def _filtered_before(records, rule):
     make a record match. One query, when the rule has a "before" filter."""
     if not rule.before or not records:
         return records
-    if not rule.filter_uid:
+    # sudo: who set the campaign's filters, read from the campaign that owns the rule. Read
+    # here rather than kept with the cached rule: it changes with the campaign, not the rule.
+    author = records.env["gobysend.campaign"].sudo().browse(rule.campaign_id).filter_user_id
+    if not author:
         return records.browse()
     domain = safe_eval(rule.before, {"uid": records.env.uid})
     # with_user: the rights of who set the filter, not the writer's nor the superuser's.
-    Model = records.with_user(rule.filter_uid).with_context(active_test=False)
+    Model = records.with_user(author.id).with_context(active_test=False)
     matching = set(Model.search([("id", "in", records.ids), *domain]).ids)
     return records.filtered(lambda record: record.id in matching)
 

@@ -439,8 +439,6 @@ class GobysendCampaign(models.Model):
             self._check_time_given(vals, vals.get("trigger_kind", campaign.trigger_kind), campaign.name)
         if self._sets_filters(vals):
             vals = dict(vals, filter_user_id=self.env.uid)
-            # The campaigns' rules evaluate their "before" filter with this user's rights.
-            self.env.registry.clear_cache()
         if "trigger_kind" in vals and any(c.state not in ("draft", "cancelled") for c in self):
             raise UserError(_("The trigger of a launched campaign cannot change; duplicate the campaign instead."))
         result = super().write(vals)

@@ -36,6 +36,7 @@ class GobysendCampaignStep(models.Model):
         nodes = []
         for step in steps:
             kind = kinds.STEPS.get(step.kind)
+            branches = list(kind.branch_labels(step)) if kind else []
             counts = {
                 "waiting": step.journeys_here,
                 "done": step.done_count,
@@ -55,10 +56,8 @@ class GobysendCampaignStep(models.Model):
                     "parent_id": step.parent_id.id or False,
                     "branch": step.branch or False,
                     "sequence": step.sequence,
-                    "branches": list(kind.branch_labels(step)) if kind else [],
-                    "branch_names": (
-                        {label: kind.branch_name(self.env, label) for label in kind.branch_labels(step)} if kind else {}
-                    ),
+                    "branches": branches,
+                    "branch_names": {label: kind.branch_name(self.env, label) for label in branches},
                     "terminal": bool(kind and kind.terminal),
                     "counts": counts,
                 }

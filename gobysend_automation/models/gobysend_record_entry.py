@@ -18,8 +18,9 @@ class GobysendRecordEntry(models.Model):
     _log_access = False
     _order = "id"
 
-    # A plain number, not a reference the database checks: checking it would lock the campaign's
-    # row in every writer's transaction (every lead saved would queue behind the others on it).
+    # A plain number, not a reference the database checks: checking it would take a share lock
+    # on the campaign's row in every writer's transaction, a write to that row each time and
+    # shared lock lists when many writers save at once.
     # The engine skips and removes the notes of a campaign deleted meanwhile (``enter_noted``).
     campaign_id = fields.Integer(required=True, readonly=True, help="The campaign the record fired.")
     writer_uid = fields.Integer(readonly=True, help="The user whose change fired the campaign (``uid`` in filters).")

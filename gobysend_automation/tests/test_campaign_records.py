@@ -59,6 +59,16 @@ class RecordCampaignCase(CampaignCase):
             dict({"name": "Shop fit-out", "partner_id": self.customer.id, "stage_id": self.stage_new.id}, **values)
         )
 
+    def own_leads_author(self, login):
+        """A manager of workspace A who sees their own leads only, to set campaigns up."""
+        author = new_test_user(
+            self.env,
+            login=login,
+            groups="base.group_user,gobysend_automation.group_gobysend_manager,sales_team.group_sale_salesman",
+        )
+        self.workspace_a.member_ids = [(4, author.id)]
+        return author
+
     def commit_writer(self):
         """What happens when the writer's transaction commits (its precommit hooks note the
         records), then the engine's job turning the notes into journeys."""
@@ -319,13 +329,7 @@ class TestRecordCampaign(RecordCampaignCase):
         self.assertFalse(campaign.journey_ids)
 
     def test_a_record_the_author_cannot_see_starts_nothing(self):
-        # The campaign's author sees their own leads only.
-        author = new_test_user(
-            self.env,
-            login="gbs_seller_marketer",
-            groups="base.group_user,gobysend_automation.group_gobysend_manager,sales_team.group_sale_salesman",
-        )
-        self.workspace_a.member_ids = [(4, author.id)]
+        author = self.own_leads_author("gbs_seller_marketer")
         campaign = self.record_campaign(reentry="every_time")
         campaign.with_user(author).write({"filter_domain": "[('stage_id.is_won', '=', True)]"})
         self.assertEqual(campaign.filter_user_id, author)
@@ -340,12 +344,7 @@ class TestRecordCampaign(RecordCampaignCase):
         """The "before" filter runs with the rights of who set it: another salesperson's lead,
         which the author cannot see, does not make the author's lead match (it would tell the
         author what that lead is called)."""
-        author = new_test_user(
-            self.env,
-            login="gbs_before_author",
-            groups="base.group_user,gobysend_automation.group_gobysend_manager,sales_team.group_sale_salesman",
-        )
-        self.workspace_a.member_ids = [(4, author.id)]
+        author = self.own_leads_author("gbs_before_author")
         campaign = self.record_campaign(reentry="every_time")
         campaign.with_user(author).write(
             {"filter_pre_domain": "[('partner_id.opportunity_ids.name', '=', 'Secret deal')]"}
