@@ -706,7 +706,9 @@ class GobysendIngest(models.AbstractModel):
             item["opted_out"] = [channel for channel in ("email", "sms") if row[channel] == "unsubscribed"]
         if pending_first:
             subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
-        self.env["gobysend.segment"]._mark_dirty([item["partner_id"] for item in items], "subscription")
+        self.env["gobysend.segment"]._mark_dirty(
+            [item["partner_id"] for item in items], "subscription", subscribed=True
+        )
 
     @api.model
     def _add_to_blacklists(self, email_partner_ids, sms_partner_ids):
@@ -1056,7 +1058,7 @@ class GobysendIngest(models.AbstractModel):
             )
             changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())
         self.env["gobysend.attribute.value"].invalidate_model()
-        self.env["gobysend.segment"]._mark_dirty(list(changed), "attribute")
+        self.env["gobysend.segment"]._mark_dirty(list(changed), "attribute", subscribed=True)
 
     # ------------------------------------------------------------------
     # Events and page views
@@ -1194,6 +1196,7 @@ class GobysendIngest(models.AbstractModel):
         self.env["gobysend.segment"]._mark_dirty(
             [row["partner_id"] for row, (_event_id, duplicate) in zip(rows, results, strict=True) if not duplicate],
             "activity",
+            subscribed=True,
         )
         # Event campaigns start their journeys for these events (in the background, after commit).
         self.env["gobysend.campaign"]._start_event_journeys(workspace, rows, results)
