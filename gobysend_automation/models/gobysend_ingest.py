@@ -949,15 +949,18 @@ class GobysendIngest(models.AbstractModel):
                 attribute_ids=list({attribute_id for attribute_id, _p in pairs}),
             )
         )
-        columns = list(VALUE_FIELDS)
-        current = {(row[0], row[1]): dict(zip(columns, row[2:], strict=True)) for row in self.env.cr.fetchall()}
+        # Rows as they come: a dict per row cost more than the query for a batch of 500.
+        current = {(row[0], row[1]): row for row in self.env.cr.fetchall()}
         if not current:
             return
-        for value_type, (attribute_ids, partner_ids, values) in upserts.items():
+        for position, value_type in enumerate(VALUE_FIELDS, start=2):
+            if value_type not in upserts:
+                continue
+            attribute_ids, partner_ids, values = upserts[value_type]
             kept = [
                 (attribute_id, partner_id, value)
                 for attribute_id, partner_id, value in zip(attribute_ids, partner_ids, values, strict=True)
-                if (attribute_id, partner_id) not in current or current[attribute_id, partner_id][value_type] != value
+                if (attribute_id, partner_id) not in current or current[attribute_id, partner_id][position] != value
             ]
             upserts[value_type] = tuple(map(list, zip(*kept, strict=True))) if kept else ([], [], [])
 
