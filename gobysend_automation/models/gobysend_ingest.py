@@ -514,24 +514,29 @@ class GobysendIngest(models.AbstractModel):
             # Through the ORM, in one call: other addons override res.partner's create. Without
             # the chatter's work on creation (no log message, no follower: as one by one), which
             # it otherwise does record by record.
-            partners = (
+            Partner = (
                 self.env["res.partner"]
                 .sudo()
                 .with_context(mail_create_nolog=True, mail_create_nosubscribe=True, tracking_disable=True)
-                .create(
-                    [
-                        dict(
-                            item["partner_vals"],
-                            name=item["partner_vals"].get("name")
-                            or item["ref"]["email"]
-                            or item["ref"]["phone"]
-                            or item["ref"]["id"],
-                            gobysend_origin_workspace_id=workspace.id,
-                            gobysend_ever_subscribed=True,
-                        )
-                        for item in to_create
-                    ]
-                )
+            )
+            # The salesperson each new partner would get: its default, the same for all of them
+            # (``_compute_user_id`` only copies a parent's, and these have none). Given once here,
+            # the ORM neither computes it record by record before the insert nor at the flush.
+            salesperson = Partner.default_get(["user_id"]).get("user_id", False)
+            partners = Partner.create(
+                [
+                    {
+                        "user_id": salesperson,
+                        **item["partner_vals"],
+                        "name": item["partner_vals"].get("name")
+                        or item["ref"]["email"]
+                        or item["ref"]["phone"]
+                        or item["ref"]["id"],
+                        "gobysend_origin_workspace_id": workspace.id,
+                        "gobysend_ever_subscribed": True,
+                    }
+                    for item in to_create
+                ]
             )
             for item, partner in zip(to_create, partners, strict=True):
                 item["partner_id"] = partner.id

@@ -224,3 +224,17 @@ class TestBulkIdentify(GobysendCase):
         ):
             with self.subTest(email=email):
                 self.assertEqual(normalize_email(email), tools.email_normalize(email))
+
+    def test_new_contacts_get_the_default_salesperson_as_one_by_one(self):
+        # The bulk path gives the salesperson itself, once for the batch: it must be the default
+        # Odoo would have given each new partner, not left empty.
+        self.env["ir.default"].set("res.partner", "user_id", self.manager_a.id)
+        results = self.batch(self.identify_items(3, "SP"))
+        partners = self.env["res.partner"].browse([result["contact_id"] for result in results])
+        self.assertEqual(len(partners), 3)
+        self.assertEqual(partners.mapped("user_id"), self.manager_a)
+        self.env["ir.default"].discard_values("res.partner", "user_id", [self.manager_a.id])
+        others = self.env["res.partner"].browse(
+            [result["contact_id"] for result in self.batch(self.identify_items(2, "NS"))]
+        )
+        self.assertFalse(others.user_id)
