@@ -36,6 +36,14 @@ class GobysendCampaignStep(models.Model):
         for step in self.filtered(lambda step: step.kind == "ab_test"):
             kinds.STEPS["ab_test"].validate(step)
 
+    def unlink(self):
+        # A Goal step may be the conversion an A/B step of its campaign counts: deleting it is
+        # refused while such a step has no other goal left.
+        campaigns = self.filtered(lambda step: step.kind == "goal").campaign_id
+        result = super().unlink()
+        campaigns.exists().step_ids._check_ab_test()
+        return result
+
     def _test_messages(self):
         """The (subject, body) pairs a test of the campaign sends for this step: every variant
         of an A/B test, the step's own message otherwise."""
@@ -144,3 +152,13 @@ class GobysendCampaignStep(models.Model):
         )
         self.invalidate_recordset(["ab_winner_id", "ab_decided_at"])
         return self.ab_winner_id
+
+
+class GobysendCampaign(models.Model):
+    _inherit = "gobysend.campaign"
+
+    @api.constrains("goal_event_name")
+    def _check_ab_conversion_goal(self):
+        """Clearing the goal event is refused while an A/B step counts conversions to it and
+        the campaign has no Goal step."""
+        self.step_ids._check_ab_test()

@@ -168,6 +168,26 @@ class TestABTestStep(CampaignCase):
         self.advance(DECISION)
         self.assertEqual(step.ab_winner_id, variant_a)
 
+    def test_the_goal_a_winner_by_conversion_counts_cannot_be_taken_away(self):
+        campaign, step = self.ab_campaign(goal_event_name="order_paid")
+        step.ab_metric = "conversion"
+        goal = self.env["gobysend.campaign.step"].create(
+            {"campaign_id": campaign.id, "sequence": 20, "kind": "goal", "goal_type": "event", "event_name": "paid"}
+        )
+        # Either goal is enough: one of them may go.
+        campaign.goal_event_name = False
+        with self.assert_refused("a winner by conversion needs a goal"):
+            goal.unlink()
+        self.assertTrue(goal.exists())
+        campaign.goal_event_name = "order_paid"
+        goal.unlink()
+        with self.assert_refused("a winner by conversion needs a goal"):
+            campaign.goal_event_name = False
+        self.assertEqual(campaign.goal_event_name, "order_paid")
+        # Another metric needs no goal.
+        step.ab_metric = "open"
+        campaign.goal_event_name = False
+
     def test_a_tie_goes_to_the_first_variant(self):
         campaign, step = self.launch_and_split()
         variant_a, variant_b = step.variant_ids
