@@ -591,6 +591,16 @@ class GobysendIngest(models.AbstractModel):
         )
 
     @api.model
+    def _cron_purge_contact_claims(self):
+        """Forget the claims of a day ago and older: a claim only matters while the request or
+        import chunk that made it runs, and every new contact left three of them behind."""
+        self.env.cr.execute(
+            "DELETE FROM gobysend_contact_claim WHERE claimed_at < (now() at time zone 'UTC') - interval '1 day'"
+        )
+        _logger.info("Purged %s contact claims", self.env.cr.rowcount)
+        return True
+
+    @api.model
     def _claim_new_contact(self, workspace, ref):
         """``_claim_new_contacts`` for one contact (the campaign webhook, *Add to campaign*)."""
         self._claim_new_contacts(workspace, [ref])

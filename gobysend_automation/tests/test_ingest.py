@@ -184,6 +184,22 @@ class TestIngestIdentify(GobysendCase):
         self.assertEqual((result[1]["status"], result[1]["errors"][0]["loc"]), ("error", ["batch", 1, "phone"]))
         self.assertEqual(result[2]["status"], "ok")
 
+    def test_claims_of_a_day_ago_are_purged_and_recent_ones_kept(self):
+        self.identify({"id": "C-CLAIM", "email": "claim@example.com"})
+        claims = "SELECT identifier FROM gobysend_contact_claim WHERE workspace_id = %s ORDER BY identifier"
+        self.env.cr.execute(claims, [self.workspace_a.id])
+        made = [row[0] for row in self.env.cr.fetchall()]
+        self.assertEqual(made, ["email:claim@example.com", "id:C-CLAIM"])
+        # Aged on the database's own clock, the one the purge reads.
+        self.env.cr.execute(
+            "UPDATE gobysend_contact_claim SET claimed_at = (now() at time zone 'UTC') - interval '25 hours' "
+            "WHERE workspace_id = %s AND identifier = 'id:C-CLAIM'",
+            [self.workspace_a.id],
+        )
+        self.env.ref("gobysend_automation.ir_cron_purge_contact_claims").method_direct_trigger()
+        self.env.cr.execute(claims, [self.workspace_a.id])
+        self.assertEqual([row[0] for row in self.env.cr.fetchall()], ["email:claim@example.com"])
+
     def test_attribute_types_are_inferred_on_first_sight(self):
         partner = self.partner(
             self.identify(
