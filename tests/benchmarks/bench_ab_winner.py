@@ -16,8 +16,7 @@ import datetime
 import os
 import time
 
-import psycopg2
-from benchlib import addons_path, create_database, drop_database
+from benchlib import addons_path, create_database, drop_database, vacuum_analyze
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -109,17 +108,6 @@ def load(registry, recipients, now):
         return step.id, variant_b
 
 
-def vacuum(dbname):
-    """The decision comes hours after the messages were queued: autovacuum has visited them by
-    then (hint bits and visibility map set), as VACUUM does here."""
-    connection = psycopg2.connect(dbname=dbname)
-    connection.autocommit = True
-    with connection.cursor() as cr:
-        cr.execute("VACUUM ANALYZE gobysend_message")
-        cr.execute("VACUUM ANALYZE gobysend_journey")
-    connection.close()
-
-
 def decide(registry, step_id, now):
     with registry.cursor() as cr:
         step = environment(cr)["gobysend.campaign.step"].browse(step_id)
@@ -144,7 +132,8 @@ def main():
         registry = Registry(dbname)
         started = time.perf_counter()
         step_id, expected = load(registry, args.recipients, now)
-        vacuum(dbname)
+        # The decision comes hours after the messages were queued: autovacuum has visited them.
+        vacuum_analyze(dbname, "gobysend_message", "gobysend_journey")
         print(f"Loaded {args.recipients:,} messages in {time.perf_counter() - started:.1f} s", flush=True)
         elapsed, winner_id, winner = decide(registry, step_id, now)
         if winner_id != expected:

@@ -31,8 +31,7 @@ import sys
 import tempfile
 import time
 
-import psycopg2
-from benchlib import addons_path, create_database, drop_database
+from benchlib import addons_path, create_database, drop_database, vacuum_analyze
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -98,14 +97,6 @@ def bench_identify(registry, workspace_id, payloads):
     if failures:
         raise SystemExit(f"{len(failures)} items failed, e.g. {failures[:3]}")
     return elapsed
-
-
-def vacuum(dbname):
-    connection = psycopg2.connect(dbname=dbname)
-    connection.autocommit = True
-    with connection.cursor() as cr:
-        cr.execute("VACUUM ANALYZE")
-    connection.close()
 
 
 def write_csv(path, rows, first):
@@ -243,7 +234,7 @@ def main():
         )
         # A list is synced again later in the day, not seconds after its first load: by then
         # autovacuum has visited the new rows, as VACUUM does here. Half the contacts change again.
-        vacuum(dbname)
+        vacuum_analyze(dbname)
         settled_payloads = [contact_payload(n, tier_shift=2 * (n % 2)) for n in range(count)]
         settled = bench_identify(registry, workspace_id, settled_payloads)
         print(

@@ -76,6 +76,18 @@ def drop_database(name):
     connection.close()
 
 
+def vacuum_analyze(dbname, *tables):
+    """``VACUUM ANALYZE`` of ``tables`` (the whole database without any): what autovacuum has
+    done to freshly loaded rows by the time real work reads them (hint bits, visibility map,
+    statistics)."""
+    connection = psycopg2.connect(dbname=dbname)
+    connection.autocommit = True
+    with connection.cursor() as cr:
+        for table in tables or (None,):
+            cr.execute(f"VACUUM ANALYZE {table}" if table else "VACUUM ANALYZE")
+    connection.close()
+
+
 def percentile(sorted_values, fraction):
     index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
     return sorted_values[index]
