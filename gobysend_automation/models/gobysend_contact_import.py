@@ -2,9 +2,11 @@
 
 Odoo's own import (``base_import``) reads the file's first rows for the preview, detecting its
 encoding and separator, and reads XLSX sheets. What it cannot do is done beside it: attributes
-and consent per channel, and a file of a million rows, which the background job reads as a
-stream (``base_import`` holds a whole file in memory) and stores in chunks through the bulk
-identify of the tracking API, so that the same rules apply to both.
+and consent per channel, and a file of a million rows, which the background jobs read as a
+stream (``base_import`` holds a whole file in memory) and store in chunks through the bulk
+identify of the tracking API, so that the same rules apply to both. The import's first job
+splits the file into chunks; each chunk is a job of its own, and several run at once on as many
+queue_job workers, on one server or several.
 """
 
 import csv
@@ -28,8 +30,8 @@ _logger = logging.getLogger(__name__)
 # request size); checked on the stored file before anything reads it.
 DEFAULT_MAX_IMPORT_BYTES = 128 * 1024 * 1024
 MAX_BYTES_PARAMETER = "gobysend_automation.import_max_bytes"
-# Rows per background job: each job commits its chunk and queues the next, so that progress shows
-# and a stopped worker resumes where the last chunk ended.
+# Rows per background job: each chunk is committed on its own, so that progress shows, chunks
+# run at once on several workers, and a stopped worker's chunk runs again without the others.
 CHUNK_ROWS = 10000
 # Rows per bulk identify call within a chunk.
 IDENTIFY_SLICE = 1000
@@ -217,8 +219,6 @@ class GobysendContactImport(models.Model):
     contacts_updated = fields.Integer(readonly=True)
     progress = fields.Float(compute="_compute_progress")
     chunk_rows = fields.Integer(default=CHUNK_ROWS, readonly=True, help="Rows imported by each background job.")
-    next_offset = fields.Integer(readonly=True, help="Where the next chunk starts in the file, in bytes.")
-    next_row = fields.Integer(readonly=True, default=1, help="The number of the next row in the file.")
     error = fields.Text(readonly=True)
     consent_note = fields.Char(readonly=True, help="Recorded with each consent given by this import, as its proof.")
     rejection_ids = fields.One2many("gobysend.contact.import.rejection", "import_id", string="Rejected Rows")
@@ -241,6 +241,26 @@ class GobysendContactImport(models.Model):
                 identifier varchar NOT NULL,
                 row_number integer NOT NULL,
                 PRIMARY KEY (import_id, identifier)
+            )
+            """
+        )
+        # The chunks of an import's file, planned by its first job: where each starts and ends,
+        # whether it is done and what it counted. Each chunk writes its own row only, so that
+        # chunks running at once never update the same row; a chunk run twice imports its rows
+        # once. Engine bookkeeping, never shown.
+        self.env.cr.execute(
+            """
+            CREATE TABLE IF NOT EXISTS gobysend_contact_import_chunk (
+                import_id integer NOT NULL REFERENCES gobysend_contact_import (id) ON DELETE CASCADE,
+                first_row integer NOT NULL,
+                start_offset bigint NOT NULL,
+                end_offset bigint NOT NULL,
+                done boolean NOT NULL DEFAULT false,
+                rows_done integer NOT NULL DEFAULT 0,
+                rows_rejected integer NOT NULL DEFAULT 0,
+                contacts_created integer NOT NULL DEFAULT 0,
+                contacts_updated integer NOT NULL DEFAULT 0,
+                PRIMARY KEY (import_id, first_row)
             )
             """
         )
@@ -385,15 +405,11 @@ class GobysendContactImport(models.Model):
                 "mimetype": "application/octet-stream",
             }
         )
-        record._enqueue()
-        return record
-
-    def _enqueue(self):
-        self.ensure_one()
-        self.with_delay(
+        record.with_delay(
             channel="root.gobysend",
-            description=_("Import customer list %(file)s", file=self.name),
-        )._run_chunk()
+            description=_("Import customer list %(file)s", file=file_name),
+        )._plan_chunks()
+        return record
 
     # ------------------------------------------------------------------
     # The background job
@@ -407,33 +423,44 @@ class GobysendContactImport(models.Model):
             return open(attachment._full_path(attachment.store_fname), "rb")
         return io.BytesIO(attachment.raw or b"")
 
-    def _run_chunk(self, chain=True):
-        """Import the next ``CHUNK_ROWS`` rows, then queue the next chunk (``chain``) or finish.
-        Returns whether rows are left."""
+    def _plan_chunks(self):
+        """The import's first job: read the file once to count its rows and split it into
+        chunks of ``chunk_rows`` rows, then queue one job per chunk."""
         self.ensure_one()
-        if self.state not in ("queued", "running"):
-            return False
+        if not self.exists() or self.state != "queued":
+            return
         try:
-            if self.state == "queued":
-                self._prepare_run()
-            left = self._import_next_rows()
-        except ConcurrentContactCreation as error:
-            # The API created one of this chunk's contacts at the same moment: the chunk runs
-            # again shortly, on a fresh transaction that sees it.
-            raise RetryableJobError(str(error), seconds=5) from error
+            chunks, total = self._split_file()
         except UserError as error:
-            self.write({"state": "failed", "error": str(error)})
-            self._clear_keys()
-            return False
-        if not left:
-            self.state = "done"
-            self._clear_keys()
-        elif chain:
-            self._enqueue()
-        return left
+            self._fail(error)
+            return
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_contact_import_chunk (import_id, first_row, start_offset, end_offset)
+                 SELECT %s, first_row, start_offset, end_offset
+                   FROM unnest(%s::int[], %s::bigint[], %s::bigint[]) AS t(first_row, start_offset, end_offset)
+            ON CONFLICT DO NOTHING
+            """,
+            (self.id, [chunk[0] for chunk in chunks], [chunk[1] for chunk in chunks], [chunk[2] for chunk in chunks]),
+        )
+        self.write({"state": "running", "rows_total": total})
+        if not chunks:
+            self._finish()
+        for first_row, _start, _end, last_row in chunks:
+            self.with_delay(
+                channel="root.gobysend",
+                description=_(
+                    "Import customer list %(file)s, rows %(first)s to %(last)s",
+                    file=self.name,
+                    first=first_row,
+                    last=last_row,
+                ),
+            )._run_chunk(first_row)
 
-    def _prepare_run(self):
-        """Turn an XLSX sheet into CSV (read once, through ``base_import``) and count the rows."""
+    def _split_file(self):
+        """Turn an XLSX sheet into CSV (read once, through ``base_import``), then read the file
+        as a stream: ([(first row, start byte, end byte, last row)], rows to import). A chunk
+        holds ``chunk_rows`` rows with cells; its bounds fall between two CSV records."""
         if self.file_type == "xlsx":
             with self._open_file() as handle:
                 raw = handle.read()
@@ -443,43 +470,130 @@ class GobysendContactImport(models.Model):
             # sudo: the import's own file, replaced by the same rows in CSV.
             self.attachment_id.sudo().raw = text.getvalue().encode()
             self.write({"file_type": "csv", "encoding": "utf-8", "separator": ","})
-        total = 0
+        chunks = []
+        total = filled = 0
+        first = start = None
+        number = previous = 0  # the number of the last record read, and the byte after it
         with self._open_file() as handle:
-            for row, _offset in iter_csv_rows(handle, 0, self.encoding, self.separator):
-                if any(cell.strip() for cell in row):
-                    total += 1
-        self.write({"state": "running", "rows_total": max(0, total - 1)})  # less the header
+            for row, offset in iter_csv_rows(handle, 0, self.encoding, self.separator):
+                number += 1
+                if number > 1:  # the first record is the header
+                    if first is None:
+                        first, start = number, previous
+                    if any(cell.strip() for cell in row):
+                        filled += 1
+                        if filled == self.chunk_rows:
+                            chunks.append((first, start, offset, number))
+                            total += filled
+                            filled, first = 0, None
+                previous = offset
+        if filled:
+            chunks.append((first, start, previous, number))
+            total += filled
+        return chunks, total
 
-    def _import_next_rows(self):
-        columns = self.columns
+    def _run_chunk(self, first_row):
+        """Import the chunk of rows that starts at row ``first_row``, then queue the count of
+        the chunks done. The chunk's row stays locked while it runs: the same chunk run twice
+        at once waits, then runs again (queue_job retries it) and finds it done."""
+        self.ensure_one()
+        if not self.exists():
+            return
+        self.env.cr.execute(
+            "SELECT start_offset, end_offset, done FROM gobysend_contact_import_chunk "
+            "WHERE import_id = %s AND first_row = %s FOR UPDATE",
+            (self.id, first_row),
+        )
+        chunk = self.env.cr.fetchone()
+        if not chunk or chunk[2]:
+            return
+        if self.state != "running":
+            self._clear_keys()  # a failed import's: a chunk running meanwhile may have added some
+            return
+        records = self._read_chunk(first_row, chunk[0], chunk[1])
+        try:
+            # Nothing of a chunk that fails is kept.
+            with self.env.cr.savepoint():
+                counts = self._import_rows(records, self.columns)
+        except ConcurrentContactCreation as error:
+            # The API created one of this chunk's contacts at the same moment: the chunk runs
+            # again shortly, on a fresh transaction that sees it.
+            raise RetryableJobError(str(error), seconds=5) from error
+        except UserError as error:
+            self._fail(error)
+            return
+        self._end_chunk(first_row, len(records), *counts)
+
+    def _read_chunk(self, first_row, start, end):
+        """The rows with cells between bytes ``start`` and ``end``: [(row number, cells)]."""
         records = []
-        number = self.next_row
+        number = first_row
         with self._open_file() as handle:
-            rows = iter_csv_rows(handle, self.next_offset, self.encoding, self.separator)
-            offset = self.next_offset
-            left = False
-            for row, offset in rows:  # noqa: B007 (the offset after the last row read is kept)
-                if number == 1:
-                    number += 1
-                    continue  # the header
+            for row, offset in iter_csv_rows(handle, start, self.encoding, self.separator):
                 if any(cell.strip() for cell in row):
                     records.append((number, row))
                 number += 1
-                if len(records) >= self.chunk_rows:
-                    left = True  # maybe: the next chunk finds out, and ends the import if not
+                if offset >= end:
                     break
-        self._import_rows(records, columns)
+        return records
+
+    def _end_chunk(self, first_row, rows, rejected, created, updated):
+        """Mark the chunk done with its counts and queue the import's progress update. That
+        update is a job of its own: it runs once this chunk is committed, so that the update
+        after the last chunk sees every chunk done and ends the import."""
+        self.env.cr.execute(
+            """
+            UPDATE gobysend_contact_import_chunk
+               SET done = true, rows_done = %s, rows_rejected = %s, contacts_created = %s, contacts_updated = %s
+             WHERE import_id = %s AND first_row = %s
+            """,
+            (rows, rejected, created, updated, self.id, first_row),
+        )
+        self.with_delay(
+            channel="root.gobysend",
+            description=_("Count the imported rows of %(file)s", file=self.name),
+        )._update_progress()
+
+    def _update_progress(self):
+        """Add up the counts of the chunks done; end the import once every chunk is. Safe to
+        run twice and at once: it writes sums, not increments, and two updates of the import
+        at once make one of them run again (queue_job retries it)."""
+        self.ensure_one()
+        if not self.exists() or self.state != "running":
+            return
+        self.env.cr.execute(
+            """
+            SELECT count(*) FILTER (WHERE NOT done), COALESCE(sum(rows_done), 0), COALESCE(sum(rows_rejected), 0),
+                   COALESCE(sum(contacts_created), 0), COALESCE(sum(contacts_updated), 0)
+              FROM gobysend_contact_import_chunk
+             WHERE import_id = %s
+            """,
+            (self.id,),
+        )
+        left, rows, rejected, created, updated = self.env.cr.fetchone()
         self.write(
             {
-                "next_offset": offset,
-                "next_row": number,
-                "rows_done": self.rows_done + len(records),
+                "rows_done": rows,
+                "rows_rejected": rejected,
+                "contacts_created": created,
+                "contacts_updated": updated,
             }
         )
-        return left
+        if not left:
+            self._finish()
+
+    def _finish(self):
+        self.state = "done"
+        self._clear_keys()
+        self.env.cr.execute("DELETE FROM gobysend_contact_import_chunk WHERE import_id = %s", (self.id,))
+
+    def _fail(self, error):
+        self.write({"state": "failed", "error": str(error)})
+        self._clear_keys()
 
     def _import_rows(self, records, columns):
-        """Identify the contacts of ``records`` ([(row number, cells)]); keep the rejected rows."""
+        """Identify the contacts of ``records`` ([(row number, cells)]); keep the rejected rows.
+        Returns the counts (rejected, created, updated)."""
         workspace = self.workspace_id.sudo()  # sudo: the import record's rules gave access to it
         Ingest = self.env["gobysend.ingest"]
         region = workspace._get_phone_region()
@@ -504,7 +618,7 @@ class GobysendContactImport(models.Model):
             for identifier in identifiers:
                 first_row_of[identifier] = number
             accepted.append((number, row, payload, consent, identifiers, ref))
-        accepted = self._drop_rows_of_earlier_chunks(accepted, rejected)
+        accepted = self._drop_rows_of_other_chunks(accepted, rejected)
         created = updated = 0
         listed = []
         for start in range(0, len(accepted), IDENTIFY_SLICE):
@@ -539,47 +653,57 @@ class GobysendContactImport(models.Model):
                     for number, reason, row in sorted(rejected, key=lambda rejection: rejection[0])
                 ]
             )
-        self.write(
-            {
-                "rows_rejected": self.rows_rejected + len(rejected),
-                "contacts_created": self.contacts_created + created,
-                "contacts_updated": self.contacts_updated + updated,
-            }
-        )
+        return len(rejected), created, updated
 
     def _duplicate_reason(self, earlier):
         return _("The same contact as row %(row)s: the file names each contact once.", row=earlier)
 
-    def _drop_rows_of_earlier_chunks(self, accepted, rejected):
-        """Reject the rows whose contact an earlier chunk imported; remember this chunk's.
-        Plain SQL on the import's key table: one query each way per chunk."""
+    def _drop_rows_of_other_chunks(self, accepted, rejected):
+        """Reject the rows whose contact another chunk of the file imports; claim this chunk's.
+
+        Each identifier is claimed by inserting it into the import's key table. A chunk running
+        at the same time that claims one of them waits for this one to end, then runs again
+        (queue_job retries it on PostgreSQL's serialization failure) and finds it taken.
+        Identifiers are claimed in order, so two chunks never wait for each other. Of two rows
+        for the same contact, the one whose chunk runs first is imported (in file order when
+        chunks run one after the other). Plain SQL: one insert per chunk, with ON CONFLICT."""
         if not accepted:
             return accepted
-        identifiers = [identifier for entry in accepted for identifier in entry[4]]
+        rows = sorted((identifier, entry[0]) for entry in accepted for identifier in entry[4])
+        self.env.cr.execute(
+            """
+            INSERT INTO gobysend_contact_import_key (import_id, identifier, row_number)
+                 SELECT %s, identifier, row_number
+                   FROM unnest(%s::varchar[], %s::int[]) AS t(identifier, row_number)
+            ON CONFLICT DO NOTHING
+              RETURNING identifier
+            """,
+            (self.id, [identifier for identifier, _n in rows], [number for _i, number in rows]),
+        )
+        claimed = {identifier for (identifier,) in self.env.cr.fetchall()}
+        if len(claimed) == len(rows):
+            return accepted
         self.env.cr.execute(
             "SELECT identifier, row_number FROM gobysend_contact_import_key "
             "WHERE import_id = %s AND identifier = ANY(%s)",
-            (self.id, identifiers),
+            (self.id, [identifier for identifier, _n in rows if identifier not in claimed]),
         )
-        earlier = dict(self.env.cr.fetchall())
+        taken = dict(self.env.cr.fetchall())
         kept = []
+        released = []
         for entry in accepted:
             number, row, _payload, _consent, row_identifiers, _ref = entry
-            first = next((earlier[i] for i in row_identifiers if i in earlier), None)
-            if first:
-                rejected.append((number, self._duplicate_reason(first), row))
+            other = next((taken[i] for i in row_identifiers if i in taken), None)
+            if other:
+                rejected.append((number, self._duplicate_reason(other), row))
+                released += [identifier for identifier in row_identifiers if identifier in claimed]
             else:
                 kept.append(entry)
-        rows = [(identifier, entry[0]) for entry in kept for identifier in entry[4]]
-        if rows:
+        if released:
+            # A rejected row's other identifiers stay free for a later row of their own.
             self.env.cr.execute(
-                """
-                INSERT INTO gobysend_contact_import_key (import_id, identifier, row_number)
-                     SELECT %s, identifier, row_number
-                       FROM unnest(%s::varchar[], %s::int[]) AS t(identifier, row_number)
-                ON CONFLICT DO NOTHING
-                """,
-                (self.id, [identifier for identifier, _n in rows], [number for _i, number in rows]),
+                "DELETE FROM gobysend_contact_import_key WHERE import_id = %s AND identifier = ANY(%s)",
+                (self.id, released),
             )
         return kept
 

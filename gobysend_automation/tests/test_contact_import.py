@@ -3,7 +3,9 @@
 import base64
 import csv
 import datetime
+import importlib.util
 import io
+import os
 
 import openpyxl
 
@@ -34,29 +36,34 @@ class TestContactImport(GobysendCase):
         )
 
     def run_import(self, wizard, chunk_rows=None):
-        """Start the import from the wizard and run its background jobs to the end."""
+        """Start the import from the wizard and run its background jobs to the end, one after
+        the other; return the import and the number of its chunks."""
         action = wizard.action_import()
         record = self.env["gobysend.contact.import"].browse(action["res_id"])
         self.assertEqual(len(self.pending_jobs()), 1, "the import runs in the background")
         self.assertEqual(record.state, "queued")
         if chunk_rows:
             record.chunk_rows = chunk_rows
+        return self.run_queued_jobs(record)
+
+    def run_queued_jobs(self, record):
         chunks = 0
         while jobs := self.pending_jobs():
             for job in jobs:
                 # As a queue_job worker runs it: the job's own user and context.
                 Job.load(self.env, job.uuid).perform()
                 job.state = "done"
-                chunks += 1
+                chunks += job.method_name == "_run_chunk"
         return record, chunks
 
     def pending_jobs(self):
         return self.env["queue.job"].search(
             [
                 ("model_name", "=", "gobysend.contact.import"),
-                ("method_name", "=", "_run_chunk"),
+                ("method_name", "in", ["_plan_chunks", "_run_chunk", "_update_progress"]),
                 ("state", "=", "pending"),
-            ]
+            ],
+            order="id",  # as the job runner takes them: one worker runs the chunks in file order
         )
 
     def subscription(self, external_id):
@@ -186,7 +193,7 @@ class TestContactImport(GobysendCase):
         wizard = self.wizard((HEADER + "".join(rows)).encode())
         wizard.action_read_columns()
         record, chunks = self.run_import(wizard, chunk_rows=3)
-        self.assertEqual(chunks, 4)
+        self.assertEqual(chunks, 3)
         self.assertRecordValues(record, [{"state": "done", "rows_done": 9, "rows_rejected": 1, "contacts_created": 8}])
         self.assertEqual(self.rejections(record), [(9, "The same contact as row 2: the file names each contact once.")])
         self.assertEqual(self.subscription("C-9").partner_id.name, "Two\nlines")
@@ -280,3 +287,44 @@ class TestContactImport(GobysendCase):
         record, _chunks = self.run_import(self.wizard((HEADER + "C-1,lan@example.com,,,,,,,\n").encode()))
         self.assertFalse(self.env["gobysend.contact.import"].with_user(self.user_b).search([("id", "=", record.id)]))
         self.assertTrue(self.env["gobysend.contact.import"].with_user(self.user_a).search([("id", "=", record.id)]))
+
+    def test_an_import_left_half_done_by_the_previous_version_goes_on_after_the_upgrade(self):
+        rows = [
+            f"C-{number},c{number}@example.com,,Customer {number},gold,{number},no,,yes\n" for number in range(1, 6)
+        ]
+        action = self.wizard((HEADER + "".join(rows)).encode()).action_import()
+        record = self.env["gobysend.contact.import"].browse(action["res_id"])
+        # The previous version had imported rows 2 and 3 (the first two contacts), noted where
+        # it stood on the import and queued its next chunk as a job without arguments.
+        self.pending_jobs().unlink()
+        self.env["gobysend.ingest"]._identify_many(
+            self.workspace_a, [{"id": "C-1", "email": "c1@example.com"}, {"id": "C-2", "email": "c2@example.com"}]
+        )
+        record.write({"state": "running", "rows_total": 5, "rows_done": 2, "contacts_created": 2})
+        self.env.cr.execute(
+            "ALTER TABLE gobysend_contact_import ADD COLUMN IF NOT EXISTS next_offset integer, "
+            "ADD COLUMN IF NOT EXISTS next_row integer"
+        )
+        self.env.cr.execute(
+            "UPDATE gobysend_contact_import SET next_offset = %s, next_row = 4 WHERE id = %s",
+            (len((HEADER + "".join(rows[:2])).encode()), record.id),
+        )
+        old_job = record.with_delay(channel="root.gobysend")._run_chunk(0)
+        self.env.cr.execute("UPDATE queue_job SET args = '[]' WHERE uuid = %s", (old_job.uuid,))
+        self.env["queue.job"].invalidate_model(["args"])
+
+        path = os.path.join(os.path.dirname(__file__), "..", "migrations", "18.0.1.2.0", "post-migrate.py")
+        spec = importlib.util.spec_from_file_location("gobysend_post_migrate_18_0_1_2_0", path)
+        migration = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(migration)
+        migration.migrate(self.env.cr, "18.0.1.1.0")
+
+        self.assertEqual([(job.method_name, list(job.args)) for job in self.pending_jobs()], [("_run_chunk", [4])])
+        record, chunks = self.run_queued_jobs(record)
+        self.assertEqual(chunks, 1)
+        self.assertRecordValues(
+            record,
+            [{"state": "done", "rows_done": 5, "rows_rejected": 0, "contacts_created": 5, "contacts_updated": 0}],
+        )
+        self.assertEqual(self.subscription("C-5").partner_id.name, "Customer 5")
+        self.assertEqual(self.subscription("C-1").partner_id.name, "c1@example.com", "rows 2 and 3 are not read again")
