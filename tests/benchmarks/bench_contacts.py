@@ -13,8 +13,9 @@ does, committing after each batch as a request would):
     batches of 500 (``gobysend.ingest.batch``);
 (c) identify of the same contacts again: all updates, half of them changing one attribute; right
     after their creation, then again after a VACUUM ANALYZE (the state a later sync finds);
-(d) the import of a CSV file of ``--import-rows`` rows through the background job the import
-    wizard queues (the job's code run in a separate process, as a queue_job worker would, so
+(d) the import of a CSV file of ``--import-rows`` rows through the background jobs the import
+    wizard queues, run by ``--import-workers`` queue_job workers at once (one per core unless
+    told; each a separate process taking the pending jobs as the job runner hands them out, so
     that its peak memory is its own).
 
 It prints the figures next to the targets and drops the scratch database unless ``--keep``.
@@ -119,36 +120,56 @@ def write_csv(path, rows, first):
             )
 
 
-# Runs the import's queued jobs one after the other as a queue_job worker would: each job
-# (one chunk) in its own transaction, committed, queueing the next.
+# One queue_job worker: it takes the import's pending jobs one at a time, as the job runner hands
+# them out (the oldest first; a job another worker holds is skipped), runs each in its own
+# transaction and commits. A job that asks to be retried, or that PostgreSQL aborts on a
+# concurrent update, is rolled back and stays pending. It stops when the import has ended.
 IMPORT_WORKER = """
 import sys, time
+import psycopg2
 import odoo
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 odoo.tools.config.parse_config(["--addons-path=" + sys.argv[2], "--log-level=warn"])
 registry = Registry(sys.argv[1])
+import_id = int(sys.argv[3])
+from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import Job
-started = time.perf_counter()
+started = time.time()
+retried = 0
 while True:
     with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {})
-        jobs = env["queue.job"].search(
-            [("model_name", "=", "gobysend.contact.import"), ("state", "=", "pending")], order="id", limit=1
+        cr.execute(
+            "SELECT uuid FROM queue_job WHERE model_name = 'gobysend.contact.import' AND state = 'pending' "
+            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
         )
-        if not jobs:
-            break
-        Job.load(env, jobs.uuid).perform()
-        jobs.state = "done"
+        row = cr.fetchone()
+        if not row:
+            cr.execute("SELECT state FROM gobysend_contact_import WHERE id = %s", (import_id,))
+            if cr.fetchone()[0] in ("done", "failed"):
+                break
+            time.sleep(0.1)  # another worker's job may queue more
+            continue
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        try:
+            Job.load(env, row[0]).perform()
+            env.flush_all()
+        except (RetryableJobError, *PG_CONCURRENCY_EXCEPTIONS_TO_RETRY):
+            cr.rollback()
+            retried += 1
+            time.sleep(0.5)
+            continue
+        cr.execute("UPDATE queue_job SET state = 'done' WHERE uuid = %s", (row[0],))
 # The peak of this process's own memory (VmHWM, in KiB): getrusage's ru_maxrss would count the
 # parent's resident memory too, which Linux carries over through fork and exec.
 with open("/proc/self/status") as status:
     peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-print(time.perf_counter() - started, peak_kib)
+print(started, time.time(), peak_kib, retried)
 """
 
 
-def bench_import(registry, dbname, workspace_id, rows, directory):
+def bench_import(registry, dbname, workspace_id, rows, directory, workers):
     path = os.path.join(directory, "customers.csv")
     write_csv(path, rows, 0)
     size = os.path.getsize(path)
@@ -173,21 +194,31 @@ def bench_import(registry, dbname, workspace_id, rows, directory):
         )
         import_id = contact_import.id
     del raw
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORT_WORKER, dbname, addons_path(), str(import_id)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode:
-        raise SystemExit("The import job failed:\n" + result.stderr[-4000:])
-    elapsed, max_rss_kib = result.stdout.strip().splitlines()[-1].split()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", IMPORT_WORKER, dbname, addons_path(), str(import_id)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _worker in range(workers)
+    ]
+    reports = []
+    for process in processes:
+        stdout, stderr = process.communicate()
+        if process.returncode:
+            raise SystemExit("An import worker failed:\n" + stderr[-4000:])
+        reports.append([float(value) for value in stdout.strip().splitlines()[-1].split()])
+    # From the first worker ready to the last one done; the memory of the biggest worker.
+    elapsed = max(report[1] for report in reports) - min(report[0] for report in reports)
+    max_rss_kib = max(report[2] for report in reports)
+    retried = int(sum(report[3] for report in reports))
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         done = env["gobysend.contact.import"].browse(import_id)
         stored = env["gobysend.subscription"].search_count([("workspace_id", "=", workspace_id)])
         summary = (done.state, done.rows_done, done.rows_total, done.rows_rejected, stored)
-    return float(elapsed), int(max_rss_kib) / 1024, size, summary
+    return elapsed, max_rss_kib / 1024, size, summary, retried
 
 
 def verdict(ok):
@@ -198,6 +229,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--import-rows", type=int, default=1_000_000, help="0 skips the import")
+    parser.add_argument(
+        "--import-workers",
+        type=int,
+        default=os.cpu_count(),
+        help="queue_job workers running the import's chunks at once (default: one per core)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
     odoo.tools.config.parse_config([f"--addons-path={addons_path()}", "--log-level=warn"])
@@ -250,11 +287,14 @@ def main():
         imported = None
         if args.import_rows:
             with tempfile.TemporaryDirectory() as directory:
-                imported = bench_import(registry, dbname, workspace_id, args.import_rows, directory)
-            elapsed, rss, size, summary = imported
+                imported = bench_import(
+                    registry, dbname, workspace_id, args.import_rows, directory, args.import_workers
+                )
+            elapsed, rss, size, summary, retried = imported
             print(
-                f"(d) import of a {args.import_rows:,}-row CSV ({size / 2**20:.0f} MiB) in the background job: "
-                f"{elapsed:.1f} s, {args.import_rows / elapsed:,.0f} rows/s, worker peak RSS {rss:,.0f} MiB; "
+                f"(d) import of a {args.import_rows:,}-row CSV ({size / 2**20:.0f} MiB) in the background jobs, "
+                f"{args.import_workers} worker(s): {elapsed:.1f} s, {args.import_rows / elapsed:,.0f} rows/s, "
+                f"worker peak RSS {rss:,.0f} MiB; jobs retried: {retried}; "
                 f"state, done, total, rejected, subscriptions: {summary}",
                 flush=True,
             )
@@ -269,7 +309,7 @@ def main():
                 f"{verdict(count / elapsed >= TARGET_UPDATES_PER_SECOND)}"
             )
         if imported:
-            elapsed, rss, _size, _summary = imported
+            elapsed, rss, _size, _summary, _retried = imported
             projected = elapsed * 1_000_000 / args.import_rows
             print(
                 f"  (d) {elapsed:.0f} s for {args.import_rows:,} rows, {projected:.0f} s projected linearly for 1M "
