@@ -33,6 +33,9 @@ MAX_BYTES_PARAMETER = "gobysend_automation.import_max_bytes"
 # Rows per background job: each chunk is committed on its own, so that progress shows, chunks
 # run at once on several workers, and a stopped worker's chunk runs again without the others.
 CHUNK_ROWS = 10000
+# The import's jobs have a channel of their own: its capacity in the queue_job configuration is
+# how many chunks run at once (e.g. channels = root:4,root.gobysend.import:2).
+IMPORT_CHANNEL = "root.gobysend.import"
 # Rows per bulk identify call within a chunk.
 IDENTIFY_SLICE = 1000
 PREVIEW_ROWS = 10
@@ -406,7 +409,7 @@ class GobysendContactImport(models.Model):
             }
         )
         record.with_delay(
-            channel="root.gobysend",
+            channel=IMPORT_CHANNEL,
             description=_("Import customer list %(file)s", file=file_name),
         )._plan_chunks()
         return record
@@ -448,7 +451,7 @@ class GobysendContactImport(models.Model):
             self._finish()
         for first_row, _start, _end, last_row in chunks:
             self.with_delay(
-                channel="root.gobysend",
+                channel=IMPORT_CHANNEL,
                 description=_(
                     "Import customer list %(file)s, rows %(first)s to %(last)s",
                     file=self.name,
@@ -550,7 +553,7 @@ class GobysendContactImport(models.Model):
             (rows, rejected, created, updated, self.id, first_row),
         )
         self.with_delay(
-            channel="root.gobysend",
+            channel=IMPORT_CHANNEL,
             description=_("Count the imported rows of %(file)s", file=self.name),
         )._update_progress()
 

@@ -5,6 +5,8 @@ rest of its file as one chunk from where it stopped."""
 
 from odoo import SUPERUSER_ID, api
 
+from odoo.addons.gobysend_automation.models.gobysend_contact_import import IMPORT_CHANNEL
+
 
 def migrate(cr, version):
     if not version:
@@ -25,7 +27,7 @@ def migrate(cr, version):
         if record.state == "running" and next_row <= 1:
             record.state = "queued"  # no row read yet: planned from the start
         if record.state == "queued":
-            record.with_delay(channel="root.gobysend")._plan_chunks()
+            record.with_delay(channel=IMPORT_CHANNEL)._plan_chunks()
             continue
         if record.state != "running":
             continue
@@ -48,4 +50,4 @@ def migrate(cr, version):
             "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (record.id, next_row, offset, size),
         )
-        record.with_delay(channel="root.gobysend")._run_chunk(next_row)
+        record.with_delay(channel=IMPORT_CHANNEL)._run_chunk(next_row)
