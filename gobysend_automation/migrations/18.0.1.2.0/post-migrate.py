@@ -31,8 +31,7 @@ def migrate(cr, version):
             continue
         if record.state != "running":
             continue
-        # sudo: the import's own file, to know where it ends.
-        size = record.attachment_id.sudo().file_size
+        size = record.attachment_id.file_size  # where the file ends
         cr.execute(
             """
             INSERT INTO gobysend_contact_import_chunk (import_id, first_row, start_offset, end_offset, done,
