@@ -29,7 +29,7 @@ CHUNK_ROWS = 40
 
 @pytest.fixture
 def workspace_id(registry):
-    """A committed workspace, removed afterwards with the contacts and jobs of its imports."""
+    """A committed workspace, removed afterwards with the contacts, files and jobs of its imports."""
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         workspace = env["gobysend.workspace"].create({"name": f"Import at once {uuid.uuid4().hex[:8]}"})
@@ -41,6 +41,7 @@ def workspace_id(registry):
         env["queue.job"].search([("model_name", "=", "gobysend.contact.import")]).filtered(
             lambda job: set(job.records.ids) & set(imports.ids)
         ).unlink()
+        env["ir.attachment"].search([("res_model", "=", imports._name), ("res_id", "in", imports.ids)]).unlink()
         partners = (
             env["res.partner"].with_context(active_test=False).search([("gobysend_origin_workspace_id", "=", created)])
         )
