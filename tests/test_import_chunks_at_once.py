@@ -50,14 +50,22 @@ def workspace_id(registry):
 
 
 def start_import(registry, workspace_id, content):
-    """What the wizard's Import button does, with small chunks; returns the import's id."""
+    """What the wizard's Import button does, with small chunks, into a new list; returns the
+    ids of the import and of the list."""
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
+        target_list = env["gobysend.segment"].create(
+            {"name": "Imported", "workspace_id": workspace_id, "segment_type": "static"}
+        )
         record = env["gobysend.contact.import"]._create_import(
-            env["gobysend.workspace"].browse(workspace_id), "customers.csv", content.encode(), COLUMNS
+            env["gobysend.workspace"].browse(workspace_id),
+            "customers.csv",
+            content.encode(),
+            COLUMNS,
+            target_list=target_list,
         )
         record.chunk_rows = CHUNK_ROWS
-        return record.id
+        return record.id, target_list.id
 
 
 def pending_jobs(registry, import_id):
@@ -111,7 +119,7 @@ def test_chunks_running_at_once_store_each_contact_once_and_end_the_import_once(
     rows = [f"C-{tag}-{number},c{number}.{tag}@example.com,Customer {number},{number}\n" for number in range(119)]
     # Row 3 of the file (C-1) comes back as row 102, in the third chunk: the same contact.
     rows.insert(100, f"C-{tag}-1,c1.{tag}@example.com,Again,1\n")
-    import_id = start_import(registry, workspace_id, "customer_id,email,name,points\n" + "".join(rows))
+    import_id, list_id = start_import(registry, workspace_id, "customer_id,email,name,points\n" + "".join(rows))
 
     [(plan, method)] = pending_jobs(registry, import_id)
     assert method == "_plan_chunks"
@@ -147,6 +155,10 @@ def test_chunks_running_at_once_store_each_contact_once_and_end_the_import_once(
             [("workspace_id", "=", workspace_id), ("attribute_id.key", "=", "points")]
         )
         assert sorted(points.mapped("value_number")) == [float(number) for number in range(119)]
+        # Every contact joined the import's list once, counted once.
+        target_list = env["gobysend.segment"].browse(list_id)
+        assert target_list.member_count == 119
+        assert sorted(target_list.current_membership_ids.partner_id.ids) == sorted(subscriptions.partner_id.ids)
 
         cr.execute("SELECT count(*) FROM gobysend_contact_import_chunk WHERE import_id = %s", (import_id,))
         assert cr.fetchone()[0] == 0, "the chunks' bookkeeping goes once the import ends"

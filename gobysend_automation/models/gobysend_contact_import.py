@@ -248,9 +248,10 @@ class GobysendContactImport(models.Model):
             """
         )
         # The chunks of an import's file, planned by its first job: where each starts and ends,
-        # whether it is done and what it counted. Each chunk writes its own row only, so that
-        # chunks running at once never update the same row; a chunk run twice imports its rows
-        # once. Engine bookkeeping, never shown.
+        # whether it is done, what it counted and which contacts it has for the import's list
+        # (until they join it). Each chunk writes its own row only, so that chunks running at
+        # once never update the same row; a chunk run twice imports its rows once. Engine
+        # bookkeeping, never shown.
         self.env.cr.execute(
             """
             CREATE TABLE IF NOT EXISTS gobysend_contact_import_chunk (
@@ -263,6 +264,7 @@ class GobysendContactImport(models.Model):
                 rows_rejected integer NOT NULL DEFAULT 0,
                 contacts_created integer NOT NULL DEFAULT 0,
                 contacts_updated integer NOT NULL DEFAULT 0,
+                list_partner_ids integer[],
                 PRIMARY KEY (import_id, first_row)
             )
             """
@@ -540,17 +542,20 @@ class GobysendContactImport(models.Model):
                     break
         return records
 
-    def _end_chunk(self, first_row, rows, rejected, created, updated):
-        """Mark the chunk done with its counts and queue the import's progress update. That
-        update is a job of its own: it runs once this chunk is committed, so that the update
-        after the last chunk sees every chunk done and ends the import."""
+    def _end_chunk(self, first_row, rows, rejected, created, updated, listed):
+        """Mark the chunk done with its counts and the contacts for the import's list, and
+        queue the import's progress update. That update is a job of its own: it runs once this
+        chunk is committed, so that the update after the last chunk sees every chunk done and
+        ends the import. It also puts the contacts in the list: a list's row counts its
+        members, and chunks updating it at once would make all but one run again."""
         self.env.cr.execute(
             """
             UPDATE gobysend_contact_import_chunk
-               SET done = true, rows_done = %s, rows_rejected = %s, contacts_created = %s, contacts_updated = %s
+               SET done = true, rows_done = %s, rows_rejected = %s, contacts_created = %s, contacts_updated = %s,
+                   list_partner_ids = %s
              WHERE import_id = %s AND first_row = %s
             """,
-            (rows, rejected, created, updated, self.id, first_row),
+            (rows, rejected, created, updated, (listed or None) if self.list_id else None, self.id, first_row),
         )
         self.with_delay(
             channel=IMPORT_CHANNEL,
@@ -564,6 +569,22 @@ class GobysendContactImport(models.Model):
         self.ensure_one()
         if not self.exists() or self.state != "running":
             return
+        self.env.cr.execute(
+            "SELECT first_row, list_partner_ids FROM gobysend_contact_import_chunk "
+            "WHERE import_id = %s AND done AND list_partner_ids IS NOT NULL FOR UPDATE",
+            (self.id,),
+        )
+        to_list = self.env.cr.fetchall()
+        if to_list:
+            if self.list_id:
+                # sudo: the import's list, checked to be of its workspace when the import was
+                # made; membership rows are written by the engine alone.
+                self.list_id.sudo()._change_list_members(add=[i for _row, ids in to_list for i in ids])
+            self.env.cr.execute(
+                "UPDATE gobysend_contact_import_chunk SET list_partner_ids = NULL "
+                "WHERE import_id = %s AND first_row = ANY(%s)",
+                (self.id, [first_row for first_row, _ids in to_list]),
+            )
         self.env.cr.execute(
             """
             SELECT count(*) FILTER (WHERE NOT done), COALESCE(sum(rows_done), 0), COALESCE(sum(rows_rejected), 0),
@@ -596,7 +617,7 @@ class GobysendContactImport(models.Model):
 
     def _import_rows(self, records, columns):
         """Identify the contacts of ``records`` ([(row number, cells)]); keep the rejected rows.
-        Returns the counts (rejected, created, updated)."""
+        Returns the counts (rejected, created, updated) and the contacts' ids."""
         workspace = self.workspace_id.sudo()  # sudo: the import record's rules gave access to it
         Ingest = self.env["gobysend.ingest"]
         region = workspace._get_phone_region()
@@ -644,10 +665,6 @@ class GobysendContactImport(models.Model):
                     created += 1
                 else:
                     updated += 1
-        if self.list_id and listed:
-            # sudo: the import's list, checked to be of its workspace when the import was made;
-            # membership rows are written by the engine alone.
-            self.list_id.sudo()._change_list_members(add=listed)
         if rejected:
             # sudo: the rejected rows of this import, which members may read but not write.
             self.env["gobysend.contact.import.rejection"].sudo().create(
@@ -656,7 +673,7 @@ class GobysendContactImport(models.Model):
                     for number, reason, row in sorted(rejected, key=lambda rejection: rejection[0])
                 ]
             )
-        return len(rejected), created, updated
+        return len(rejected), created, updated, listed
 
     def _duplicate_reason(self, earlier):
         return _("The same contact as row %(row)s: the file names each contact once.", row=earlier)
