@@ -559,6 +559,8 @@ class GobysendContactImport(models.Model):
         )
         self.with_delay(
             channel=IMPORT_CHANNEL,
+            # Before the chunks still waiting (priority 10), so that progress shows as they end.
+            priority=5,
             description=_("Count the imported rows of %(file)s", file=self.name),
         )._update_progress()
 

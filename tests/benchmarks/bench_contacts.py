@@ -120,10 +120,11 @@ def write_csv(path, rows, first):
             )
 
 
-# One queue_job worker: it takes the import's pending jobs one at a time, as the job runner hands
-# them out (the oldest first; a job another worker holds is skipped), runs each in its own
-# transaction and commits. A job that asks to be retried, or that PostgreSQL aborts on a
-# concurrent update, is rolled back and stays pending. It stops when the import has ended.
+# One queue_job worker: it takes the import's pending jobs one at a time, as the job runner
+# hands them out (by priority, then the oldest first; a job another worker holds is skipped),
+# runs each in its own transaction and commits. A job that asks to be retried, or that
+# PostgreSQL aborts on a concurrent update, is rolled back and stays pending. It stops when the
+# import has ended.
 IMPORT_WORKER = """
 import sys, time
 import psycopg2
@@ -142,7 +143,7 @@ while True:
     with registry.cursor() as cr:
         cr.execute(
             "SELECT uuid FROM queue_job WHERE model_name = 'gobysend.contact.import' AND state = 'pending' "
-            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            "ORDER BY priority, date_created, id LIMIT 1 FOR UPDATE SKIP LOCKED"
         )
         row = cr.fetchone()
         if not row:
