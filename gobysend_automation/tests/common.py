@@ -3,6 +3,8 @@ from contextlib import contextmanager
 
 from odoo.tests import HttpCase, TransactionCase, new_test_user
 
+from odoo.addons.queue_job.job import Job
+
 from ..exceptions import InvalidInput
 from ..transport import ALLOWED_NETWORKS_PARAMETER
 
@@ -60,6 +62,25 @@ class GobysendCase(TransactionCase):
             self.env.cr.postcommit.run()
         finally:
             self.registry.leave_test_mode()
+
+    def pending_import_jobs(self):
+        """The pending jobs of customer list imports, in the order the job runner takes them:
+        by priority, then the oldest first (one worker runs the chunks in file order)."""
+        return self.env["queue.job"].search(
+            [("model_name", "=", "gobysend.contact.import"), ("state", "=", "pending")], order="priority, id"
+        )
+
+    def run_import_jobs(self):
+        """Run the imports' jobs, and those they queue (chunks, then their counts), to the end,
+        as a queue_job worker runs them: the job's own user and context. Returns the number of
+        chunks run."""
+        chunks = 0
+        while jobs := self.pending_import_jobs():
+            for job in jobs:
+                Job.load(self.env, job.uuid).perform()
+                job.state = "done"
+                chunks += job.method_name == "_run_chunk"
+        return chunks
 
     def subscription_of(self, workspace, partner):
         """The subscription of a contact (partner record or id) in ``workspace``, archived ones included."""

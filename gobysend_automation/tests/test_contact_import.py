@@ -12,8 +12,6 @@ import openpyxl
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 
-from odoo.addons.queue_job.job import Job
-
 from ..models.gobysend_contact_import import DEFAULT_MAX_IMPORT_BYTES, MAX_BYTES_PARAMETER
 from .common import GobysendCase
 
@@ -40,31 +38,11 @@ class TestContactImport(GobysendCase):
         the other; return the import and the number of its chunks."""
         action = wizard.action_import()
         record = self.env["gobysend.contact.import"].browse(action["res_id"])
-        self.assertEqual(len(self.pending_jobs()), 1, "the import runs in the background")
+        self.assertEqual(len(self.pending_import_jobs()), 1, "the import runs in the background")
         self.assertEqual(record.state, "queued")
         if chunk_rows:
             record.chunk_rows = chunk_rows
-        return self.run_queued_jobs(record)
-
-    def run_queued_jobs(self, record):
-        chunks = 0
-        while jobs := self.pending_jobs():
-            for job in jobs:
-                # As a queue_job worker runs it: the job's own user and context.
-                Job.load(self.env, job.uuid).perform()
-                job.state = "done"
-                chunks += job.method_name == "_run_chunk"
-        return record, chunks
-
-    def pending_jobs(self):
-        return self.env["queue.job"].search(
-            [
-                ("model_name", "=", "gobysend.contact.import"),
-                ("method_name", "in", ["_plan_chunks", "_run_chunk", "_update_progress"]),
-                ("state", "=", "pending"),
-            ],
-            order="id",  # as the job runner takes them: one worker runs the chunks in file order
-        )
+        return record, self.run_import_jobs()
 
     def subscription(self, external_id):
         return self.env["gobysend.subscription"].search(
@@ -296,7 +274,7 @@ class TestContactImport(GobysendCase):
         record = self.env["gobysend.contact.import"].browse(action["res_id"])
         # The previous version had imported rows 2 and 3 (the first two contacts), noted where
         # it stood on the import and queued its next chunk as a job without arguments.
-        self.pending_jobs().unlink()
+        self.pending_import_jobs().unlink()
         self.env["gobysend.ingest"]._identify_many(
             self.workspace_a, [{"id": "C-1", "email": "c1@example.com"}, {"id": "C-2", "email": "c2@example.com"}]
         )
@@ -319,9 +297,10 @@ class TestContactImport(GobysendCase):
         spec.loader.exec_module(migration)
         migration.migrate(self.env.cr, "18.0.1.1.0")
 
-        self.assertEqual([(job.method_name, list(job.args)) for job in self.pending_jobs()], [("_run_chunk", [4])])
-        record, chunks = self.run_queued_jobs(record)
-        self.assertEqual(chunks, 1)
+        self.assertEqual(
+            [(job.method_name, list(job.args)) for job in self.pending_import_jobs()], [("_run_chunk", [4])]
+        )
+        self.assertEqual(self.run_import_jobs(), 1)
         self.assertRecordValues(
             record,
             [{"state": "done", "rows_done": 5, "rows_rejected": 0, "contacts_created": 5, "contacts_updated": 0}],

@@ -6,8 +6,6 @@ from freezegun import freeze_time
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
 
-from odoo.addons.queue_job.job import Job
-
 from .. import journeys, kinds
 from ..kinds.steps.partner_field import ALLOWED_PARAMETER
 from .common import GobysendCase
@@ -310,13 +308,7 @@ class TestImportIntoList(GobysendCase):
         action = wizard.action_import()
         record = self.env["gobysend.contact.import"].browse(action["res_id"])
         self.assertEqual(record.list_id, vip)
-        # The import's jobs, and those they queue (its chunks, then their count), to the end.
-        while jobs := self.env["queue.job"].search(
-            [("model_name", "=", record._name), ("state", "=", "pending")], order="id"
-        ):
-            for job in jobs:
-                Job.load(self.env, job.uuid).perform()
-                job.state = "done"
+        self.run_import_jobs()
         self.assertEqual((record.state, record.rows_rejected), ("done", 1))
         self.env.invalidate_all()
         members = vip.current_membership_ids.partner_id
