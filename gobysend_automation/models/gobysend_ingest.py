@@ -19,6 +19,7 @@ from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, Unkno
 from ..kinds.steps.goal import convert_on_events
 from ..kinds.steps.wait_event import wake_waiting
 from ..tools import (
+    PLAIN_EMAIL_RE,
     coerce_attribute_value,
     find_nul_character,
     infer_attribute_type,
@@ -47,6 +48,8 @@ DEVICE_TOKEN_PATTERN = r"^[ \t\r\n]*[!-~]+[ \t\r\n]*$"
 DEVICE_TOKEN_RE = re.compile(DEVICE_TOKEN_PATTERN)
 # A phone number written as E.164 already: "+", the country code and the number, digits only.
 E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
+# A partner's images resized from the one it is given (``image.mixin``): none without one.
+RESIZED_IMAGE_FIELDS = ("image_1024", "image_512", "image_256", "image_128")
 # The column type of each attribute value type, for the arrays that bulk writes send.
 VALUE_SQL_TYPES = {
     "string": "varchar",
@@ -523,21 +526,22 @@ class GobysendIngest(models.AbstractModel):
             # (``_compute_user_id`` only copies a parent's, and these have none). Given once here,
             # the ORM neither computes it record by record before the insert nor at the flush.
             salesperson = Partner.default_get(["user_id"]).get("user_id", False)
-            partners = Partner.create(
-                [
-                    {
-                        "user_id": salesperson,
-                        **item["partner_vals"],
-                        "name": item["partner_vals"].get("name")
-                        or item["ref"]["email"]
-                        or item["ref"]["phone"]
-                        or item["ref"]["id"],
-                        "gobysend_origin_workspace_id": workspace.id,
-                        "gobysend_ever_subscribed": True,
-                    }
-                    for item in to_create
-                ]
-            )
+            vals_list = []
+            for item in to_create:
+                vals = {
+                    "user_id": salesperson,
+                    **item["partner_vals"],
+                    "name": item["partner_vals"].get("name")
+                    or item["ref"]["email"]
+                    or item["ref"]["phone"]
+                    or item["ref"]["id"],
+                    "gobysend_origin_workspace_id": workspace.id,
+                    "gobysend_ever_subscribed": True,
+                }
+                vals.update(self._values_known_on_creation(vals, item["ref"]))
+                vals_list.append(vals)
+            partners = Partner.create(vals_list)
+            self._keep_values_known_on_creation(partners, vals_list)
             for item, partner in zip(to_create, partners, strict=True):
                 item["partner_id"] = partner.id
                 item["changed"] = {}
@@ -566,6 +570,49 @@ class GobysendIngest(models.AbstractModel):
             [item["partner_id"] for item in new_items if "email" in item["opted_out"]],
             [item["partner_id"] for item in new_items if "sms" in item["opted_out"]],
         )
+
+    @api.model
+    def _values_known_on_creation(self, vals, ref):
+        """The stored fields that Odoo computes for a new contact after inserting it, whose values
+        ``vals`` and its validated identifiers ``ref`` already give: its sanitized number and its
+        normalized address. Computed again, each would cost a pass over the new partners and a
+        column in the update that follows the insert."""
+        known = {}
+        # Odoo sanitizes the mobile first, then the phone: a contact without a mobile has its
+        # phone's. A number validated here (possible, valid, E.164, with the same library) is
+        # its own sanitized form; any other number is left to Odoo.
+        if "mobile" not in vals:
+            if not vals.get("phone"):
+                known["phone_sanitized"] = False
+            elif vals["phone"] == ref["phone"]:
+                known["phone_sanitized"] = ref["phone"]
+        # A plain address in lowercase is its own normalized form (``email_normalize``).
+        email = vals.get("email")
+        if not email:
+            known["email_normalized"] = False
+        elif email == ref["email"] and email == email.lower() and PLAIN_EMAIL_RE.match(email):
+            known["email_normalized"] = email
+        return known
+
+    @api.model
+    def _keep_values_known_on_creation(self, partners, vals_list):
+        """Spare ``partners`` (just created from ``vals_list``) the computation of the fields
+        whose values ``_values_known_on_creation`` gave, in the database and the cache already,
+        and of the resized images of those created without an image (none, stored as no
+        attachment). As Odoo's own addons do for values they know (``remove_to_compute``)."""
+        for name in (*RESIZED_IMAGE_FIELDS, "phone_sanitized", "email_normalized"):
+            field = partners._fields.get(name)
+            if field is None or not field.compute:
+                continue
+            image = name in RESIZED_IMAGE_FIELDS
+            known = partners.browse(
+                [
+                    partner.id
+                    for partner, vals in zip(partners, vals_list, strict=True)
+                    if ("image_1920" not in vals if image else name in vals)
+                ]
+            )
+            self.env.remove_to_compute(field, known)
 
     @api.model
     def _claim_new_contacts(self, workspace, refs):

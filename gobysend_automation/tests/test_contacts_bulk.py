@@ -238,3 +238,42 @@ class TestBulkIdentify(GobysendCase):
             [result["contact_id"] for result in self.batch(self.identify_items(2, "NS"))]
         )
         self.assertFalse(others.user_id)
+
+    def test_values_given_on_creation_are_the_ones_odoo_computes(self):
+        # New contacts get their sanitized number, normalized address and resized images in the
+        # insert, and Odoo does not compute them again: they must be what it would compute.
+        items = [
+            {"type": "identify", "id": "KV-1", "email": "kv-1@example.com", "phone": "+84912000001"},
+            # A number written nationally, an address with capitals and a display name.
+            {"type": "identify", "email": "Kv Two <KV-2@Example.com>", "phone": "0912 000 002"},
+            # The phone attribute is another number than the identifying one.
+            {"type": "identify", "id": "KV-3", "attributes": {"phone": "+84912000009", "email": "kv-3@example.com"}},
+            {"type": "identify", "id": "KV-4"},
+        ]
+        results = self.batch(items)
+        partners = self.env["res.partner"].browse([result["contact_id"] for result in results])
+        self.assertEqual(len(partners), 4)
+        names = ["phone_sanitized", "email_normalized", "image_1024", "image_512", "image_256", "image_128"]
+        self.env.invalidate_all()
+        given = partners.read(names)
+        self.assertEqual(
+            [(row["phone_sanitized"], row["email_normalized"]) for row in given],
+            [
+                ("+84912000001", "kv-1@example.com"),
+                ("+84912000002", "kv-2@example.com"),
+                ("+84912000009", "kv-3@example.com"),
+                (False, False),
+            ],
+        )
+        # Odoo computes them all again, from what the contacts hold.
+        for name in names:
+            self.env.add_to_compute(partners._fields[name], partners)
+        partners._recompute_recordset(names)
+        self.env.flush_all()
+        self.env.invalidate_all()
+        self.assertEqual(partners.read(names), given)
+        # A contact created later with an image gets its resized images as before.
+        pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        partner = self.env["res.partner"].browse(self.batch([{"type": "identify", "id": "KV-5"}])[0]["contact_id"])
+        partner.image_1920 = pixel
+        self.assertTrue(partner.image_128)
