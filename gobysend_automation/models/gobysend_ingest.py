@@ -578,19 +578,22 @@ class GobysendIngest(models.AbstractModel):
         normalized address. Computed again, each would cost a pass over the new partners and a
         column in the update that follows the insert."""
         known = {}
+        # Whether a field gets its value from ``vals``: a default of the context (``default_phone``…)
+        # is not known here.
+        own = {name: name in vals or f"default_{name}" not in self.env.context for name in ("phone", "mobile", "email")}
         # Odoo sanitizes the mobile first, then the phone: a contact without a mobile has its
         # phone's. A number validated here (possible, valid, E.164, with the same library) is
         # its own sanitized form; any other number is left to Odoo.
-        if "mobile" not in vals:
+        if own["phone"] and own["mobile"] and "mobile" not in vals:
             if not vals.get("phone"):
                 known["phone_sanitized"] = False
             elif vals["phone"] == ref["phone"]:
                 known["phone_sanitized"] = ref["phone"]
         # A plain address in lowercase is its own normalized form (``email_normalize``).
         email = vals.get("email")
-        if not email:
+        if own["email"] and not email:
             known["email_normalized"] = False
-        elif email == ref["email"] and email == email.lower() and PLAIN_EMAIL_RE.match(email):
+        elif own["email"] and email == ref["email"] and email == email.lower() and PLAIN_EMAIL_RE.match(email):
             known["email_normalized"] = email
         return known
 
@@ -600,6 +603,7 @@ class GobysendIngest(models.AbstractModel):
         whose values ``_values_known_on_creation`` gave, in the database and the cache already,
         and of the resized images of those created without an image (none, stored as no
         attachment). As Odoo's own addons do for values they know (``remove_to_compute``)."""
+        no_image = "default_image_1920" not in self.env.context
         for name in (*RESIZED_IMAGE_FIELDS, "phone_sanitized", "email_normalized"):
             field = partners._fields.get(name)
             if field is None or not field.compute:
@@ -609,7 +613,7 @@ class GobysendIngest(models.AbstractModel):
                 [
                     partner.id
                     for partner, vals in zip(partners, vals_list, strict=True)
-                    if ("image_1920" not in vals if image else name in vals)
+                    if (no_image and "image_1920" not in vals if image else name in vals)
                 ]
             )
             self.env.remove_to_compute(field, known)

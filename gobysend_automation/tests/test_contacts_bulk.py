@@ -272,6 +272,12 @@ class TestBulkIdentify(GobysendCase):
         self.env.flush_all()
         self.env.invalidate_all()
         self.assertEqual(partners.read(names), given)
+        # An address the context gives by default is left to Odoo to normalize.
+        results = self.ingest.with_context(default_email="KV-6@Example.com").batch(
+            self.workspace_a, [{"type": "identify", "id": "KV-6"}]
+        )
+        partner = self.env["res.partner"].browse(results[0]["contact_id"])
+        self.assertEqual((partner.email, partner.email_normalized), ("KV-6@Example.com", "kv-6@example.com"))
         # A contact created later with an image gets its resized images as before.
         pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
         partner = self.env["res.partner"].browse(self.batch([{"type": "identify", "id": "KV-5"}])[0]["contact_id"])
