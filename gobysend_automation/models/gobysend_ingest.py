@@ -526,9 +526,8 @@ class GobysendIngest(models.AbstractModel):
             # (``_compute_user_id`` only copies a parent's, and these have none). Given once here,
             # the ORM neither computes it record by record before the insert nor at the flush.
             salesperson = Partner.default_get(["user_id"]).get("user_id", False)
-            vals_list = []
-            for item in to_create:
-                vals = {
+            vals_list = [
+                {
                     "user_id": salesperson,
                     **item["partner_vals"],
                     "name": item["partner_vals"].get("name")
@@ -538,8 +537,9 @@ class GobysendIngest(models.AbstractModel):
                     "gobysend_origin_workspace_id": workspace.id,
                     "gobysend_ever_subscribed": True,
                 }
-                vals.update(self._values_known_on_creation(vals, item["ref"]))
-                vals_list.append(vals)
+                for item in to_create
+            ]
+            self._add_values_known_on_creation(vals_list, [item["ref"] for item in to_create])
             partners = Partner.create(vals_list)
             self._keep_values_known_on_creation(partners, vals_list)
             for item, partner in zip(to_create, partners, strict=True):
@@ -572,51 +572,51 @@ class GobysendIngest(models.AbstractModel):
         )
 
     @api.model
-    def _values_known_on_creation(self, vals, ref):
-        """The stored fields that Odoo computes for a new contact after inserting it, whose values
-        ``vals`` and its validated identifiers ``ref`` already give: its sanitized number and its
-        normalized address. Computed again, each would cost a pass over the new partners and a
-        column in the update that follows the insert."""
-        known = {}
-        # Whether a field gets its value from ``vals``: a default of the context (``default_phone``…)
-        # is not known here.
-        own = {name: name in vals or f"default_{name}" not in self.env.context for name in ("phone", "mobile", "email")}
-        # Odoo sanitizes the mobile first, then the phone: a contact without a mobile has its
-        # phone's. A number validated here (possible, valid, E.164, with the same library) is
-        # its own sanitized form; any other number is left to Odoo.
-        if own["phone"] and own["mobile"] and "mobile" not in vals:
-            if not vals.get("phone"):
-                known["phone_sanitized"] = False
-            elif vals["phone"] == ref["phone"]:
-                known["phone_sanitized"] = ref["phone"]
-        # A plain address in lowercase is its own normalized form (``email_normalize``).
-        email = vals.get("email")
-        if own["email"] and not email:
-            known["email_normalized"] = False
-        elif own["email"] and email == ref["email"] and email == email.lower() and PLAIN_EMAIL_RE.match(email):
-            known["email_normalized"] = email
-        return known
+    def _add_values_known_on_creation(self, vals_list, refs):
+        """Add to each of ``vals_list`` the stored fields that Odoo computes for a new contact
+        after inserting it, whose values the vals and the contact's validated identifiers
+        (``refs``) already give: its sanitized number and its normalized address. Computed
+        again, each would cost a pass over the new partners and a column in the update that
+        follows the insert. A value a default of the context gives (``default_phone``…) is not
+        known here."""
+        context = self.env.context
+        mobile_given = "default_mobile" in context
+        for vals, ref in zip(vals_list, refs, strict=True):
+            # Odoo sanitizes the mobile first, then the phone: a contact without a mobile has
+            # its phone's. A number validated here (possible, valid, E.164, with the same
+            # library) is its own sanitized form; any other number is left to Odoo.
+            if not mobile_given and "mobile" not in vals and ("phone" in vals or "default_phone" not in context):
+                if not vals.get("phone"):
+                    vals["phone_sanitized"] = False
+                elif vals["phone"] == ref["phone"]:
+                    vals["phone_sanitized"] = ref["phone"]
+            # A plain address in lowercase is its own normalized form (``email_normalize``).
+            if "email" in vals or "default_email" not in context:
+                email = vals.get("email")
+                if not email:
+                    vals["email_normalized"] = False
+                elif email == ref["email"] and email == email.lower() and PLAIN_EMAIL_RE.match(email):
+                    vals["email_normalized"] = email
 
     @api.model
     def _keep_values_known_on_creation(self, partners, vals_list):
         """Spare ``partners`` (just created from ``vals_list``) the computation of the fields
-        whose values ``_values_known_on_creation`` gave, in the database and the cache already,
-        and of the resized images of those created without an image (none, stored as no
-        attachment). As Odoo's own addons do for values they know (``remove_to_compute``)."""
-        no_image = "default_image_1920" not in self.env.context
-        for name in (*RESIZED_IMAGE_FIELDS, "phone_sanitized", "email_normalized"):
+        whose values ``_add_values_known_on_creation`` gave, in the database and the cache
+        already, and of the resized images of those created without an image (none, stored as
+        no attachment). As Odoo's own addons do for values they know (``remove_to_compute``)."""
+        pairs = list(zip(partners, vals_list, strict=True))
+        without_image = partners.browse(
+            []
+            if "default_image_1920" in self.env.context
+            else [partner.id for partner, vals in pairs if "image_1920" not in vals]
+        )
+        known = dict.fromkeys(RESIZED_IMAGE_FIELDS, without_image)
+        for name in ("phone_sanitized", "email_normalized"):
+            known[name] = partners.browse([partner.id for partner, vals in pairs if name in vals])
+        for name, records in known.items():
             field = partners._fields.get(name)
-            if field is None or not field.compute:
-                continue
-            image = name in RESIZED_IMAGE_FIELDS
-            known = partners.browse(
-                [
-                    partner.id
-                    for partner, vals in zip(partners, vals_list, strict=True)
-                    if (no_image and "image_1920" not in vals if image else name in vals)
-                ]
-            )
-            self.env.remove_to_compute(field, known)
+            if field is not None and field.compute:
+                self.env.remove_to_compute(field, records)
 
     @api.model
     def _claim_new_contacts(self, workspace, refs):
