@@ -542,6 +542,7 @@ class GobysendIngest(models.AbstractModel):
             self._add_values_known_on_creation(vals_list, [item["ref"] for item in to_create])
             partners = Partner.create(vals_list)
             self._keep_values_known_on_creation(partners, vals_list)
+            self._compute_commercial_partners(partners)
             for item, partner in zip(to_create, partners, strict=True):
                 item["partner_id"] = partner.id
                 item["changed"] = {}
@@ -617,6 +618,19 @@ class GobysendIngest(models.AbstractModel):
             field = partners._fields.get(name)
             if field is not None and field.compute:
                 self.env.remove_to_compute(field, records)
+
+    @api.model
+    def _compute_commercial_partners(self, partners):
+        """Compute the commercial entity of the new ``partners`` that have no parent in one call
+        to Odoo's own compute method. The field is recursive (a contact's entity is its
+        parent's), so Odoo computes it record by record, each call a round of the ORM's and the
+        chatter's bookkeeping; a contact without a parent is its own entity, which involves no
+        other record, so a batch of them can be computed at once."""
+        field = partners._fields["commercial_partner_id"]
+        records = partners & self.env.records_to_compute(field)
+        records = records.filtered(lambda partner: not partner.parent_id)
+        if records:
+            field.compute_value(records)
 
     @api.model
     def _claim_new_contacts(self, workspace, refs):

@@ -241,7 +241,8 @@ class TestBulkIdentify(GobysendCase):
 
     def test_values_given_on_creation_are_the_ones_odoo_computes(self):
         # New contacts get their sanitized number, normalized address and resized images in the
-        # insert, and Odoo does not compute them again: they must be what it would compute.
+        # insert, and their commercial entity in one computation for all of them; Odoo does not
+        # compute them again: they must be what it would compute.
         items = [
             {"type": "identify", "id": "KV-1", "email": "kv-1@example.com", "phone": "+84912000001"},
             # A number written nationally, an address with capitals and a display name.
@@ -253,9 +254,18 @@ class TestBulkIdentify(GobysendCase):
         results = self.batch(items)
         partners = self.env["res.partner"].browse([result["contact_id"] for result in results])
         self.assertEqual(len(partners), 4)
-        names = ["phone_sanitized", "email_normalized", "image_1024", "image_512", "image_256", "image_128"]
+        names = [
+            "phone_sanitized",
+            "email_normalized",
+            "image_1024",
+            "image_512",
+            "image_256",
+            "image_128",
+            "commercial_partner_id",
+        ]
         self.env.invalidate_all()
         given = partners.read(names)
+        self.assertEqual([row["commercial_partner_id"][0] for row in given], partners.ids)
         self.assertEqual(
             [(row["phone_sanitized"], row["email_normalized"]) for row in given],
             [
@@ -278,6 +288,13 @@ class TestBulkIdentify(GobysendCase):
         )
         partner = self.env["res.partner"].browse(results[0]["contact_id"])
         self.assertEqual((partner.email, partner.email_normalized), ("KV-6@Example.com", "kv-6@example.com"))
+        # A contact the context gives a parent company has that company as its entity.
+        company = self.env["res.partner"].create({"name": "KV Company", "is_company": True})
+        results = self.ingest.with_context(default_parent_id=company.id).batch(
+            self.workspace_a, [{"type": "identify", "id": "KV-7"}]
+        )
+        partner = self.env["res.partner"].browse(results[0]["contact_id"])
+        self.assertEqual((partner.parent_id, partner.commercial_partner_id), (company, company))
         # A contact created later with an image gets its resized images as before.
         pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
         partner = self.env["res.partner"].browse(self.batch([{"type": "identify", "id": "KV-5"}])[0]["contact_id"])
