@@ -299,18 +299,26 @@ class GobysendIngest(models.AbstractModel):
         """
         results = [None] * len(payloads)
         pending = list(range(len(payloads)))
+        # One look for text PostgreSQL cannot store over all the payloads: mostly there is none,
+        # and one encoding of the whole list costs less than one per payload. When there is,
+        # each payload is looked at on its own, to refuse only those that hold it.
+        storable = find_nul_character(payloads, "") is None
         while pending:
             pending = self._identify_round(
-                workspace, payloads, pending, results, source, consents or {}, note, refs or {}
+                workspace, payloads, pending, results, source, consents or {}, note, refs or {}, storable
             )
         return results
 
     @api.model
-    def _read_identify(self, workspace, payload, known_types, region=None, ref=None, known_phones=frozenset()):
-        """Validate one identify payload into the item a round works on."""
+    def _read_identify(
+        self, workspace, payload, known_types, region=None, ref=None, known_phones=frozenset(), storable=False
+    ):
+        """Validate one identify payload into the item a round works on; ``storable`` tells that
+        its text was found free of NUL characters already."""
         if not isinstance(payload, dict):
             raise InvalidInput("type", _("Each batch item must be a JSON object."))
-        self._check_storable(payload)
+        if not storable:
+            self._check_storable(payload)
         if ref is None:
             ref = self._read_contact_ref(workspace, payload, region=region, checked=True, known_phones=known_phones)
         attributes = payload.get("attributes") or {}
@@ -356,9 +364,10 @@ class GobysendIngest(models.AbstractModel):
         }
 
     @api.model
-    def _identify_round(self, workspace, payloads, pending, results, source, consents, note, refs):
+    def _identify_round(self, workspace, payloads, pending, results, source, consents, note, refs, storable=False):
         """Identify the longest run of ``pending`` payloads that are independent of each other;
-        return the indexes left for the next round."""
+        return the indexes left for the next round. ``storable``: the payloads hold no NUL
+        character."""
         known_types = self._known_attribute_types(workspace, [payloads[index] for index in pending])
         known_phones = self._known_phone_numbers([payloads[index] for index in pending if index not in refs])
         region = workspace._get_phone_region()
@@ -366,7 +375,7 @@ class GobysendIngest(models.AbstractModel):
         for position, index in enumerate(pending):
             try:
                 item = self._read_identify(
-                    workspace, payloads[index], known_types, region, refs.get(index), known_phones
+                    workspace, payloads[index], known_types, region, refs.get(index), known_phones, storable
                 )
             except InvalidInput as error:
                 results[index] = error
@@ -418,15 +427,13 @@ class GobysendIngest(models.AbstractModel):
         # sudo: reads the contacts this workspace's subscriptions (or its own earlier contacts)
         # point at, to compare the payloads with; nothing is written before the trust checks.
         partners = self.env["res.partner"].sudo().with_context(active_test=False).browse(list(targets))
-        # Read once for all: a record browsed alone would fetch its fields alone.
-        partners.fetch(set(STANDARD_KEYS.values()) | {"email_normalized", "phone_sanitized"})
-        by_id = {partner.id: partner for partner in partners}
+        current = self._current_values(partners, {key for item in items for key in item["partner_vals"]})
         for item in items:
-            partner = by_id.get(item["partner_id"])
+            partner_id = item["partner_id"]
             item["changed"] = {
                 key: value
                 for key, value in item["partner_vals"].items()
-                if partner is None or not self._same_value(partner, key, value)
+                if partner_id not in targets or not self._same_value(current, partner_id, key, value)
             }
         refusals = self._contact_write_refusals(
             workspace,
@@ -831,16 +838,34 @@ class GobysendIngest(models.AbstractModel):
             partners.invalidate_model([name for name in BLACKLIST_FLAGS if name in partners._fields])
 
     @api.model
-    def _same_value(self, partner, field_name, value):
-        """Whether writing ``value`` would leave ``partner``'s field as it is: an email or phone
-        written differently but naming the same address or number counts as the same."""
+    def _current_values(self, partners, field_names):
+        """{field name: {partner id: value}} of ``partners`` for ``field_names`` (and the
+        normalized forms that ``_same_value`` compares an email or phone with), read in one
+        query and one pass per field: a record read field by field costs more than the rest of
+        an update. Many2one values as ids, as payloads give them."""
+        field_names = set(field_names)
+        for field_name, normalized in (("email", "email_normalized"), ("phone", "phone_sanitized")):
+            if field_name in field_names:
+                field_names.add(normalized)
+        partners.fetch(field_names)
+        current = {}
+        for field_name in field_names:
+            if partners._fields[field_name].type == "many2one":
+                current[field_name] = {partner.id: partner[field_name].id for partner in partners}
+            else:
+                current[field_name] = dict(zip(partners._ids, partners.mapped(field_name), strict=True))
+        return current
+
+    @api.model
+    def _same_value(self, current, partner_id, field_name, value):
+        """Whether writing ``value`` would leave the field of the partner ``partner_id`` as it is,
+        by its ``current`` values (see ``_current_values``): an email or phone written
+        differently but naming the same address or number counts as the same."""
         if field_name == "email" and value:
-            return partner.email_normalized == value
+            return current["email_normalized"][partner_id] == value
         if field_name == "phone" and value:
-            return partner.phone_sanitized == value
-        current = partner[field_name]
-        # Many2one values (country_id) arrive as ids.
-        return (current.id if isinstance(current, models.BaseModel) else current) == value
+            return current["phone_sanitized"][partner_id] == value
+        return current[field_name][partner_id] == value
 
     @api.model
     def _odoo_account_ids(self, partner_ids):
