@@ -123,8 +123,8 @@ def write_csv(path, rows, first):
 # One queue_job worker: it takes the import's pending jobs one at a time, as the job runner
 # hands them out (by priority, then the oldest first; a job another worker holds is skipped),
 # runs each in its own transaction and commits. A job that asks to be retried, or that
-# PostgreSQL aborts on a concurrent update, is rolled back and stays pending. It stops when the
-# import has ended.
+# PostgreSQL aborts on a concurrent update, is rolled back and stays pending; so is a pick that
+# meets a job changed since the pick's snapshot. It stops when the import has ended.
 IMPORT_WORKER = """
 import sys, time
 import psycopg2
@@ -141,10 +141,15 @@ started = time.time()
 retried = 0
 while True:
     with registry.cursor() as cr:
-        cr.execute(
-            "SELECT uuid FROM queue_job WHERE model_name = 'gobysend.contact.import' AND state = 'pending' "
-            "ORDER BY priority, date_created, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-        )
+        try:
+            cr.execute(
+                "SELECT uuid FROM queue_job WHERE model_name = 'gobysend.contact.import' AND state = 'pending' "
+                "ORDER BY priority, date_created, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            # Another worker changed the job since this transaction's snapshot: look again.
+            cr.rollback()
+            continue
         row = cr.fetchone()
         if not row:
             cr.execute("SELECT state FROM gobysend_contact_import WHERE id = %s", (import_id,))
