@@ -471,6 +471,7 @@ class TestIngestContactsOfOthers(GobysendCase):
                 continue  # subscribed to one workspace alone, it is that workspace's: see below
             with self.subTest(partner=label):
                 self.subscribe(self.workspace_a, partner)
+                partner.country_id = self.env.ref("base.vn")
                 before = self.snapshot(partner)
                 for attributes, field in (
                     ({"name": "Hijacked"}, "attributes.name"),
@@ -484,6 +485,11 @@ class TestIngestContactsOfOthers(GobysendCase):
                 self.assertEqual(self.snapshot(partner), before)
                 # The workspace's own attributes are its own to set, on any of its contacts.
                 result = self.ingest.identify(self.workspace_a, {"email": partner.email, "attributes": {"tier": "x"}})
+                self.assertEqual(result, {"contact_id": partner.id, "created": False})
+                self.assertEqual(self.snapshot(partner), before)
+                # Values it already holds rewrite nothing: its own name, its country by its code.
+                same = {"name": partner.name, "country_code": "vn"}
+                result = self.ingest.identify(self.workspace_a, {"email": partner.email, "attributes": same})
                 self.assertEqual(result, {"contact_id": partner.id, "created": False})
                 self.assertEqual(self.snapshot(partner), before)
 
