@@ -31,6 +31,7 @@ from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
 from .gobysend_subscription import BLACKLIST_FLAGS, CHANNELS
+from .res_partner import reusing_defaults
 
 _logger = logging.getLogger(__name__)
 
@@ -547,7 +548,9 @@ class GobysendIngest(models.AbstractModel):
                 for item in to_create
             ]
             self._add_values_known_on_creation(vals_list, [item["ref"] for item in to_create])
-            partners = Partner.create(vals_list)
+            # The defaults are asked once per set of given fields rather than once per contact.
+            with reusing_defaults():
+                partners = Partner.create(vals_list)
             self._keep_values_known_on_creation(partners, vals_list)
             self._compute_commercial_partners(partners)
             for item, partner_id in zip(to_create, partners.ids, strict=True):
