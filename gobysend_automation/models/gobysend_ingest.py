@@ -51,6 +51,8 @@ DEVICE_TOKEN_RE = re.compile(DEVICE_TOKEN_PATTERN)
 E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 # A partner's images resized from the one it is given (``image.mixin``): none without one.
 RESIZED_IMAGE_FIELDS = ("image_1024", "image_512", "image_256", "image_128")
+# The computed fields of a new contact that ``_add_values_known_on_creation`` may give.
+KNOWN_ON_CREATION = ("phone_sanitized", "email_normalized", "complete_name", "commercial_company_name", "partner_share")
 # The column type of each attribute value type, for the arrays that bulk writes send.
 VALUE_SQL_TYPES = {
     "string": "varchar",
@@ -586,13 +588,24 @@ class GobysendIngest(models.AbstractModel):
     def _add_values_known_on_creation(self, vals_list, refs):
         """Add to each of ``vals_list`` the stored fields that Odoo computes for a new contact
         after inserting it, whose values the vals and the contact's validated identifiers
-        (``refs``) already give: its sanitized number and its normalized address. Computed
+        (``refs``) already give: its sanitized number, its normalized address, and its full
+        name, company name and shared flag as a person of no company. Computed
         again, each would cost a pass over the new partners and a column in the update that
         follows the insert. A value a default of the context gives (``default_phone``…) is not
         known here."""
         context = self.env.context
         mobile_given = "default_mobile" in context
+        # A new contact is a person of no company, unless a default (of the context, or one an
+        # administrator set) gives it a parent, a company name or makes it a company. Such a
+        # person's full name is its name, it has no company name and, with no user, it is
+        # shared (``_compute_complete_name``, ``_compute_commercial_company_name``,
+        # ``_compute_partner_share``).
+        person = not any(self.env["res.partner"].default_get(["parent_id", "company_name", "is_company"]).values())
         for vals, ref in zip(vals_list, refs, strict=True):
+            if person:
+                vals["complete_name"] = vals["name"].strip()
+                vals["commercial_company_name"] = False
+                vals["partner_share"] = True
             # Odoo sanitizes the mobile first, then the phone: a contact without a mobile has
             # its phone's. A number validated here (possible, valid, E.164, with the same
             # library) is its own sanitized form; any other number is left to Odoo.
@@ -623,7 +636,7 @@ class GobysendIngest(models.AbstractModel):
             else [partner_id for partner_id, vals in pairs if "image_1920" not in vals]
         )
         known = dict.fromkeys(RESIZED_IMAGE_FIELDS, without_image)
-        for name in ("phone_sanitized", "email_normalized"):
+        for name in KNOWN_ON_CREATION:
             known[name] = partners.browse([partner_id for partner_id, vals in pairs if name in vals])
         for name, records in known.items():
             field = partners._fields.get(name)

@@ -262,9 +262,16 @@ class TestBulkIdentify(GobysendCase):
             "image_256",
             "image_128",
             "commercial_partner_id",
+            "complete_name",
+            "commercial_company_name",
+            "partner_share",
         ]
         self.env.invalidate_all()
         given = partners.read(names)
+        self.assertEqual(
+            [(row["complete_name"], row["commercial_company_name"], row["partner_share"]) for row in given],
+            [(name, False, True) for name in ("kv-1@example.com", "kv-2@example.com", "KV-3", "KV-4")],
+        )
         self.assertEqual([row["commercial_partner_id"][0] for row in given], partners.ids)
         self.assertEqual(
             [(row["phone_sanitized"], row["email_normalized"]) for row in given],
@@ -295,6 +302,12 @@ class TestBulkIdentify(GobysendCase):
         )
         partner = self.env["res.partner"].browse(results[0]["contact_id"])
         self.assertEqual((partner.parent_id, partner.commercial_partner_id), (company, company))
+        self.assertEqual((partner.complete_name, partner.commercial_company_name), ("KV Company, KV-7", "KV Company"))
+        # So is the full name of a contact an administrator's default gives a company name.
+        self.env["ir.default"].set("res.partner", "company_name", "KV Shop")
+        partner = self.env["res.partner"].browse(self.batch([{"type": "identify", "id": "KV-8"}])[0]["contact_id"])
+        self.assertEqual((partner.complete_name, partner.commercial_company_name), ("KV Shop, KV-8", "KV Shop"))
+        self.env["ir.default"].discard_values("res.partner", "company_name", ["KV Shop"])
         # A contact created later with an image gets its resized images as before.
         pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
         partner = self.env["res.partner"].browse(self.batch([{"type": "identify", "id": "KV-5"}])[0]["contact_id"])
