@@ -866,7 +866,16 @@ class GobysendIngest(models.AbstractModel):
         partners.fetch(field_names)
         current = {}
         for field_name in field_names:
-            if partners._fields[field_name].type == "many2one":
+            field = partners._fields[field_name]
+            # The values as the cache holds them (a many2one as its id, nothing as None), without
+            # making a record or value per contact as reading the field does.
+            values = [] if field.translate else self.env.cache.get_until_miss(partners, field)
+            if len(values) == len(partners):
+                current[field_name] = {
+                    partner_id: False if value is None else value
+                    for partner_id, value in zip(partners._ids, values, strict=True)
+                }
+            elif field.type == "many2one":
                 current[field_name] = {partner.id: partner[field_name].id for partner in partners}
             else:
                 current[field_name] = dict(zip(partners._ids, partners.mapped(field_name), strict=True))

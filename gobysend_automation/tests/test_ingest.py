@@ -487,8 +487,10 @@ class TestIngestContactsOfOthers(GobysendCase):
                 result = self.ingest.identify(self.workspace_a, {"email": partner.email, "attributes": {"tier": "x"}})
                 self.assertEqual(result, {"contact_id": partner.id, "created": False})
                 self.assertEqual(self.snapshot(partner), before)
-                # Values it already holds rewrite nothing: its own name, its country by its code.
-                same = {"name": partner.name, "country_code": "vn"}
+                # Values it already holds rewrite nothing: its own name, its country by its code,
+                # and no city and no birthday, which it has none of.
+                self.assertFalse(partner.city or partner.gobysend_birthday)
+                same = {"name": partner.name, "country_code": "vn", "city": "", "birthday": None}
                 result = self.ingest.identify(self.workspace_a, {"email": partner.email, "attributes": same})
                 self.assertEqual(result, {"contact_id": partner.id, "created": False})
                 self.assertEqual(self.snapshot(partner), before)
