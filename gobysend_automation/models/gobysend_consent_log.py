@@ -14,8 +14,11 @@ class GobysendConsentLog(models.Model):
     _log_access = True
 
     subscription_id = fields.Many2one("gobysend.subscription", required=True, ondelete="cascade", index=True)
-    workspace_id = fields.Many2one(related="subscription_id.workspace_id", store=True, index=True)
-    partner_id = fields.Many2one(related="subscription_id.partner_id", store=True, string="Contact")
+    # The subscription's, read through it rather than stored: a record goes with its
+    # subscription (cascade), so copies could only ever hold the same, and each stored copy
+    # cost every new record a foreign-key check (an import writes four records per contact).
+    workspace_id = fields.Many2one(related="subscription_id.workspace_id")
+    partner_id = fields.Many2one(related="subscription_id.partner_id", string="Contact")
     channel = fields.Selection(CHANNEL_SELECTION, required=True)
     state = fields.Selection(CONSENT_STATES, required=True)
     source = fields.Selection(CONSENT_SOURCES, required=True)

@@ -774,29 +774,26 @@ class GobysendIngest(models.AbstractModel):
         )
         subscription_ids = {partner_id: subscription_id for subscription_id, partner_id in self.env.cr.fetchall()}
         log_rows = [
-            (subscription_ids[item["partner_id"]], item["partner_id"], channel, row[channel])
+            (subscription_ids[item["partner_id"]], channel, row[channel])
             for item, row in zip(items, states, strict=True)
             for channel in CHANNELS
         ]
         self.env.cr.execute(
             """
-            INSERT INTO gobysend_consent_log (subscription_id, workspace_id, partner_id, channel, state, source, note,
+            INSERT INTO gobysend_consent_log (subscription_id, channel, state, source, note,
                                               create_uid, create_date, write_uid, write_date)
-                 SELECT subscription_id, %(workspace_id)s, partner_id, channel, state, %(source)s, %(note)s,
-                        %(uid)s, %(now)s, %(uid)s, %(now)s
-                   FROM unnest(%(subscription_ids)s::int[], %(partner_ids)s::int[], %(channels)s::varchar[],
-                               %(states)s::varchar[]) AS t(subscription_id, partner_id, channel, state)
+                 SELECT subscription_id, channel, state, %(source)s, %(note)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+                   FROM unnest(%(subscription_ids)s::int[], %(channels)s::varchar[], %(states)s::varchar[])
+                        AS t(subscription_id, channel, state)
             """,
             {
-                "workspace_id": workspace.id,
                 "source": source,
                 "note": note,
                 "uid": self.env.uid,
                 "now": now,
                 "subscription_ids": [row[0] for row in log_rows],
-                "partner_ids": [row[1] for row in log_rows],
-                "channels": [row[2] for row in log_rows],
-                "states": [row[3] for row in log_rows],
+                "channels": [row[1] for row in log_rows],
+                "states": [row[2] for row in log_rows],
             },
         )
         Subscription.invalidate_model()
