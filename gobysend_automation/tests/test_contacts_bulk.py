@@ -316,22 +316,26 @@ class TestBulkIdentify(GobysendCase):
 
     def test_new_contacts_get_the_defaults_odoo_gives_each_of_them(self):
         # The defaults of a batch's new contacts are asked once; each contact must still hold
-        # what Odoo's own create gives a partner, and a default that changes from one partner
-        # to the next (here a counter, as an addon's sequence would be) must change too.
+        # what Odoo's own create gives a partner: an administrator's default, and a default
+        # relation (here the tag that Odoo's partner form gives new contacts from its context).
         self.env["ir.default"].set("res.partner", "function", "Customer")
-        counter = iter(range(1, 100))
-        self.patch(self.env["res.partner"]._fields["ref"], "default", lambda model: f"REF-{next(counter)}")
-        results = self.batch(self.identify_items(3, "DEF"))
+        tag = self.env["res.partner.category"].create({"name": "Imported"})
+        results = self.ingest.with_context(category_id=tag.id).batch(self.workspace_a, self.identify_items(3, "DEF"))
         partners = self.env["res.partner"].browse([result["contact_id"] for result in results])
         self.assertEqual(len(partners), 3)
         self.assertEqual(partners.mapped("function"), ["Customer"] * 3)
-        refs = partners.mapped("ref")
-        self.assertEqual(len(set(refs)), 3, f"each new contact must get its own reference: {refs}")
-        # The rest is what Odoo gives a partner created on its own.
-        odoo_partner = self.env["res.partner"].create({"name": "Created by Odoo"})
+        self.assertEqual([partner.category_id for partner in partners], [tag] * 3)
+        odoo_partner = self.env["res.partner"].with_context(category_id=tag.id).create({"name": "Created by Odoo"})
         names = ["function", "lang", "tz", "type", "active", "color", "company_id", "is_company", "category_id"]
         self.env.invalidate_all()
         for partner in partners:
             self.assertEqual(partner.read(names)[0] | {"id": 0}, odoo_partner.read(names)[0] | {"id": 0})
+        # A default that changes from one partner to the next (here a counter, as an addon's
+        # sequence would be) must change too.
+        counter = iter(range(1, 100))
+        self.patch(self.env["res.partner"]._fields["ref"], "default", lambda model: f"REF-{next(counter)}")
+        results = self.batch(self.identify_items(3, "SEQ"))
+        refs = self.env["res.partner"].browse([result["contact_id"] for result in results]).mapped("ref")
+        self.assertEqual(len(set(refs)), 3, f"each new contact must get its own reference: {refs}")
         # Outside a batch, each call finds the defaults again.
         self.assertNotEqual(self.env["res.partner"].default_get(["ref"]), self.env["res.partner"].default_get(["ref"]))
