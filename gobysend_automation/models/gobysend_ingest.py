@@ -1096,7 +1096,8 @@ class GobysendIngest(models.AbstractModel):
     def _write_attribute_values_bulk(self, workspace, items):
         """Store the attribute values of ``items`` (each with its ``partner_id``): the missing
         attributes are declared with their inferred type, then values are inserted or changed
-        with one statement per value type, and cleared ones deleted with one more.
+        with one statement per value type (two when new and known contacts mix), and cleared
+        ones deleted with one more.
 
         Plain SQL, because the ORM would search and write the values contact by contact;
         ``ON CONFLICT`` turns a known contact's value into an update, which happens only when
@@ -1131,52 +1132,65 @@ class GobysendIngest(models.AbstractModel):
             )
             by_key.update((attribute.key, (attribute.id, attribute.value_type)) for attribute in created)
         self.env.flush_all()
-        upserts = {}  # value type: ([attribute ids], [partner ids], [values])
+        # Contacts created by this round have no value yet: theirs are plainly inserted, with
+        # neither a look for their current values nor the conflict handling of an upsert.
+        created = {item["partner_id"] for item in items if not item["subscription"] and not item["adopt"]}
+        inserts, upserts = {}, {}  # value type: ([attribute ids], [partner ids], [values])
         cleared = ([], [])
         for partner_id, key, _value_type, value in typed:
             if key not in by_key:
                 continue  # clearing an attribute that never existed
             attribute_id, value_type = by_key[key]
             if value is None:
-                cleared[0].append(attribute_id)
-                cleared[1].append(partner_id)
+                if partner_id not in created:
+                    cleared[0].append(attribute_id)
+                    cleared[1].append(partner_id)
                 continue
-            columns = upserts.setdefault(value_type, ([], [], []))
+            columns = (inserts if partner_id in created else upserts).setdefault(value_type, ([], [], []))
             columns[0].append(attribute_id)
             columns[1].append(partner_id)
             columns[2].append(value)
         changed = set()
         now = self.env.cr.now()
         self._drop_unchanged_values(upserts)
-        for value_type, (attribute_ids, partner_ids, values) in upserts.items():
-            if not attribute_ids:
-                continue
-            column = VALUE_FIELDS[value_type]
-            self.env.cr.execute(
-                SQL(
+        for rows, upsert in ((inserts, False), (upserts, True)):
+            for value_type, (attribute_ids, partner_ids, values) in rows.items():
+                if not attribute_ids:
+                    continue
+                column = SQL.identifier(VALUE_FIELDS[value_type])
+                on_conflict = SQL(
                     """
-                    INSERT INTO gobysend_attribute_value AS v (attribute_id, workspace_id, partner_id, %(column)s,
-                                                               create_uid, create_date, write_uid, write_date)
-                         SELECT attribute_id, %(workspace_id)s, partner_id, value, %(uid)s, %(now)s, %(uid)s, %(now)s
-                           FROM unnest(%(attribute_ids)s::int[], %(partner_ids)s::int[], %(values)s::%(sql_type)s[])
-                                AS t(attribute_id, partner_id, value)
                     ON CONFLICT (attribute_id, partner_id) DO UPDATE
                             SET %(column)s = EXCLUDED.%(column)s, write_uid = EXCLUDED.write_uid,
                                 write_date = EXCLUDED.write_date
                           WHERE v.%(column)s IS DISTINCT FROM EXCLUDED.%(column)s
-                      RETURNING v.partner_id
                     """,
-                    column=SQL.identifier(column),
-                    sql_type=SQL(VALUE_SQL_TYPES[value_type]),
-                    workspace_id=workspace.id,
-                    uid=self.env.uid,
-                    now=now,
-                    attribute_ids=attribute_ids,
-                    partner_ids=partner_ids,
-                    values=values,
+                    column=column,
                 )
-            )
-            changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())
+                self.env.cr.execute(
+                    SQL(
+                        """
+                        INSERT INTO gobysend_attribute_value AS v (attribute_id, workspace_id, partner_id, %(column)s,
+                                                                   create_uid, create_date, write_uid, write_date)
+                             SELECT attribute_id, %(workspace_id)s, partner_id, value,
+                                    %(uid)s, %(now)s, %(uid)s, %(now)s
+                               FROM unnest(%(attribute_ids)s::int[], %(partner_ids)s::int[],
+                                           %(values)s::%(sql_type)s[]) AS t(attribute_id, partner_id, value)
+                             %(on_conflict)s
+                          RETURNING v.partner_id
+                        """,
+                        column=column,
+                        sql_type=SQL(VALUE_SQL_TYPES[value_type]),
+                        workspace_id=workspace.id,
+                        uid=self.env.uid,
+                        now=now,
+                        attribute_ids=attribute_ids,
+                        partner_ids=partner_ids,
+                        values=values,
+                        on_conflict=on_conflict if upsert else SQL(),
+                    )
+                )
+                changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())
         if cleared[0]:
             self.env.cr.execute(
                 """

@@ -314,6 +314,39 @@ class TestBulkIdentify(GobysendCase):
         partner.image_1920 = pixel
         self.assertTrue(partner.image_128)
 
+    def test_a_contact_adopted_again_has_its_values_changed_not_inserted_twice(self):
+        # A contact that the workspace's API created and that lost its subscription holds its
+        # attribute values still; identified again, it is adopted and its values are changed,
+        # cleared or kept, beside a new contact whose values are all new.
+        first = self.batch(
+            [
+                {
+                    "type": "identify",
+                    "email": "back@example.com",
+                    "attributes": {"tier": "gold", "points": 5, "vip": True},
+                }
+            ]
+        )
+        partner_id = first[0]["contact_id"]
+        self.env["gobysend.subscription"].search(
+            [("workspace_id", "=", self.workspace_a.id), ("partner_id", "=", partner_id)]
+        ).unlink()
+        results = self.batch(
+            [
+                {"type": "identify", "email": "back@example.com", "attributes": {"tier": "silver", "points": None}},
+                {"type": "identify", "email": "fresh@example.com", "attributes": {"tier": "gold", "points": None}},
+            ]
+        )
+        self.assertEqual([result["status"] for result in results], ["ok", "ok"])
+        self.assertEqual(results[0]["contact_id"], partner_id)
+        fresh_id = results[1]["contact_id"]
+        self.assertEqual(self.value(partner_id, "tier").value_display, "silver")
+        self.assertFalse(self.value(partner_id, "points"))
+        self.assertTrue(self.value(partner_id, "vip").value_boolean)
+        self.assertEqual(self.value(fresh_id, "tier").value_display, "gold")
+        self.assertFalse(self.value(fresh_id, "points"))
+        self.assertEqual(len(self.value(partner_id, "tier") | self.value(fresh_id, "tier")), 2)
+
     def test_new_contacts_get_the_defaults_odoo_gives_each_of_them(self):
         # The defaults of a batch's new contacts are asked once; each contact must still hold
         # what Odoo's own create gives a partner: an administrator's default, and a default
