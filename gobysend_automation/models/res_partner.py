@@ -119,18 +119,17 @@ class ResPartner(models.Model):
         reused = _REUSED_DEFAULTS.get()
         if reused is None:
             return super().default_get(fields_list)
+        # Each entry keeps its environment, so that the environment's id is not reused meanwhile.
         key = (id(self.env), tuple(fields_list))
         if key not in reused:
             first = super().default_get(fields_list)
             second = super().default_get(fields_list)
             if first != second:
-                # The environment is kept with its entry so that its id is not reused meanwhile.
                 reused[key] = (self.env, None, ())
                 return second
+            relations = {name for name, field in self._fields.items() if field.type in ("one2many", "many2many")}
             defaults = {
-                name: value
-                for name, value in first.items()
-                if not (self._fields[name].type in ("one2many", "many2many") and value in EMPTY_RELATION)
+                name: value for name, value in first.items() if not (name in relations and value in EMPTY_RELATION)
             }
             mutable = tuple(name for name, value in defaults.items() if isinstance(value, list | tuple | dict))
             reused[key] = (self.env, defaults, mutable)
