@@ -866,7 +866,7 @@ class GobysendIngest(models.AbstractModel):
             field = partners._fields[field_name]
             # The values as the cache holds them (a many2one as its id, nothing as None), without
             # making a record or value per contact as reading the field does.
-            values = [] if field.translate else self.env.cache.get_until_miss(partners, field)
+            values = self.env.cache.get_until_miss(partners, field)
             if len(values) == len(partners):
                 current[field_name] = {
                     partner_id: False if value is None else value
@@ -1134,7 +1134,7 @@ class GobysendIngest(models.AbstractModel):
         self.env.flush_all()
         # Contacts created by this round have no value yet: theirs are plainly inserted, with
         # neither a look for their current values nor the conflict handling of an upsert.
-        created = {item["partner_id"] for item in items if not item["subscription"] and not item["adopt"]}
+        new_contact_ids = {item["partner_id"] for item in items if not item["subscription"] and not item["adopt"]}
         inserts, upserts = {}, {}  # value type: ([attribute ids], [partner ids], [values])
         cleared = ([], [])
         for partner_id, key, _value_type, value in typed:
@@ -1142,11 +1142,11 @@ class GobysendIngest(models.AbstractModel):
                 continue  # clearing an attribute that never existed
             attribute_id, value_type = by_key[key]
             if value is None:
-                if partner_id not in created:
+                if partner_id not in new_contact_ids:
                     cleared[0].append(attribute_id)
                     cleared[1].append(partner_id)
                 continue
-            columns = (inserts if partner_id in created else upserts).setdefault(value_type, ([], [], []))
+            columns = (inserts if partner_id in new_contact_ids else upserts).setdefault(value_type, ([], [], []))
             columns[0].append(attribute_id)
             columns[1].append(partner_id)
             columns[2].append(value)
@@ -1158,14 +1158,18 @@ class GobysendIngest(models.AbstractModel):
                 if not attribute_ids:
                     continue
                 column = SQL.identifier(VALUE_FIELDS[value_type])
-                on_conflict = SQL(
-                    """
-                    ON CONFLICT (attribute_id, partner_id) DO UPDATE
-                            SET %(column)s = EXCLUDED.%(column)s, write_uid = EXCLUDED.write_uid,
-                                write_date = EXCLUDED.write_date
-                          WHERE v.%(column)s IS DISTINCT FROM EXCLUDED.%(column)s
-                    """,
-                    column=column,
+                on_conflict = (
+                    SQL(
+                        """
+                        ON CONFLICT (attribute_id, partner_id) DO UPDATE
+                                SET %(column)s = EXCLUDED.%(column)s, write_uid = EXCLUDED.write_uid,
+                                    write_date = EXCLUDED.write_date
+                              WHERE v.%(column)s IS DISTINCT FROM EXCLUDED.%(column)s
+                        """,
+                        column=column,
+                    )
+                    if upsert
+                    else SQL()
                 )
                 self.env.cr.execute(
                     SQL(
@@ -1187,7 +1191,7 @@ class GobysendIngest(models.AbstractModel):
                         attribute_ids=attribute_ids,
                         partner_ids=partner_ids,
                         values=values,
-                        on_conflict=on_conflict if upsert else SQL(),
+                        on_conflict=on_conflict,
                     )
                 )
                 changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())

@@ -1,5 +1,6 @@
 import contextlib
 import contextvars
+import copy
 
 from odoo import _, api, fields, models
 from odoo.fields import Command
@@ -38,17 +39,6 @@ def reusing_defaults():
 
 # What a default of a new record's x2many field that sets no related record looks like.
 EMPTY_RELATION = ([], [Command.set([])], [Command.clear()])
-
-
-def _fresh_copy(value):
-    """A copy of ``value`` that shares no list or dict with it (a default's x2many commands)."""
-    if isinstance(value, list):
-        return [_fresh_copy(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_fresh_copy(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _fresh_copy(item) for key, item in value.items()}
-    return value
 
 
 class ResPartner(models.Model):
@@ -138,10 +128,10 @@ class ResPartner(models.Model):
             return super().default_get(fields_list)
         # Callers change the dict they get (``_add_missing_default_values`` adds the values),
         # and could change the lists in it.
-        copy = dict(defaults)
+        values = dict(defaults)
         for name in mutable:
-            copy[name] = _fresh_copy(copy[name])
-        return copy
+            values[name] = copy.deepcopy(values[name])
+        return values
 
     def _auto_init(self):
         if not column_exists(self.env.cr, "res_partner", "gobysend_ever_subscribed"):
