@@ -549,10 +549,15 @@ class GobysendIngest(models.AbstractModel):
                 }
                 for item in to_create
             ]
-            self._add_values_known_on_creation(vals_list, [item["ref"] for item in to_create])
+            persons = self._add_values_known_on_creation(vals_list, [item["ref"] for item in to_create])
+            # Odoo's create syncs each new partner with its parent and children, and gives a
+            # company its first contact's address. A person of no company has neither, and
+            # each call was a round of record reads for nothing: it is left out, as Odoo
+            # itself does when it loads records (``_load_records_create``).
+            creating = Partner.with_context(_partners_skip_fields_sync=True) if persons else Partner
             # The defaults are asked once per set of given fields rather than once per contact.
             with reusing_defaults():
-                partners = Partner.create(vals_list)
+                partners = creating.create(vals_list).with_env(Partner.env)
             self._keep_values_known_on_creation(partners, vals_list)
             self._compute_commercial_partners(partners)
             for item, partner_id in zip(to_create, partners.ids, strict=True):
@@ -592,7 +597,7 @@ class GobysendIngest(models.AbstractModel):
         name, company name and shared flag as a person of no company. Computed
         again, each would cost a pass over the new partners and a column in the update that
         follows the insert. A value a default of the context gives (``default_phone``…) is not
-        known here."""
+        known here. Returns whether the new contacts are persons of no company."""
         context = self.env.context
         mobile_given = "default_mobile" in context
         # A new contact is a person of no company, unless a default (of the context, or one an
@@ -621,6 +626,7 @@ class GobysendIngest(models.AbstractModel):
                     vals["email_normalized"] = False
                 elif email == ref["email"] and email == email.lower() and PLAIN_EMAIL_RE.match(email):
                     vals["email_normalized"] = email
+        return person
 
     @api.model
     def _keep_values_known_on_creation(self, partners, vals_list):

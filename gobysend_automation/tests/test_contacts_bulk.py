@@ -295,14 +295,17 @@ class TestBulkIdentify(GobysendCase):
         )
         partner = self.env["res.partner"].browse(results[0]["contact_id"])
         self.assertEqual((partner.email, partner.email_normalized), ("KV-6@Example.com", "kv-6@example.com"))
-        # A contact the context gives a parent company has that company as its entity.
+        # A contact the context gives a parent company has that company as its entity. Being
+        # the first contact of a company without an address, it gives the company its own
+        # (Odoo's create does that for a contact with a parent, and only for one).
         company = self.env["res.partner"].create({"name": "KV Company", "is_company": True})
         results = self.ingest.with_context(default_parent_id=company.id).batch(
-            self.workspace_a, [{"type": "identify", "id": "KV-7"}]
+            self.workspace_a, [{"type": "identify", "id": "KV-7", "attributes": {"city": "Hue"}}]
         )
         partner = self.env["res.partner"].browse(results[0]["contact_id"])
         self.assertEqual((partner.parent_id, partner.commercial_partner_id), (company, company))
         self.assertEqual((partner.complete_name, partner.commercial_company_name), ("KV Company, KV-7", "KV Company"))
+        self.assertEqual((partner.city, company.city), ("Hue", "Hue"))
         # So is the full name of a contact an administrator's default gives a company name.
         self.env["ir.default"].set("res.partner", "company_name", "KV Shop")
         partner = self.env["res.partner"].browse(self.batch([{"type": "identify", "id": "KV-8"}])[0]["contact_id"])
