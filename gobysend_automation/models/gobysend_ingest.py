@@ -30,6 +30,7 @@ from ..tools import (
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
+from .gobysend_segment import CHANGES
 from .gobysend_subscription import BLACKLIST_FLAGS, CHANNELS
 from .res_partner import reusing_defaults
 
@@ -582,7 +583,14 @@ class GobysendIngest(models.AbstractModel):
         for changed, partner_ids in by_change.items():
             # sudo: each partner was checked to be this workspace's own contact (or is a new one).
             Partner.browse(partner_ids).write(dict(changed))
-        self._write_attribute_values_bulk(workspace, items)
+        valued = self._write_attribute_values_bulk(workspace, items)
+        # The segments' change queue, once per contact for both changes: a new contact is
+        # subscribed and given values in the same round.
+        subscribed = {item["partner_id"] for item in new_items}
+        Segment = self.env["gobysend.segment"]
+        Segment._mark_dirty(list(subscribed & valued), CHANGES["subscription"] | CHANGES["attribute"], subscribed=True)
+        Segment._mark_dirty(list(subscribed - valued), "subscription", subscribed=True)
+        Segment._mark_dirty(list(valued - subscribed), "attribute", subscribed=True)
         self.env.flush_all()
         self._add_to_blacklists(
             [item["partner_id"] for item in new_items if "email" in item["opted_out"]],
@@ -737,7 +745,8 @@ class GobysendIngest(models.AbstractModel):
         Plain SQL: the ORM would create each subscription's four consent records one by one
         through ``mail.thread``, which makes a batch of contacts cost a thousand statements.
         The rest of what ``create`` does follows: the contacts' subscribed flag, Odoo's
-        blacklists for opt-outs, the double opt-in confirmation, the segments' change queue.
+        blacklists for opt-outs, the double opt-in confirmation; the caller queues the contacts
+        for the segments with the other changes of its round.
         """
         if not items:
             return
@@ -813,9 +822,6 @@ class GobysendIngest(models.AbstractModel):
             item["opted_out"] = [channel for channel in ("email", "sms") if row[channel] == "unsubscribed"]
         if pending_first:
             subscriptions.filtered(lambda s: s.email_state == "pending" and s.partner_id.email)._send_confirmation()
-        self.env["gobysend.segment"]._mark_dirty(
-            [item["partner_id"] for item in items], "subscription", subscribed=True
-        )
 
     @api.model
     def _add_to_blacklists(self, email_partner_ids, sms_partner_ids):
@@ -1107,7 +1113,8 @@ class GobysendIngest(models.AbstractModel):
 
         Plain SQL, because the ORM would search and write the values contact by contact;
         ``ON CONFLICT`` turns a known contact's value into an update, which happens only when
-        the value differs, so that unchanged contacts are not queued for segments again.
+        the value differs. Returns the ids of the contacts whose values changed, for the
+        segments' change queue: unchanged contacts are not queued again.
         """
         typed = [
             (item["partner_id"], key, value_type, value)
@@ -1115,7 +1122,7 @@ class GobysendIngest(models.AbstractModel):
             for key, value_type, value in item["typed_values"]
         ]
         if not typed:
-            return
+            return set()
         # sudo: declares and reads this workspace's attributes, as the API always did.
         Attribute = self.env["gobysend.attribute"].sudo()
         by_key = {
@@ -1213,7 +1220,7 @@ class GobysendIngest(models.AbstractModel):
             )
             changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())
         self.env["gobysend.attribute.value"].invalidate_model()
-        self.env["gobysend.segment"]._mark_dirty(list(changed), "attribute", subscribed=True)
+        return changed
 
     # ------------------------------------------------------------------
     # Events and page views

@@ -5,6 +5,7 @@ from odoo import tools
 from odoo.tests import tagged
 
 from ..exceptions import ContactNotWritable, InvalidInput
+from ..models.gobysend_segment import CHANGES
 from ..tools import normalize_email
 from .common import GobysendCase
 
@@ -88,6 +89,29 @@ class TestBulkIdentify(GobysendCase):
         self.assertEqual(self.queued(), sorted(result["contact_id"] for result in first[::2]))
         self.assertEqual(self.value(first[2]["contact_id"], "tier").value_string, "silver")
         self.assertEqual(self.value(first[3]["contact_id"], "tier").value_string, "gold")
+
+    def test_each_contact_is_queued_once_for_segments_with_all_that_changed(self):
+        known = self.batch(self.identify_items(2, "M"))
+        self.env.cr.execute("DELETE FROM gobysend_segment_dirty")
+        results = self.batch(
+            [
+                *self.identify_items(2, "M", tier="silver"),  # known contacts whose values change
+                *self.identify_items(1, "N"),  # a new contact with values
+                {"type": "identify", "id": "N-bare"},  # a new contact without any
+            ]
+        )
+        self.assertEqual([result["contact_id"] for result in results[:2]], [r["contact_id"] for r in known])
+        self.env.cr.execute("SELECT partner_id, changes FROM gobysend_segment_dirty")
+        subscribed, valued = CHANGES["subscription"], CHANGES["attribute"]
+        self.assertEqual(
+            dict(self.env.cr.fetchall()),
+            {
+                results[0]["contact_id"]: valued,
+                results[1]["contact_id"]: valued,
+                results[2]["contact_id"]: subscribed | valued,
+                results[3]["contact_id"]: subscribed,
+            },
+        )
 
     def test_duplicate_keys_in_one_batch_resolve_to_one_contact(self):
         results = self.batch(
