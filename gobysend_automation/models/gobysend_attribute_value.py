@@ -19,8 +19,14 @@ class GobysendAttributeValue(models.Model):
     _order = "attribute_id, id"
     _rec_name = "attribute_id"
 
-    attribute_id = fields.Many2one("gobysend.attribute", required=True, ondelete="cascade", index=True)
-    workspace_id = fields.Many2one(related="attribute_id.workspace_id", store=True, index=True)
+    # Looked up by the unique index on (attribute, contact), which serves a search by attribute
+    # as well: an index of its own would only cost every value written.
+    attribute_id = fields.Many2one("gobysend.attribute", required=True, ondelete="cascade")
+    # The attribute's, read through it rather than stored: a value goes with its attribute
+    # (cascade), so a copy could only ever hold the same, and it cost every value written a
+    # foreign-key check and an index entry (an import writes one value per contact and
+    # attribute). Record rules and searches on it go through the attribute.
+    workspace_id = fields.Many2one(related="attribute_id.workspace_id")
     partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade", index=True)
     key = fields.Char(related="attribute_id.key")
     value_type = fields.Selection(related="attribute_id.value_type")

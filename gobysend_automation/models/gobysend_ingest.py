@@ -1187,9 +1187,9 @@ class GobysendIngest(models.AbstractModel):
                 self.env.cr.execute(
                     SQL(
                         """
-                        INSERT INTO gobysend_attribute_value AS v (attribute_id, workspace_id, partner_id, %(column)s,
+                        INSERT INTO gobysend_attribute_value AS v (attribute_id, partner_id, %(column)s,
                                                                    create_uid, create_date, write_uid, write_date)
-                             SELECT attribute_id, %(workspace_id)s, partner_id, value,
+                             SELECT attribute_id, partner_id, value,
                                     %(uid)s, %(now)s, %(uid)s, %(now)s
                                FROM unnest(%(attribute_ids)s::int[], %(partner_ids)s::int[],
                                            %(values)s::%(sql_type)s[]) AS t(attribute_id, partner_id, value)
@@ -1198,7 +1198,6 @@ class GobysendIngest(models.AbstractModel):
                         """,
                         column=column,
                         sql_type=SQL(VALUE_SQL_TYPES[value_type]),
-                        workspace_id=workspace.id,
                         uid=self.env.uid,
                         now=now,
                         attribute_ids=attribute_ids,

@@ -184,7 +184,7 @@ class ResPartner(models.Model):
         if workspace_id:
             domain.append(("workspace_id", "=", workspace_id))
         # Read under the user's record rules: values of the workspaces they are a member of.
-        values = self.env["gobysend.attribute.value"].search(domain, order="partner_id, workspace_id, id")
+        values = self.env["gobysend.attribute.value"].search(domain, order="partner_id, id")
         texts = {}
         for value in values.sorted(lambda value: (value.partner_id.id, value.workspace_id.id, value.key)):
             texts.setdefault(value.partner_id.id, []).append(f"{value.key}: {value.value_display}")

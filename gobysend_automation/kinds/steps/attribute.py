@@ -37,16 +37,15 @@ class SetAttributeStep(StepKind):
         batch.env.cr.execute(
             SQL(
                 """
-                INSERT INTO gobysend_attribute_value (attribute_id, workspace_id, partner_id, %(column)s,
+                INSERT INTO gobysend_attribute_value (attribute_id, partner_id, %(column)s,
                                                       create_uid, create_date, write_uid, write_date)
-                SELECT %(attribute)s, %(workspace)s, p, %(value)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+                SELECT %(attribute)s, p, %(value)s, %(uid)s, %(now)s, %(uid)s, %(now)s
                   FROM unnest(%(partners)s::int[]) AS p
                     ON CONFLICT (attribute_id, partner_id)
                     DO UPDATE SET %(column)s = EXCLUDED.%(column)s, write_date = EXCLUDED.write_date
                 """,
                 column=column,
                 attribute=attribute.id,
-                workspace=attribute.workspace_id.id,
                 value=value,
                 uid=batch.env.uid,
                 now=batch.now,
