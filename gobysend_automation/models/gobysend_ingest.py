@@ -20,6 +20,7 @@ from ..kinds.steps.goal import convert_on_events
 from ..kinds.steps.wait_event import wake_waiting
 from ..tools import (
     PLAIN_EMAIL_RE,
+    any_of,
     coerce_attribute_value,
     find_nul_character,
     infer_attribute_type,
@@ -119,7 +120,10 @@ class GobysendIngest(models.AbstractModel):
         # Plain SQL over every contact, of any workspace or company: the answer only spares the
         # parsing, the caller's result is the same either way.
         self.env.cr.execute(
-            "SELECT DISTINCT phone_sanitized FROM res_partner WHERE phone_sanitized = ANY(%s)", [list(numbers)]
+            SQL(
+                "SELECT DISTINCT phone_sanitized FROM res_partner WHERE phone_sanitized = %s",
+                any_of(numbers, "varchar"),
+            )
         )
         return frozenset(row[0] for row in self.env.cr.fetchall())
 
@@ -208,12 +212,12 @@ class GobysendIngest(models.AbstractModel):
                     SELECT DISTINCT ON (%(column)s) %(column)s, s.id, s.partner_id, s.external_id
                       FROM gobysend_subscription s
                       JOIN res_partner p ON p.id = s.partner_id
-                     WHERE s.workspace_id = %(workspace_id)s AND %(column)s = ANY(%(values)s)
+                     WHERE s.workspace_id = %(workspace_id)s AND %(column)s = %(values)s
                   ORDER BY %(column)s, s.create_date DESC, s.id DESC
                     """,
                     column=SQL.identifier(table, column),
                     workspace_id=workspace.id,
-                    values=values,
+                    values=any_of(values, "varchar"),
                 )
             )
             found.update(((key, value), tuple(row)) for value, *row in self.env.cr.fetchall())
@@ -499,12 +503,12 @@ class GobysendIngest(models.AbstractModel):
                     SELECT DISTINCT ON (%(column)s) %(column)s, id
                       FROM res_partner
                      WHERE gobysend_origin_workspace_id = %(workspace_id)s AND active
-                       AND %(column)s = ANY(%(values)s)
+                       AND %(column)s = %(values)s
                   ORDER BY %(column)s, id
                     """,
                     column=SQL.identifier(column),
                     workspace_id=workspace.id,
-                    values=values,
+                    values=any_of(values, "varchar"),
                 )
             )
             found.update(((key, value), partner_id) for value, partner_id in self.env.cr.fetchall())
@@ -843,7 +847,7 @@ class GobysendIngest(models.AbstractModel):
                     INSERT INTO %(table)s AS b (%(column)s, active, create_uid, create_date, write_uid, write_date)
                          SELECT DISTINCT p.%(source)s, true, %(uid)s, %(now)s, %(uid)s, %(now)s
                            FROM res_partner p
-                          WHERE p.id = ANY(%(partner_ids)s) AND p.%(source)s IS NOT NULL
+                          WHERE p.id = %(partner_ids)s AND p.%(source)s IS NOT NULL
                     ON CONFLICT (%(column)s) DO UPDATE SET active = true, write_uid = EXCLUDED.write_uid,
                                                            write_date = EXCLUDED.write_date
                           WHERE NOT b.active
@@ -853,7 +857,7 @@ class GobysendIngest(models.AbstractModel):
                     source=SQL.identifier(source),
                     uid=self.env.uid,
                     now=self.env.cr.now(),
-                    partner_ids=partner_ids,
+                    partner_ids=any_of(partner_ids, "int4"),
                 )
             )
         if email_partner_ids or sms_partner_ids:
@@ -1082,10 +1086,10 @@ class GobysendIngest(models.AbstractModel):
                 """
                 SELECT v.attribute_id, v.partner_id, %(columns)s
                   FROM gobysend_attribute_value v
-                 WHERE v.partner_id = ANY(%(partner_ids)s) AND v.attribute_id = ANY(%(attribute_ids)s)
+                 WHERE v.partner_id = %(partner_ids)s AND v.attribute_id = ANY(%(attribute_ids)s)
                 """,
                 columns=SQL(", ").join(SQL.identifier("v", column) for column in VALUE_FIELDS.values()),
-                partner_ids=list({partner_id for _a, partner_id in pairs}),
+                partner_ids=any_of({partner_id for _a, partner_id in pairs}, "int4"),
                 attribute_ids=list({attribute_id for attribute_id, _p in pairs}),
             )
         )
