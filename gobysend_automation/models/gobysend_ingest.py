@@ -15,6 +15,8 @@ from psycopg2.extras import execute_values
 from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
+from odoo.addons.base.models.res_partner import Partner as BasePartner
+
 from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, UnknownDevice
 from ..kinds.steps.goal import convert_on_events
 from ..kinds.steps.wait_event import wake_waiting
@@ -663,16 +665,30 @@ class GobysendIngest(models.AbstractModel):
 
     @api.model
     def _compute_commercial_partners(self, partners):
-        """Compute the commercial entity of the new ``partners`` that have no parent in one call
-        to Odoo's own compute method. The field is recursive (a contact's entity is its
-        parent's), so Odoo computes it record by record, each call a round of the ORM's and the
-        chatter's bookkeeping; a contact without a parent is its own entity, which involves no
-        other record, so a batch of them can be computed at once."""
+        """Compute the commercial entity of the new ``partners`` that have no parent, all at
+        once. The field is recursive (a contact's entity is its parent's), so Odoo computes it
+        record by record, each call a round of the ORM's and the chatter's bookkeeping; a
+        contact without a parent is its own entity, which involves no other record.
+
+        Odoo's own method makes each of them its own entity, and Odoo's flush would write that
+        in statements of a hundred contacts, each updating rows just inserted: one statement
+        for all of them costs a third less. Where an addon computes the field otherwise, or
+        keeps each entity's contacts in a list, Odoo's compute method runs instead, once for
+        the batch."""
         field = partners._fields["commercial_partner_id"]
         records = partners & self.env.records_to_compute(field)
         records = records.filtered(lambda partner: not partner.parent_id)
-        if records:
+        if not records:
+            return
+        compute = getattr(type(records), field.compute) if isinstance(field.compute, str) else field.compute
+        if compute is not BasePartner._compute_commercial_partner or self.pool.field_inverses[field]:
             field.compute_value(records)
+            return
+        self.env.cr.execute(
+            SQL("UPDATE res_partner SET commercial_partner_id = id WHERE id = %s", any_of(records.ids, "int4"))
+        )
+        self.env.cache.update(records, field, records.ids)
+        self.env.remove_to_compute(field, records)
 
     @api.model
     def _claim_new_contacts(self, workspace, refs):

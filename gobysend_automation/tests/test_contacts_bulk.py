@@ -341,6 +341,29 @@ class TestBulkIdentify(GobysendCase):
         partner.image_1920 = pixel
         self.assertTrue(partner.image_128)
 
+    def test_an_addon_computing_the_commercial_entity_otherwise_is_followed(self):
+        # Standing in for an addon that overrides Odoo's method: a contact of the group's
+        # domain belongs to the group's company.
+        group = self.env["res.partner"].create({"name": "KV Group", "is_company": True})
+        Partner = type(self.env["res.partner"])
+        odoo_compute = Partner._compute_commercial_partner
+
+        def compute(partners):
+            odoo_compute(partners)
+            for partner in partners.filtered(lambda p: (p.email or "").endswith("@group.example.com")):
+                partner.commercial_partner_id = group
+
+        self.patch(Partner, "_compute_commercial_partner", compute)
+        results = self.batch(
+            [
+                {"type": "identify", "id": "KG-1", "email": "kg-1@group.example.com"},
+                {"type": "identify", "id": "KG-2", "email": "kg-2@example.com"},
+            ]
+        )
+        self.env.invalidate_all()
+        partners = self.env["res.partner"].browse([result["contact_id"] for result in results])
+        self.assertEqual(partners.mapped("commercial_partner_id"), group + partners[1])
+
     def test_a_contact_adopted_again_has_its_values_changed_not_inserted_twice(self):
         # A contact that the workspace's API created and that lost its subscription holds its
         # attribute values still; identified again, it is adopted and its values are changed,
