@@ -18,6 +18,10 @@ class GobysendAttributeValue(models.Model):
     _description = "Gobysend Attribute Value"
     _order = "attribute_id, id"
     _rec_name = "attribute_id"
+    # A value keeps when it last changed, not who created or changed it: values are written
+    # in bulk (the API, imports, workflows), a row per contact and attribute, and the two user
+    # columns cost each of them two foreign-key checks.
+    _log_access = False
 
     # Looked up by the unique index on (attribute, contact), which serves a search by attribute
     # as well: an index of its own would only cost every value written.
@@ -36,6 +40,8 @@ class GobysendAttributeValue(models.Model):
     value_date = fields.Date()
     value_datetime = fields.Datetime()
     value_display = fields.Char(string="Value", compute="_compute_value_display")
+    # Kept by hand, as Odoo keeps it on models with their access log.
+    write_date = fields.Datetime(string="Updated On", readonly=True, default=lambda self: self.env.cr.now())
 
     _sql_constraints = [
         ("partner_attribute_uniq", "unique(attribute_id, partner_id)", "A contact holds one value per attribute.")
@@ -52,7 +58,7 @@ class GobysendAttributeValue(models.Model):
             target = self.env["gobysend.attribute"].sudo().browse(vals["attribute_id"]).workspace_id
             if any(value.workspace_id != target for value in self.sudo()):
                 raise UserError(_("An attribute value cannot move to another workspace's attribute."))
-        result = super().write(vals)
+        result = super().write({"write_date": self.env.cr.now(), **vals})
         self.env["gobysend.segment"]._mark_dirty(self.partner_id.ids, "attribute")
         return result
 

@@ -1195,8 +1195,7 @@ class GobysendIngest(models.AbstractModel):
                     SQL(
                         """
                         ON CONFLICT (attribute_id, partner_id) DO UPDATE
-                                SET %(column)s = EXCLUDED.%(column)s, write_uid = EXCLUDED.write_uid,
-                                    write_date = EXCLUDED.write_date
+                                SET %(column)s = EXCLUDED.%(column)s, write_date = EXCLUDED.write_date
                               WHERE v.%(column)s IS DISTINCT FROM EXCLUDED.%(column)s
                         """,
                         column=column,
@@ -1207,10 +1206,8 @@ class GobysendIngest(models.AbstractModel):
                 self.env.cr.execute(
                     SQL(
                         """
-                        INSERT INTO gobysend_attribute_value AS v (attribute_id, partner_id, %(column)s,
-                                                                   create_uid, create_date, write_uid, write_date)
-                             SELECT attribute_id, partner_id, value,
-                                    %(uid)s, %(now)s, %(uid)s, %(now)s
+                        INSERT INTO gobysend_attribute_value AS v (attribute_id, partner_id, %(column)s, write_date)
+                             SELECT attribute_id, partner_id, value, %(now)s
                                FROM unnest(%(attribute_ids)s::int[], %(partner_ids)s::int[],
                                            %(values)s::%(sql_type)s[]) AS t(attribute_id, partner_id, value)
                              %(on_conflict)s
@@ -1218,7 +1215,6 @@ class GobysendIngest(models.AbstractModel):
                         """,
                         column=column,
                         sql_type=SQL(VALUE_SQL_TYPES[value_type]),
-                        uid=self.env.uid,
                         now=now,
                         attribute_ids=attribute_ids,
                         partner_ids=partner_ids,

@@ -1,7 +1,7 @@
 """Identify in bulk: a batch of contacts costs a fixed number of statements, whatever its size,
 with the same outcome as identifying its items one after the other."""
 
-from odoo import tools
+from odoo import fields, tools
 from odoo.tests import tagged
 
 from ..exceptions import ContactNotWritable, InvalidInput
@@ -112,6 +112,24 @@ class TestBulkIdentify(GobysendCase):
                 results[3]["contact_id"]: subscribed,
             },
         )
+
+    def test_a_value_keeps_when_it_last_changed(self):
+        partner_id = self.batch(self.identify_items(1, "W"))[0]["contact_id"]
+        now = self.env.cr.now()
+        self.assertEqual(self.value(partner_id, "tier").write_date, now)
+        self.env.cr.execute(
+            "UPDATE gobysend_attribute_value SET write_date = '2020-01-01' WHERE partner_id = %s", [partner_id]
+        )
+        self.env.invalidate_all()
+        self.batch(self.identify_items(1, "W", tier="silver"))
+        old = fields.Datetime.to_datetime("2020-01-01")
+        self.assertEqual(
+            (self.value(partner_id, "tier").write_date, self.value(partner_id, "points").write_date), (now, old)
+        )
+        # Written through the ORM (a manager's edit, a workflow), as through the API.
+        points = self.value(partner_id, "points")
+        points.value_number = 12
+        self.assertEqual(points.write_date, now)
 
     def test_duplicate_keys_in_one_batch_resolve_to_one_contact(self):
         results = self.batch(

@@ -37,9 +37,8 @@ class SetAttributeStep(StepKind):
         batch.env.cr.execute(
             SQL(
                 """
-                INSERT INTO gobysend_attribute_value (attribute_id, partner_id, %(column)s,
-                                                      create_uid, create_date, write_uid, write_date)
-                SELECT %(attribute)s, p, %(value)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+                INSERT INTO gobysend_attribute_value (attribute_id, partner_id, %(column)s, write_date)
+                SELECT %(attribute)s, p, %(value)s, %(now)s
                   FROM unnest(%(partners)s::int[]) AS p
                     ON CONFLICT (attribute_id, partner_id)
                     DO UPDATE SET %(column)s = EXCLUDED.%(column)s, write_date = EXCLUDED.write_date
@@ -47,7 +46,6 @@ class SetAttributeStep(StepKind):
                 column=column,
                 attribute=attribute.id,
                 value=value,
-                uid=batch.env.uid,
                 now=batch.now,
                 partners=partner_ids,
             )
