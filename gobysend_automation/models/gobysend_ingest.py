@@ -815,9 +815,8 @@ class GobysendIngest(models.AbstractModel):
         ]
         self.env.cr.execute(
             """
-            INSERT INTO gobysend_consent_log (subscription_id, channel, state, source, note,
-                                              create_uid, create_date, write_uid, write_date)
-                 SELECT subscription_id, channel, state, %(source)s, %(note)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+            INSERT INTO gobysend_consent_log (subscription_id, channel, state, source, note, create_uid, create_date)
+                 SELECT subscription_id, channel, state, %(source)s, %(note)s, %(uid)s, %(now)s
                    FROM unnest(%(subscription_ids)s::int[], %(channels)s::varchar[], %(states)s::varchar[])
                         AS t(subscription_id, channel, state)
             """,

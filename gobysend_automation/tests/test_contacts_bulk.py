@@ -67,6 +67,8 @@ class TestBulkIdentify(GobysendCase):
         logs = self.env["gobysend.consent.log"].search([("partner_id", "=", partner.id)])
         self.assertEqual(sorted(logs.mapped("channel")), ["email", "push", "sms", "zalo"])
         self.assertEqual(set(logs.mapped("source")), {"api"})
+        # Who recorded them and when, as the ORM would have.
+        self.assertEqual((logs.create_uid, set(logs.mapped("create_date"))), (self.env.user, {self.env.cr.now()}))
         self.assertTrue(partner.gobysend_ever_subscribed)
 
     def test_a_batch_of_known_contacts_costs_the_same_statements_whatever_its_size(self):
