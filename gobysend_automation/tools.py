@@ -157,6 +157,12 @@ def any_of(values, sql_type):
     return SQL("ANY(ARRAY(SELECT unnest(%s::%s[])))", list(values), SQL(sql_type))
 
 
+def storable_text(text):
+    """``text`` with each NUL character, which PostgreSQL cannot store, shown as U+FFFD: for
+    what a file holds and is only shown back (a preview, a rejected row's cells)."""
+    return text.replace("\x00", "\ufffd")
+
+
 def find_nul_character(value, path):
     """Return the dotted path of the first text in ``value`` (keys included) that holds a NUL
     character, which PostgreSQL cannot store in text or JSON; None when there is none."""
@@ -180,12 +186,12 @@ def _find_nul_character(value, path):
             if isinstance(key, str) and "\x00" in key:
                 return item_path
             found = _find_nul_character(item, item_path)
-            if found:
+            if found is not None:
                 return found
     elif isinstance(value, list | tuple):
         for item in value:
             found = _find_nul_character(item, path)
-            if found:
+            if found is not None:  # the path of a list's own items may be empty
                 return found
     return None
 

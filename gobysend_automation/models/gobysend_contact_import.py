@@ -20,6 +20,7 @@ from odoo.tools.mimetypes import guess_mimetype
 from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..exceptions import InvalidInput
+from ..tools import find_nul_character, storable_text
 from .gobysend_attribute import ATTRIBUTE_TYPE_SELECTION, KEY_RE, STANDARD_KEYS
 from .gobysend_ingest import ConcurrentContactCreation
 from .gobysend_subscription import CHANNELS
@@ -626,10 +627,13 @@ class GobysendContactImport(models.Model):
         rejected = []  # (row number, reason, cells)
         accepted = []  # (row number, cells, payload, consent, identifiers)
         first_row_of = {}
+        # Text PostgreSQL cannot store is looked for once in the whole chunk: mostly there is
+        # none. When there is, each row's identifiers are looked at on their own.
+        storable = find_nul_character([row for _number, row in records], "") is None
         for number, row in records:
             try:
                 payload, consent = row_payload(row, columns)
-                ref = Ingest._read_contact_ref(workspace, payload, region=region)
+                ref = Ingest._read_contact_ref(workspace, payload, region=region, checked=storable)
             except RowRejected as error:
                 rejected.append((number, str(error), row))
                 continue
@@ -671,7 +675,12 @@ class GobysendContactImport(models.Model):
             # sudo: the rejected rows of this import, which members may read but not write.
             self.env["gobysend.contact.import.rejection"].sudo().create(
                 [
-                    {"import_id": self.id, "row_number": number, "reason": reason, "cells": self._cells_text(row)}
+                    {
+                        "import_id": self.id,
+                        "row_number": number,
+                        "reason": storable_text(reason),
+                        "cells": storable_text(self._cells_text(row)),
+                    }
                     for number, reason, row in sorted(rejected, key=lambda rejection: rejection[0])
                 ]
             )

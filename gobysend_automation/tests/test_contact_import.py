@@ -179,6 +179,27 @@ class TestContactImport(GobysendCase):
         self.env.cr.execute("SELECT count(*) FROM gobysend_contact_import_key WHERE import_id = %s", (record.id,))
         self.assertEqual(self.env.cr.fetchone()[0], 0, "the duplicate check's keys go once the import ends")
 
+    def test_rows_with_text_the_database_cannot_store_are_rejected_alone(self):
+        rows = [
+            "N-1,n1@example.com,,Lan,gold,1,no,,yes\n",
+            "N-2,n2\x00@example.com,,Minh,gold,2,no,,yes\n",  # in an identifier
+            "N-3,n3@example.com,,Ha\x00i,gold,3,no,,yes\n",  # in a contact field
+            "N-4,n4@example.com,,Tuan,gold,4,no,,yes\n",
+        ]
+        wizard = self.wizard((HEADER + "".join(rows)).encode())
+        wizard.action_read_columns()
+        # The preview shows where the character is, and which rows will be rejected.
+        self.assertIn("Ha\ufffdi", wizard.preview_html)
+        self.assertEqual(wizard.preview_html.count("Text cannot contain NUL characters"), 2)
+        record, _chunks = self.run_import(wizard)
+        self.assertRecordValues(record, [{"state": "done", "rows_done": 4, "rows_rejected": 2, "contacts_created": 2}])
+        self.assertEqual(record.rejection_ids[1].cells, "N-3,n3@example.com,,Ha\ufffdi,gold,3,no,,yes")
+        nul = "Text cannot contain NUL characters (\\u0000)."
+        self.assertEqual(self.rejections(record), [(3, f"email: {nul}"), (4, f"name: {nul}")])
+        self.assertEqual(
+            (self.subscription("N-1").partner_id.name, self.subscription("N-4").partner_id.name), ("Lan", "Tuan")
+        )
+
     def test_an_xlsx_file_is_imported(self):
         book = openpyxl.Workbook()
         sheet = book.active

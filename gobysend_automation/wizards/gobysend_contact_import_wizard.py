@@ -20,7 +20,7 @@ from ..models.gobysend_contact_import import (
     rejection_reason,
     row_payload,
 )
-from ..tools import ISO_DATE_RE, ISO_DATETIME_RE
+from ..tools import ISO_DATE_RE, ISO_DATETIME_RE, storable_text
 
 # Headers read as a contact field, lowercased, spaces and dashes as underscores.
 HEADER_TARGETS = {
@@ -134,7 +134,9 @@ class GobysendContactImportWizard(models.TransientModel):
         self.ensure_one()
         self.workspace_id.check_access("read")
         file_type, encoding, separator, rows = self._read_head()
-        headers, samples = rows[0], rows[1 : 1 + PREVIEW_ROWS]
+        # Shown back and stored: the file's text without what PostgreSQL cannot store.
+        headers = [storable_text(header) for header in rows[0]]
+        samples = [[storable_text(cell) for cell in row] for row in rows[1 : 1 + PREVIEW_ROWS]]
         known = {
             attribute.key: attribute.value_type
             for attribute in self.env["gobysend.attribute"].search([("workspace_id", "=", self.workspace_id.id)])
@@ -231,17 +233,17 @@ class GobysendContactImportWizard(models.TransientModel):
             try:
                 headers, preview = wizard._preview_rows()
             except UserError as error:
-                wizard.preview_html = Markup("<p class='text-danger'>%s</p>") % str(error)
+                wizard.preview_html = Markup("<p class='text-danger'>%s</p>") % storable_text(str(error))
                 continue
-            head = Markup("").join(Markup("<th>%s</th>") % header for header in headers)
+            head = Markup("").join(Markup("<th>%s</th>") % storable_text(header) for header in headers)
             body = Markup("")
             for number, row, reason in preview:
                 status = (
-                    Markup("<td class='text-danger'>%s</td>") % reason
+                    Markup("<td class='text-danger'>%s</td>") % storable_text(reason)
                     if reason
                     else Markup("<td class='text-success'>%s</td>") % _("OK")
                 )
-                cells = Markup("").join(Markup("<td>%s</td>") % escape(cell) for cell in row)
+                cells = Markup("").join(Markup("<td>%s</td>") % escape(storable_text(cell)) for cell in row)
                 body += Markup("<tr><td>%s</td>%s%s</tr>") % (number, status, cells)
             wizard.preview_html = Markup(
                 "<table class='table table-sm o_gobysend_import_preview'><thead><tr><th>%s</th><th>%s</th>%s</tr>"
