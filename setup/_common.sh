@@ -82,10 +82,33 @@ ensure_odoo() {
     fi
     if [ "$(odoo_major "$VENV_DIR/bin/python")" = "18" ]; then
         PYTHON="$VENV_DIR/bin/python"
+        register_odoo_distribution "$PYTHON"
         return 0
     fi
     install_odoo_venv
     PYTHON="$VENV_DIR/bin/python"
+}
+
+# Records the Odoo of the virtual environment (a source tree on its path) as the installed
+# distribution "odoo", as an editable install would: the OCA addons of requirements.txt
+# require odoo==18.0.*, and pip refuses them without it.
+register_odoo_distribution() {
+    "$1" - <<'PY' || die "could not record Odoo as installed in $1's environment."
+import os, sysconfig
+from importlib import metadata
+import odoo.release as release
+try:
+    metadata.version("odoo")
+except metadata.PackageNotFoundError:
+    version = release.major_version
+    info = os.path.join(sysconfig.get_paths()["purelib"], f"odoo-{version}.dist-info")
+    os.makedirs(info, exist_ok=True)
+    with open(os.path.join(info, "METADATA"), "w") as handle:
+        handle.write(f"Metadata-Version: 2.1\nName: odoo\nVersion: {version}\n")
+    with open(os.path.join(info, "INSTALLER"), "w") as handle:
+        handle.write("gobysend-setup\n")
+    open(os.path.join(info, "RECORD"), "w").close()
+PY
 }
 
 # Finds the Odoo 18 source tree to install: ODOO_SOURCE (a tree or an archive), else Odoo's
@@ -176,6 +199,7 @@ odoo.cli.main()
 LAUNCHER
     chmod +x "$VENV_DIR/bin/odoo"
     [ "$(odoo_major "$VENV_DIR/bin/python")" = "18" ] || die "Odoo was installed into $VENV_DIR but does not import."
+    register_odoo_distribution "$VENV_DIR/bin/python"
     step_done
     echo "Odoo 18.0 is installed in $VENV_DIR ($((SECONDS - started)) s)."
 }
