@@ -231,24 +231,27 @@ class GobysendContactImportWizard(models.TransientModel):
             if not wizard.column_ids or not wizard._origin.id:
                 continue
             try:
-                headers, preview = wizard._preview_rows()
+                html = wizard._preview_table(*wizard._preview_rows())
             except UserError as error:
-                wizard.preview_html = Markup("<p class='text-danger'>%s</p>") % storable_text(str(error))
-                continue
-            head = Markup("").join(Markup("<th>%s</th>") % storable_text(header) for header in headers)
-            body = Markup("")
-            for number, row, reason in preview:
-                status = (
-                    Markup("<td class='text-danger'>%s</td>") % storable_text(reason)
-                    if reason
-                    else Markup("<td class='text-success'>%s</td>") % _("OK")
-                )
-                cells = Markup("").join(Markup("<td>%s</td>") % escape(storable_text(cell)) for cell in row)
-                body += Markup("<tr><td>%s</td>%s%s</tr>") % (number, status, cells)
-            wizard.preview_html = Markup(
-                "<table class='table table-sm o_gobysend_import_preview'><thead><tr><th>%s</th><th>%s</th>%s</tr>"
-                "</thead><tbody>%s</tbody></table>"
-            ) % (_("Row"), _("Check"), head, body)
+                html = Markup("<p class='text-danger'>%s</p>") % str(error)
+            # The file's text as it is shown back: a NUL character is not left invisible.
+            wizard.preview_html = Markup(storable_text(html))
+
+    def _preview_table(self, headers, preview):
+        head = Markup("").join(Markup("<th>%s</th>") % header for header in headers)
+        body = Markup("")
+        for number, row, reason in preview:
+            status = (
+                Markup("<td class='text-danger'>%s</td>") % reason
+                if reason
+                else Markup("<td class='text-success'>%s</td>") % _("OK")
+            )
+            cells = Markup("").join(Markup("<td>%s</td>") % escape(cell) for cell in row)
+            body += Markup("<tr><td>%s</td>%s%s</tr>") % (number, status, cells)
+        return Markup(
+            "<table class='table table-sm o_gobysend_import_preview'><thead><tr><th>%s</th><th>%s</th>%s</tr>"
+            "</thead><tbody>%s</tbody></table>"
+        ) % (_("Row"), _("Check"), head, body)
 
     def action_import(self):
         """Queue the import and open its progress."""
