@@ -670,11 +670,12 @@ class GobysendIngest(models.AbstractModel):
         record by record, each call a round of the ORM's and the chatter's bookkeeping; a
         contact without a parent is its own entity, which involves no other record.
 
-        Odoo's own method makes each of them its own entity, and Odoo's flush would write that
-        in statements of a hundred contacts, each updating rows just inserted: one statement
-        for all of them costs a third less. Where an addon computes the field otherwise, or
-        keeps each entity's contacts in a list, Odoo's compute method runs instead, once for
-        the batch."""
+        Odoo's own method makes each of them its own entity, which the trigger of
+        ``res.partner.init`` wrote in the insert already: Odoo's flush would write it again, in
+        statements of a hundred contacts, each updating rows just inserted. Only rows the
+        trigger did not write (it was removed from the database) are updated, all in one
+        statement. Where an addon computes the field otherwise, or keeps each entity's contacts
+        in a list, Odoo's compute method runs instead, once for the batch."""
         field = partners._fields["commercial_partner_id"]
         records = partners & self.env.records_to_compute(field)
         records = records.filtered(lambda partner: not partner.parent_id)
@@ -685,7 +686,13 @@ class GobysendIngest(models.AbstractModel):
             field.compute_value(records)
             return
         self.env.cr.execute(
-            SQL("UPDATE res_partner SET commercial_partner_id = id WHERE id = %s", any_of(records.ids, "int4"))
+            SQL(
+                """
+                UPDATE res_partner SET commercial_partner_id = id
+                 WHERE id = %s AND commercial_partner_id IS DISTINCT FROM id
+                """,
+                any_of(records.ids, "int4"),
+            )
         )
         self.env.cache.update(records, field, records.ids)
         self.env.remove_to_compute(field, records)

@@ -10,6 +10,13 @@ from odoo.tools.sql import column_exists, create_column, table_exists
 from ..tools import count_related, related_list_action
 
 GOBYSEND_USER = "gobysend_automation.group_gobysend_user"
+# What ``init`` adds to Odoo's contacts table, and uninstalling removes: the indexes of the
+# columns that contacts are looked up by, and the trigger (and its function) that makes a new
+# contact without a parent its own commercial entity as it is inserted.
+PARTNER_LOOKUP_INDEXES = {
+    column: f"res_partner_gobysend_{column}_idx" for column in ("email_normalized", "phone_sanitized")
+}
+OWN_ENTITY_TRIGGER = "gobysend_partner_own_commercial_entity"
 
 # The defaults found so far by ``default_get`` while ``reusing_defaults`` is in force:
 # {(id of the environment, names asked): (environment, defaults or None, names of their
@@ -154,15 +161,40 @@ class ResPartner(models.Model):
         # The tracking API and imports look contacts up by address and number, a batch at a
         # time (``= ANY(...)``); Odoo indexes email_normalized for ``ilike`` only (trigram) and
         # phone_sanitized not at all, so each lookup read every partner.
-        for column in ("email_normalized", "phone_sanitized"):
+        for column, index in PARTNER_LOOKUP_INDEXES.items():
             self.env.cr.execute(
                 SQL(
                     "CREATE INDEX IF NOT EXISTS %s ON res_partner (%s) WHERE %s IS NOT NULL",
-                    SQL.identifier(f"res_partner_gobysend_{column}_idx"),
+                    SQL.identifier(index),
                     SQL.identifier(column),
                     SQL.identifier(column),
                 )
             )
+        # A contact without a parent is its own commercial entity (Odoo's
+        # ``_compute_commercial_partner``). Odoo writes that after the insert, as an update of
+        # the row just inserted: every index of the table is written again (two of them
+        # trigram indexes of phone numbers) and each new contact leaves a dead row behind for
+        # the vacuum. This trigger writes it in the insert itself; Odoo's compute finds the
+        # same value. Bulk identify and imports then skip the update
+        # (``gobysend.ingest._compute_commercial_partners``).
+        trigger = SQL.identifier(OWN_ENTITY_TRIGGER)
+        self.env.cr.execute(
+            SQL(
+                """
+                CREATE OR REPLACE FUNCTION %(trigger)s() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.commercial_partner_id := NEW.id;
+                    RETURN NEW;
+                END
+                $$;
+                DROP TRIGGER IF EXISTS %(trigger)s ON res_partner;
+                CREATE TRIGGER %(trigger)s BEFORE INSERT ON res_partner FOR EACH ROW
+                    WHEN (NEW.parent_id IS NULL AND NEW.commercial_partner_id IS NULL)
+                    EXECUTE FUNCTION %(trigger)s();
+                """,
+                trigger=trigger,
+            )
+        )
 
     @api.depends_context("uid")
     def _compute_gobysend_counts(self):

@@ -4,6 +4,8 @@ with the same outcome as identifying its items one after the other."""
 from odoo import fields, tools
 from odoo.tests import tagged
 
+from odoo.addons.gobysend_automation import uninstall_hook
+
 from ..exceptions import ContactNotWritable, InvalidInput
 from ..models.gobysend_segment import CHANGES
 from ..tools import normalize_email
@@ -360,6 +362,72 @@ class TestBulkIdentify(GobysendCase):
         partner = self.env["res.partner"].browse(self.batch([{"type": "identify", "id": "KV-5"}])[0]["contact_id"])
         partner.image_1920 = pixel
         self.assertTrue(partner.image_128)
+
+    def tuples_updated(self, table):
+        """How many rows of ``table`` this transaction has updated so far."""
+        self.env.flush_all()
+        self.env.cr.execute("SELECT pg_stat_get_xact_tuples_updated(%s::regclass)", [table])
+        return self.env.cr.fetchone()[0]
+
+    def own_entities(self, partner_ids):
+        """Which of ``partner_ids`` are their own commercial entity in the database."""
+        self.env.cr.execute(
+            "SELECT id FROM res_partner WHERE id = ANY(%s) AND commercial_partner_id = id ORDER BY id",
+            [partner_ids],
+        )
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def test_new_contacts_are_inserted_as_their_own_commercial_entity(self):
+        # Written in the insert: updating the rows just inserted would write every index of
+        # the contacts table a second time.
+        before = self.tuples_updated("res_partner")
+        ids = sorted(result["contact_id"] for result in self.batch(self.identify_items(20, "OE")))
+        self.assertEqual(self.tuples_updated("res_partner"), before, "new contacts must be written once")
+        self.assertEqual(self.own_entities(ids), ids)
+        # Odoo's own creation is unchanged: a company and a person are their own entity, a
+        # company's contact has the company as its entity.
+        Partner = self.env["res.partner"]
+        company = Partner.create({"name": "OE Company", "is_company": True})
+        person = Partner.create({"name": "OE Person"})
+        employee = Partner.create({"name": "OE Employee", "parent_id": company.id})
+        self.env.invalidate_all()
+        self.assertEqual((company + person + employee).mapped("commercial_partner_id"), company + person + company)
+        # Without the trigger (removed from the database), the new contacts are updated to be
+        # their own entity all the same.
+        self.env.cr.execute("DROP TRIGGER gobysend_partner_own_commercial_entity ON res_partner")
+        before = self.tuples_updated("res_partner")
+        ids = sorted(result["contact_id"] for result in self.batch(self.identify_items(3, "NT")))
+        self.assertEqual(self.tuples_updated("res_partner"), before + 3)
+        self.assertEqual(self.own_entities(ids), ids)
+
+    def test_uninstalling_leaves_the_contacts_table_as_odoo_made_it(self):
+        def added():
+            self.env.cr.execute(
+                """
+                SELECT tgname FROM pg_trigger WHERE tgrelid = 'res_partner'::regclass AND tgname LIKE 'gobysend%%'
+                 UNION ALL
+                SELECT indexname FROM pg_indexes WHERE tablename = 'res_partner' AND indexname LIKE '%%gobysend%%'
+                 UNION ALL
+                SELECT proname FROM pg_proc WHERE proname LIKE 'gobysend%%'
+                """
+            )
+            return sorted(row[0] for row in self.env.cr.fetchall())
+
+        self.assertEqual(
+            added(),
+            sorted(
+                [
+                    "gobysend_partner_own_commercial_entity",
+                    "gobysend_partner_own_commercial_entity",
+                    "res_partner__gobysend_origin_workspace_id_index",
+                    "res_partner_gobysend_email_normalized_idx",
+                    "res_partner_gobysend_phone_sanitized_idx",
+                ]
+            ),
+        )
+        uninstall_hook(self.env)
+        # The index of the addon's own column goes with the column, as Odoo removes it.
+        self.assertEqual(added(), ["res_partner__gobysend_origin_workspace_id_index"])
 
     def test_an_addon_computing_the_commercial_entity_otherwise_is_followed(self):
         # Standing in for an addon that overrides Odoo's method: a contact of the group's
