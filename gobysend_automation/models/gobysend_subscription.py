@@ -43,11 +43,13 @@ class GobysendSubscription(models.Model):
     _rec_name = "partner_id"
     _order = "create_date desc, id desc"
 
-    workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", index=True, tracking=True)
+    # Not indexed alone, nor is the customer id: the unique indexes on the workspace and the
+    # contact, and on the workspace and the customer id, serve every search by workspace and
+    # every lookup of a customer id, which is always within a workspace.
+    workspace_id = fields.Many2one("gobysend.workspace", required=True, ondelete="cascade", tracking=True)
     partner_id = fields.Many2one("res.partner", string="Contact", required=True, ondelete="cascade", index=True)
     external_id = fields.Char(
         string="Customer ID",
-        index="btree_not_null",
         help="The business's own identifier of this contact, used by the tracking API.",
     )
     email = fields.Char(related="partner_id.email", string="Email")
