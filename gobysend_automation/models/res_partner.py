@@ -28,7 +28,7 @@ _REUSED_DEFAULTS = contextvars.ContextVar("gobysend_reused_partner_defaults", de
 def reusing_defaults():
     """Within this block, ``res.partner.default_get`` asked again for the same fields in the
     same environment gives the defaults it found the first time, when they are the same from
-    one call to the next.
+    one call to the next; so does ``_add_missing_default_values`` for values of the same names.
 
     Odoo's ``create`` asks for the defaults of each new record on its own, and a partner's
     cost more than the rest of its creation by our bulk identify: they are found by walking
@@ -139,6 +139,35 @@ class ResPartner(models.Model):
         for name in mutable:
             values[name] = copy.deepcopy(values[name])
         return values
+
+    @api.model
+    def _add_missing_default_values(self, values):
+        reused = _REUSED_DEFAULTS.get()
+        if reused is None or any(field.type == "properties" for field in self._fields.values()):
+            return super()._add_missing_default_values(values)
+        # Which fields a new record misses, and so the defaults it is given, depend on the
+        # names of its values only (a properties field, whose defaults depend on the values,
+        # is left to Odoo). Odoo finds them record by record, walking all the fields of the
+        # model: found once per set of names here, when they are the same from one call to
+        # the next, as ``default_get`` does.
+        key = ("missing", id(self.env), frozenset(values))
+        if key not in reused:
+            first = super()._add_missing_default_values(values)
+            second = super()._add_missing_default_values(values)
+            if first != second:
+                reused[key] = (self.env, None, ())
+                return second
+            added = {name: value for name, value in first.items() if name not in values}
+            mutable = tuple(name for name, value in added.items() if isinstance(value, list | tuple | dict))
+            reused[key] = (self.env, added, mutable)
+        _env, added, mutable = reused[key]
+        if added is None:
+            return super()._add_missing_default_values(values)
+        completed = dict(added)
+        for name in mutable:
+            completed[name] = copy.deepcopy(completed[name])
+        completed.update(values)
+        return completed
 
     def _auto_init(self):
         if not column_exists(self.env.cr, "res_partner", "gobysend_ever_subscribed"):

@@ -501,6 +501,22 @@ class TestBulkIdentify(GobysendCase):
         self.env.invalidate_all()
         for partner in partners:
             self.assertEqual(partner.read(names)[0] | {"id": 0}, odoo_partner.read(names)[0] | {"id": 0})
+        # Contacts of one batch given different fields each miss, and get defaults for, their own.
+        results = self.ingest.with_context(default_email="shared@example.com", default_function="Buyer").batch(
+            self.workspace_a,
+            [
+                {"type": "identify", "id": "MIX-1", "email": "mix-1@example.com"},
+                {"type": "identify", "id": "MIX-2"},
+                {"type": "identify", "id": "MIX-3", "email": "mix-3@example.com"},
+                {"type": "identify", "id": "MIX-4"},
+            ],
+        )
+        partners = self.env["res.partner"].browse([result["contact_id"] for result in results])
+        self.assertEqual(
+            partners.mapped("email"),
+            ["mix-1@example.com", "shared@example.com", "mix-3@example.com", "shared@example.com"],
+        )
+        self.assertEqual(partners.mapped("function"), ["Buyer"] * 4)
         # A default that changes from one partner to the next (here a counter, as an addon's
         # sequence would be) must change too.
         counter = iter(range(1, 100))
