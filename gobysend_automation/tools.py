@@ -157,6 +157,16 @@ def any_of(values, sql_type):
     return SQL("ANY(ARRAY(SELECT unnest(%s::%s[])))", list(values), SQL(sql_type))
 
 
+def keys_of(values, sql_type):
+    """SQL for a table of ``values`` (a list of keys of the PostgreSQL type ``sql_type``) to
+    join with, as ``%s AS k(value)``; through a subquery, as in ``any_of``.
+
+    Joined rather than compared with ``= ANY``: where the planner reads a whole table (its
+    statistics still count a fast-growing workspace's contacts as few), ``= ANY`` compares
+    each row with every key, and a join hashes the keys once."""
+    return SQL("unnest(ARRAY(SELECT unnest(%s::%s[])))", list(values), SQL(sql_type))
+
+
 def storable_text(text):
     """``text`` with each NUL character, which PostgreSQL cannot store, shown as U+FFFD: for
     what a file holds and is only shown back (a preview, a rejected row's cells)."""

@@ -26,6 +26,7 @@ from ..tools import (
     coerce_attribute_value,
     find_nul_character,
     infer_attribute_type,
+    keys_of,
     normalize_email,
     normalize_phone,
     parse_timestamp,
@@ -208,18 +209,20 @@ class GobysendIngest(models.AbstractModel):
                 continue
             table = "s" if key == "id" else "p"
             # Among several matches, the newest subscription wins, as in the model's _order.
+            # Joined with the batch's keys (``keys_of``), as in ``_find_adoptable_partners``.
             self.env.cr.execute(
                 SQL(
                     """
-                    SELECT DISTINCT ON (%(column)s) %(column)s, s.id, s.partner_id, s.external_id
-                      FROM gobysend_subscription s
+                    SELECT DISTINCT ON (k.value) k.value, s.id, s.partner_id, s.external_id
+                      FROM %(keys)s AS k(value)
+                      JOIN gobysend_subscription s ON s.workspace_id = %(workspace_id)s
                       JOIN res_partner p ON p.id = s.partner_id
-                     WHERE s.workspace_id = %(workspace_id)s AND %(column)s = %(values)s
-                  ORDER BY %(column)s, s.create_date DESC, s.id DESC
+                     WHERE %(column)s = k.value
+                  ORDER BY k.value, s.create_date DESC, s.id DESC
                     """,
                     column=SQL.identifier(table, column),
                     workspace_id=workspace.id,
-                    values=any_of(values, "varchar"),
+                    keys=keys_of(values, "varchar"),
                 )
             )
             found.update(((key, value), tuple(row)) for value, *row in self.env.cr.fetchall())
@@ -499,18 +502,22 @@ class GobysendIngest(models.AbstractModel):
             if not values:
                 continue
             # Plain SQL: one query for the whole batch, where a search per address would cost one each.
+            # Joined with the batch's addresses (``keys_of``): compared with ``= ANY``, while
+            # PostgreSQL's statistics still counted a new workspace's contacts as few during
+            # its first import, each of them was compared with every address of the batch,
+            # 0.4 s per query at 30,000 contacts.
             self.env.cr.execute(
                 SQL(
                     """
-                    SELECT DISTINCT ON (%(column)s) %(column)s, id
-                      FROM res_partner
-                     WHERE gobysend_origin_workspace_id = %(workspace_id)s AND active
-                       AND %(column)s = %(values)s
-                  ORDER BY %(column)s, id
+                    SELECT DISTINCT ON (p.%(column)s) p.%(column)s, p.id
+                      FROM %(keys)s AS k(value)
+                      JOIN res_partner p ON p.%(column)s = k.value
+                     WHERE p.gobysend_origin_workspace_id = %(workspace_id)s AND p.active
+                  ORDER BY p.%(column)s, p.id
                     """,
                     column=SQL.identifier(column),
                     workspace_id=workspace.id,
-                    values=any_of(values, "varchar"),
+                    keys=keys_of(values, "varchar"),
                 )
             )
             found.update(((key, value), partner_id) for value, partner_id in self.env.cr.fetchall())
