@@ -1,6 +1,7 @@
 import contextlib
 import contextvars
 import copy
+import functools
 
 from odoo import _, api, fields, models
 from odoo.fields import Command
@@ -46,6 +47,33 @@ def reusing_defaults():
 
 # What a default of a new record's x2many field that sets no related record looks like.
 EMPTY_RELATION = ([], [Command.set([])], [Command.clear()])
+
+
+def _found_once(key, env, find, keep, complete=dict):
+    """What ``find()`` gives for ``key`` (defaults of ``env``), found once while
+    ``reusing_defaults`` is in force, when two calls give the same: its part that ``keep``
+    selects is kept, and each caller gets ``complete`` of a copy of it. Otherwise ``find`` is
+    called each time. Each entry keeps its environment, so that the environment's id is not
+    reused meanwhile."""
+    reused = _REUSED_DEFAULTS.get()
+    if key not in reused:
+        first = find()
+        second = find()
+        if first != second:
+            reused[key] = (env, None, ())
+            return second
+        kept = keep(first)
+        mutable = tuple(name for name, value in kept.items() if isinstance(value, list | tuple | dict))
+        reused[key] = (env, kept, mutable)
+    _env, kept, mutable = reused[key]
+    if kept is None:
+        return find()
+    # Callers change the dict they get (``_add_missing_default_values`` adds the values),
+    # and could change the lists in it.
+    values = dict(kept)
+    for name in mutable:
+        values[name] = copy.deepcopy(values[name])
+    return complete(values)
 
 
 class ResPartner(models.Model):
@@ -113,61 +141,35 @@ class ResPartner(models.Model):
 
     @api.model
     def default_get(self, fields_list):
-        reused = _REUSED_DEFAULTS.get()
-        if reused is None:
+        if _REUSED_DEFAULTS.get() is None:
             return super().default_get(fields_list)
-        # Each entry keeps its environment, so that the environment's id is not reused meanwhile.
-        key = (id(self.env), tuple(fields_list))
-        if key not in reused:
-            first = super().default_get(fields_list)
-            second = super().default_get(fields_list)
-            if first != second:
-                reused[key] = (self.env, None, ())
-                return second
-            relations = {name for name, field in self._fields.items() if field.type in ("one2many", "many2many")}
-            defaults = {
-                name: value for name, value in first.items() if not (name in relations and value in EMPTY_RELATION)
-            }
-            mutable = tuple(name for name, value in defaults.items() if isinstance(value, list | tuple | dict))
-            reused[key] = (self.env, defaults, mutable)
-        _env, defaults, mutable = reused[key]
-        if defaults is None:
-            return super().default_get(fields_list)
-        # Callers change the dict they get (``_add_missing_default_values`` adds the values),
-        # and could change the lists in it.
-        values = dict(defaults)
-        for name in mutable:
-            values[name] = copy.deepcopy(values[name])
-        return values
+        # A default that sets a relation to nothing is not kept (see ``reusing_defaults``).
+        return _found_once(
+            (id(self.env), tuple(fields_list)),
+            self.env,
+            functools.partial(super().default_get, fields_list),
+            keep=lambda defaults: {
+                name: value
+                for name, value in defaults.items()
+                if not (self._fields[name].type in ("one2many", "many2many") and value in EMPTY_RELATION)
+            },
+        )
 
     @api.model
     def _add_missing_default_values(self, values):
-        reused = _REUSED_DEFAULTS.get()
-        if reused is None or any(field.type == "properties" for field in self._fields.values()):
+        if _REUSED_DEFAULTS.get() is None or any(field.type == "properties" for field in self._fields.values()):
             return super()._add_missing_default_values(values)
         # Which fields a new record misses, and so the defaults it is given, depend on the
         # names of its values only (a properties field, whose defaults depend on the values,
         # is left to Odoo). Odoo finds them record by record, walking all the fields of the
-        # model: found once per set of names here, when they are the same from one call to
-        # the next, as ``default_get`` does.
-        key = ("missing", id(self.env), frozenset(values))
-        if key not in reused:
-            first = super()._add_missing_default_values(values)
-            second = super()._add_missing_default_values(values)
-            if first != second:
-                reused[key] = (self.env, None, ())
-                return second
-            added = {name: value for name, value in first.items() if name not in values}
-            mutable = tuple(name for name, value in added.items() if isinstance(value, list | tuple | dict))
-            reused[key] = (self.env, added, mutable)
-        _env, added, mutable = reused[key]
-        if added is None:
-            return super()._add_missing_default_values(values)
-        completed = dict(added)
-        for name in mutable:
-            completed[name] = copy.deepcopy(completed[name])
-        completed.update(values)
-        return completed
+        # model: found once per set of names here.
+        return _found_once(
+            ("missing", id(self.env), frozenset(values)),
+            self.env,
+            functools.partial(super()._add_missing_default_values, values),
+            keep=lambda completed: {name: value for name, value in completed.items() if name not in values},
+            complete=lambda added: {**added, **values},
+        )
 
     def _auto_init(self):
         if not column_exists(self.env.cr, "res_partner", "gobysend_ever_subscribed"):
