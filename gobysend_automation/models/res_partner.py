@@ -52,17 +52,17 @@ EMPTY_RELATION = ([], [Command.set([])], [Command.clear()])
 def _found_once(key, env, find, keep, complete=dict):
     """What ``find()`` gives for ``key`` (defaults of ``env``), found once while
     ``reusing_defaults`` is in force, when two calls give the same: its part that ``keep``
-    selects is kept, and each caller gets ``complete`` of a copy of it. Otherwise ``find`` is
-    called each time. Each entry keeps its environment, so that the environment's id is not
-    reused meanwhile."""
+    selects is kept, and each caller gets ``complete`` of a copy of it. Otherwise, or when
+    ``keep`` gives None (it cannot be reused), ``find`` is called each time. Each entry keeps
+    its environment, so that the environment's id is not reused meanwhile."""
     reused = _REUSED_DEFAULTS.get()
     if key not in reused:
         first = find()
         second = find()
-        if first != second:
+        kept = keep(first) if first == second else None
+        if kept is None:
             reused[key] = (env, None, ())
             return second
-        kept = keep(first)
         mutable = tuple(name for name, value in kept.items() if isinstance(value, list | tuple | dict))
         reused[key] = (env, kept, mutable)
     _env, kept, mutable = reused[key]
@@ -157,7 +157,7 @@ class ResPartner(models.Model):
 
     @api.model
     def _add_missing_default_values(self, values):
-        if _REUSED_DEFAULTS.get() is None or any(field.type == "properties" for field in self._fields.values()):
+        if _REUSED_DEFAULTS.get() is None:
             return super()._add_missing_default_values(values)
         # Which fields a new record misses, and so the defaults it is given, depend on the
         # names of its values only (a properties field, whose defaults depend on the values,
@@ -167,7 +167,11 @@ class ResPartner(models.Model):
             ("missing", id(self.env), frozenset(values)),
             self.env,
             functools.partial(super()._add_missing_default_values, values),
-            keep=lambda completed: {name: value for name, value in completed.items() if name not in values},
+            keep=lambda completed: (
+                None
+                if any(field.type == "properties" for field in self._fields.values())
+                else {name: value for name, value in completed.items() if name not in values}
+            ),
             complete=lambda added: {**added, **values},
         )
 
