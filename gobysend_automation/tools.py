@@ -1,11 +1,14 @@
 """Input normalisation shared by the models, the API and the tests."""
 
+import contextlib
 import datetime
+import gc
 import hashlib
 import hmac
 import json
 import math
 import re
+import threading
 
 import phonenumbers
 import pytz
@@ -24,6 +27,39 @@ FUTURE_TOLERANCE = datetime.timedelta(days=1)
 ATTRIBUTE_TYPES = ("string", "number", "boolean", "date", "datetime")
 # The header that signs what Gobysend posts to a business's systems (channel webhooks, webhook steps).
 SIGNATURE_HEADER = "X-Gobysend-Signature"
+
+
+# The collector's thresholds while contacts and events are ingested in bulk (see
+# ``fewer_collections``): a first generation of 12,000 new objects instead of Python's 700.
+BULK_GC_THRESHOLD = (12_000, 20, 25)
+_bulk_gc_lock = threading.Lock()
+_bulk_gc = {"depth": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def fewer_collections():
+    """Run the block with the garbage collector's thresholds raised to ``BULK_GC_THRESHOLD``.
+
+    A batch of contacts makes and frees a few objects per value, which at Python's default
+    threshold sets off a collection every 700 of them; each full collection walks every object
+    of the registry. For 40,000 known contacts identified again, that was a tenth of the time.
+    Refcounting frees nearly all of a batch's objects without the collector, so it runs rarely
+    here; the rest waits for the next collection. The thresholds belong to the whole process:
+    they are put back when the last block running (in any thread) ends, unless someone raised
+    them higher already."""
+    with _bulk_gc_lock:
+        if not _bulk_gc["depth"]:
+            _bulk_gc["saved"] = gc.get_threshold()
+            if _bulk_gc["saved"][0] < BULK_GC_THRESHOLD[0]:
+                gc.set_threshold(*BULK_GC_THRESHOLD)
+        _bulk_gc["depth"] += 1
+    try:
+        yield
+    finally:
+        with _bulk_gc_lock:
+            _bulk_gc["depth"] -= 1
+            if not _bulk_gc["depth"]:
+                gc.set_threshold(*_bulk_gc["saved"])
 
 
 def compute_signature(secret, timestamp, body):

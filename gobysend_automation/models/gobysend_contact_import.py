@@ -20,7 +20,7 @@ from odoo.tools.mimetypes import guess_mimetype
 from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..exceptions import InvalidInput
-from ..tools import find_nul_character, storable_text
+from ..tools import fewer_collections, find_nul_character, storable_text
 from .gobysend_attribute import ATTRIBUTE_TYPE_SELECTION, KEY_RE, STANDARD_KEYS
 from .gobysend_ingest import ConcurrentContactCreation
 from .gobysend_subscription import CHANNELS
@@ -618,6 +618,7 @@ class GobysendContactImport(models.Model):
         self.write({"state": "failed", "error": str(error)})
         self._clear_keys()
 
+    @fewer_collections()
     def _import_rows(self, records, columns):
         """Identify the contacts of ``records`` ([(row number, cells)]); keep the rejected rows.
         Returns the counts (rejected, created, updated) and the contacts' ids."""

@@ -24,6 +24,7 @@ from ..tools import (
     PLAIN_EMAIL_RE,
     any_of,
     coerce_attribute_value,
+    fewer_collections,
     find_nul_character,
     infer_attribute_type,
     keys_of,
@@ -1470,6 +1471,7 @@ class GobysendIngest(models.AbstractModel):
     # ------------------------------------------------------------------
 
     @api.model
+    @fewer_collections()
     def batch(self, workspace, items):
         """Process up to 1000 mixed items; one result per item, so one bad item sinks nothing else.
 

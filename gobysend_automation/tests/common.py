@@ -1,3 +1,4 @@
+import gc
 import json
 from contextlib import contextmanager
 
@@ -81,6 +82,27 @@ class GobysendCase(TransactionCase):
                 job.state = "done"
                 chunks += job.method_name == "_run_chunk"
         return chunks
+
+    def count_collections(self, function):
+        """Run ``function`` with the garbage collector at Python's default thresholds (whatever
+        the test runner set) and count the collections it sets off. Returns (its result, the
+        number of collections, the thresholds right after it)."""
+        collections = []
+
+        def count(phase, info):
+            if phase == "stop":
+                collections.append(info["generation"])
+
+        saved = gc.get_threshold()
+        gc.set_threshold(700, 10, 10)
+        gc.collect()
+        gc.callbacks.append(count)
+        try:
+            result = function()
+            return result, len(collections), gc.get_threshold()
+        finally:
+            gc.callbacks.remove(count)
+            gc.set_threshold(*saved)
 
     def subscription_of(self, workspace, partner):
         """The subscription of a contact (partner record or id) in ``workspace``, archived ones included."""

@@ -12,6 +12,8 @@ import openpyxl
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 
+from odoo.addons.queue_job.job import Job
+
 from ..models.gobysend_contact_import import DEFAULT_MAX_IMPORT_BYTES, MAX_BYTES_PARAMETER
 from .common import GobysendCase
 
@@ -178,6 +180,25 @@ class TestContactImport(GobysendCase):
         self.assertEqual(self.subscription("C-5").partner_id.name, "Customer, no. 5")
         self.env.cr.execute("SELECT count(*) FROM gobysend_contact_import_key WHERE import_id = %s", (record.id,))
         self.assertEqual(self.env.cr.fetchone()[0], 0, "the duplicate check's keys go once the import ends")
+
+    def test_a_chunk_sets_off_few_garbage_collections(self):
+        rows = [f"G-{number},g{number}@example.com,,Guest {number},gold,{number},no,,yes\n" for number in range(300)]
+        wizard = self.wizard((HEADER + "".join(rows)).encode())
+        wizard.action_read_columns()
+        action = wizard.action_import()
+        jobs = self.pending_import_jobs()
+        Job.load(self.env, jobs.uuid).perform()  # the plan: one chunk
+        jobs.state = "done"
+        chunk = self.pending_import_jobs()
+        self.assertEqual(chunk.method_name, "_run_chunk")
+        _result, collections, after = self.count_collections(lambda: Job.load(self.env, chunk.uuid).perform())
+        chunk.state = "done"
+        self.run_import_jobs()
+        record = self.env["gobysend.contact.import"].browse(action["res_id"])
+        self.assertRecordValues(record, [{"state": "done", "rows_done": 300, "contacts_created": 300}])
+        # At Python's default thresholds, the same chunk set off about fifteen collections.
+        self.assertLessEqual(collections, 3)
+        self.assertEqual(after, (700, 10, 10), "the thresholds are put back once the chunk ends")
 
     def test_rows_with_text_the_database_cannot_store_are_rejected_alone(self):
         rows = [

@@ -1,6 +1,9 @@
 """Identify in bulk: a batch of contacts costs a fixed number of statements, whatever its size,
 with the same outcome as identifying its items one after the other."""
 
+import gc
+import threading
+
 from odoo import fields, tools
 from odoo.tests import tagged
 
@@ -8,7 +11,7 @@ from odoo.addons.gobysend_automation import uninstall_hook
 
 from ..exceptions import ContactNotWritable, InvalidInput
 from ..models.gobysend_segment import CHANGES
-from ..tools import normalize_email
+from ..tools import BULK_GC_THRESHOLD, fewer_collections, normalize_email
 from .common import GobysendCase
 
 
@@ -238,6 +241,47 @@ class TestBulkIdentify(GobysendCase):
         other = self.subscription_of(self.workspace_a, results[1]["contact_id"])
         self.assertEqual(other.zalo_state, "unsubscribed")
         self.assertEqual(other.consent_log_ids.filtered(lambda entry: entry.note == "again").source, "import")
+
+    def test_a_batch_sets_off_few_garbage_collections(self):
+        self.batch(self.identify_items(300, "GC"))
+        # The same contacts again, a value changed: the path of a sync from another system.
+        results, collections, after = self.count_collections(
+            lambda: self.batch(self.identify_items(300, "GC", tier="silver"))
+        )
+        self.assertEqual({result["status"] for result in results}, {"ok"})
+        self.assertEqual({result["created"] for result in results}, {False})
+        self.assertEqual(self.value(results[7]["contact_id"], "tier").value_string, "silver")
+        # At Python's default thresholds, the same batch set off about fifteen collections.
+        self.assertLessEqual(collections, 3)
+        self.assertEqual(after, (700, 10, 10), "the thresholds are put back once the batch ends")
+
+    def test_the_collectors_thresholds_are_put_back_by_the_last_bulk_block_to_end(self):
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+        gc.set_threshold(700, 10, 10)
+        entered, release = threading.Event(), threading.Event()
+
+        def other_batch():
+            with fewer_collections():
+                entered.set()
+                release.wait(30)
+
+        with fewer_collections():
+            self.assertEqual(gc.get_threshold(), BULK_GC_THRESHOLD)
+            with fewer_collections():
+                self.assertEqual(gc.get_threshold(), BULK_GC_THRESHOLD)
+            self.assertEqual(gc.get_threshold(), BULK_GC_THRESHOLD, "an inner block keeps the outer one's")
+            thread = threading.Thread(target=other_batch)
+            thread.start()
+            self.assertTrue(entered.wait(30))
+        self.assertEqual(gc.get_threshold(), BULK_GC_THRESHOLD, "another thread's block still runs")
+        release.set()
+        thread.join(30)
+        self.assertEqual(gc.get_threshold(), (700, 10, 10))
+        # Thresholds someone raised further are left as they are.
+        gc.set_threshold(50_000, 10, 10)
+        with fewer_collections():
+            self.assertEqual(gc.get_threshold(), (50_000, 10, 10))
+        self.assertEqual(gc.get_threshold(), (50_000, 10, 10))
 
     def test_invalid_items_are_answered_each(self):
         results = self.ingest._identify_many(
