@@ -1041,7 +1041,8 @@ class GobysendIngest(models.AbstractModel):
             if key in STANDARD_KEYS:
                 partner_vals.update(self._standard_attribute_value(workspace, key, value, field_name))
                 continue
-            if not isinstance(key, str) or not KEY_RE.match(key):
+            # A key of the workspace's attributes was checked when the attribute was declared.
+            if key not in known_types and (not isinstance(key, str) or not KEY_RE.match(key)):
                 raise InvalidInput(
                     field_name,
                     _(
@@ -1136,7 +1137,7 @@ class GobysendIngest(models.AbstractModel):
             kept = [
                 (attribute_id, partner_id, value)
                 for attribute_id, partner_id, value in zip(attribute_ids, partner_ids, values, strict=True)
-                if (attribute_id, partner_id) not in current or current[attribute_id, partner_id][position] != value
+                if (held := current.get((attribute_id, partner_id))) is None or held[position] != value
             ]
             upserts[value_type] = tuple(map(list, zip(*kept, strict=True))) if kept else ([], [], [])
 
