@@ -40,13 +40,15 @@ _bulk_gc = {"depth": 0, "saved": None}
 def fewer_collections():
     """Run the block with the garbage collector's thresholds raised to ``BULK_GC_THRESHOLD``.
 
-    A batch of contacts makes and frees a few objects per value, which at Python's default
-    threshold sets off a collection every 700 of them; each full collection walks every object
-    of the registry. For 40,000 known contacts identified again, that was a tenth of the time.
-    Refcounting frees nearly all of a batch's objects without the collector, so it runs rarely
-    here; the rest waits for the next collection. The thresholds belong to the whole process:
-    they are put back when the last block running (in any thread) ends, unless someone raised
-    them higher already."""
+    A batch of contacts keeps thousands of objects alive while it runs (records, their
+    values, the cache). At Python's default thresholds, each 700 more objects set off a
+    collection, and every hundredth collection walks every object of the process, the registry
+    included. For 40,000 known contacts identified again, that was a tenth of the time.
+    Refcounting frees nearly all of a batch's objects once it ends, so the collector has little
+    to find here; what it does find waits for the next collection. These thresholds (those
+    Odoo's later versions set for the whole server) belong to the whole process: they are put
+    back when the last block running (in any thread) ends, unless someone raised them higher
+    already."""
     with _bulk_gc_lock:
         if not _bulk_gc["depth"]:
             _bulk_gc["saved"] = gc.get_threshold()
