@@ -192,7 +192,13 @@ def any_of(values, sql_type):
     a table of some hundred thousand rows (a young workspace's contacts) it then reads the
     whole table, in parallel, for a lookup an index answers in a few milliseconds. The
     planner does not read the length of a subquery's array, and looks each key up."""
-    return SQL("ANY(ARRAY(SELECT unnest(%s::%s[])))", list(values), SQL(sql_type))
+    return SQL("ANY(%s)", _keys_array(values, sql_type))
+
+
+def _keys_array(values, sql_type):
+    """``values`` as an array of ``sql_type`` made by a subquery, whose length the planner
+    does not read (see ``any_of``)."""
+    return SQL("ARRAY(SELECT unnest(%s::%s[]))", list(values), SQL(sql_type))
 
 
 def keys_of(values, sql_type):
@@ -202,7 +208,7 @@ def keys_of(values, sql_type):
     Joined rather than compared with ``= ANY``: where the planner reads a whole table (its
     statistics still count a fast-growing workspace's contacts as few), ``= ANY`` compares
     each row with every key, and a join hashes the keys once."""
-    return SQL("unnest(ARRAY(SELECT unnest(%s::%s[])))", list(values), SQL(sql_type))
+    return SQL("unnest(%s)", _keys_array(values, sql_type))
 
 
 def storable_text(text):
