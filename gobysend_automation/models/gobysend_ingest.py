@@ -36,7 +36,7 @@ from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
 from .gobysend_segment import CHANGES
-from .gobysend_subscription import BLACKLIST_FLAGS, CHANNELS
+from .gobysend_subscription import BLACKLIST_FLAGS, CHANNELS, initial_consent_records
 from .res_partner import reusing_defaults
 
 _logger = logging.getLogger(__name__)
@@ -779,7 +779,7 @@ class GobysendIngest(models.AbstractModel):
         """Subscribe the contacts of ``items`` (``partner_id`` set) to ``workspace``, with the
         consent records proving each channel's state, as ``gobysend.subscription.create`` does.
 
-        Plain SQL: the ORM would create each subscription's four consent records one by one
+        Plain SQL: the ORM would create each subscription's consent records one by one
         through ``mail.thread``, which makes a batch of contacts cost a thousand statements.
         The rest of what ``create`` does follows: the contacts' subscribed flag, Odoo's
         blacklists for opt-outs, the double opt-in confirmation; the caller queues the contacts
@@ -826,9 +826,9 @@ class GobysendIngest(models.AbstractModel):
         )
         subscription_ids = {partner_id: subscription_id for subscription_id, partner_id in self.env.cr.fetchall()}
         log_rows = [
-            (subscription_ids[item["partner_id"]], channel, row[channel])
+            (subscription_ids[item["partner_id"]], channel, state)
             for item, row in zip(items, states, strict=True)
-            for channel in CHANNELS
+            for channel, state in initial_consent_records(row)
         ]
         self.env.cr.execute(
             """

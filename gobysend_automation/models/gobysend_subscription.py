@@ -29,6 +29,18 @@ CONSENT_SOURCES = [
 TOKEN_SCOPE = "gobysend-subscription"
 BLACKLIST_FLAGS = ("is_blacklisted", "phone_sanitized_blacklisted", "phone_blacklisted", "mobile_blacklisted")
 
+ALL_CHANNELS = "all"
+
+
+def initial_consent_records(states):
+    """The (channel, state) records that prove the consent a subscription starts with, from
+    its ``states`` ({channel: state}): one record for all channels when they start in the same
+    state, as they mostly do, else one per channel. A subscription is created per contact, by
+    the thousand in an import, and each record is a row with two foreign keys to check."""
+    if len(set(states.values())) == 1:
+        return [(ALL_CHANNELS, next(iter(states.values())))]
+    return list(states.items())
+
 
 class GobysendSubscription(models.Model):
     """A contact's membership of a workspace, with its consent per channel.
@@ -117,14 +129,11 @@ class GobysendSubscription(models.Model):
         subscriptions.partner_id._gobysend_flag_subscribed()
         self.env["gobysend.consent.log"].sudo().create(
             [
-                {
-                    "subscription_id": subscription.id,
-                    "channel": channel,
-                    "state": subscription[f"{channel}_state"],
-                    "source": subscription.source,
-                }
+                {"subscription_id": subscription.id, "channel": channel, "state": state, "source": subscription.source}
                 for subscription in subscriptions
-                for channel in CHANNELS
+                for channel, state in initial_consent_records(
+                    {channel: subscription[f"{channel}_state"] for channel in CHANNELS}
+                )
             ]
         )
         for subscription in subscriptions:

@@ -133,12 +133,18 @@ class TestContactImport(GobysendCase):
         self.assertIs(self.value(lan.partner_id, "vip").value_boolean, True)
         self.assertEqual(self.value(lan.partner_id, "signup").value_date, datetime.date(1990, 4, 30))
         self.assertEqual(lan.source, "import")
-        consent = lan.consent_log_ids.filtered(lambda log: log.channel == "email")
-        self.assertEqual((consent.state, consent.source), ("subscribed", "import"))
+        # Consent to email, and so to every channel: one record proves them all.
+        consent = lan.consent_log_ids
+        self.assertEqual((consent.channel, consent.state, consent.source), ("all", "subscribed", "import"))
         self.assertIn("customers.csv", consent.note)
         self.assertIn(str(record.create_date.date()), consent.note)
         minh = self.subscription("C-2")
         self.assertEqual(minh.email_state, "unsubscribed")
+        # No to email alone: each channel has its own record.
+        self.assertEqual(
+            sorted((log.channel, log.state) for log in minh.consent_log_ids),
+            [("email", "unsubscribed"), ("push", "subscribed"), ("sms", "subscribed"), ("zalo", "subscribed")],
+        )
         self.assertEqual(
             self.env["res.partner"].search_count([("email_normalized", "=", "lan@example.com")]),
             1,
