@@ -3,7 +3,7 @@
     "name": "Gobysend Marketing Automation",
     "summary": "Workspaces, subscribers and consent, customer activity and a tracking API "
     "for data-driven marketing automation",
-    "version": "18.0.1.5.0",
+    "version": "18.0.1.6.0",
     "category": "Marketing",
     "website": "https://github.com/gobysend/gobysend-odoo",
     "author": "Gobysend",

@@ -162,5 +162,5 @@ def test_chunks_running_at_once_store_each_contact_once_and_end_the_import_once(
 
         cr.execute("SELECT count(*) FROM gobysend_contact_import_chunk WHERE import_id = %s", (import_id,))
         assert cr.fetchone()[0] == 0, "the chunks' bookkeeping goes once the import ends"
-        cr.execute("SELECT count(*) FROM gobysend_contact_import_key WHERE import_id = %s", (import_id,))
-        assert cr.fetchone()[0] == 0, "so do the duplicate check's keys"
+        cr.execute("SELECT count(*) FROM gobysend_contact_claim WHERE import_id = %s", (import_id,))
+        assert cr.fetchone()[0] == 0, "so do the duplicate check's claims"

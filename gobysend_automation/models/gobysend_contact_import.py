@@ -235,19 +235,6 @@ class GobysendContactImport(models.Model):
     )
 
     def init(self):
-        # The identifiers of the rows imported so far, per import: a later row naming the same
-        # contact is a duplicate, however far apart the two are in the file. Unlogged: kept for
-        # the import's run only and emptied when it ends.
-        self.env.cr.execute(
-            """
-            CREATE UNLOGGED TABLE IF NOT EXISTS gobysend_contact_import_key (
-                import_id integer NOT NULL,
-                identifier varchar NOT NULL,
-                row_number integer NOT NULL,
-                PRIMARY KEY (import_id, identifier)
-            )
-            """
-        )
         # The chunks of an import's file, planned by its first job: where each starts and ends,
         # whether it is done, what it counted and which contacts it has for the import's list
         # (until they join it). Each chunk writes its own row only, so that chunks running at
@@ -654,7 +641,8 @@ class GobysendContactImport(models.Model):
         listed = []
         for start in range(0, len(accepted), IDENTIFY_SLICE):
             rows = accepted[start : start + IDENTIFY_SLICE]
-            results = Ingest._identify_many(
+            # Their identifiers are claimed already, by ``_drop_rows_of_other_chunks``.
+            results = Ingest.with_context(gobysend_identifiers_claimed=True)._identify_many(
                 workspace,
                 [entry[2] for entry in rows],
                 source="import",
@@ -693,32 +681,40 @@ class GobysendContactImport(models.Model):
     def _drop_rows_of_other_chunks(self, accepted, rejected):
         """Reject the rows whose contact another chunk of the file imports; claim this chunk's.
 
-        Each identifier is claimed by inserting it into the import's key table. A chunk running
-        at the same time that claims one of them waits for this one to end, then runs again
-        (queue_job retries it on PostgreSQL's serialization failure) and finds it taken.
-        Identifiers are claimed in order, so two chunks never wait for each other. Of two rows
-        for the same contact, the one whose chunk runs first is imported (in file order when
-        chunks run one after the other). Plain SQL: one insert per chunk, with ON CONFLICT."""
+        Each identifier is claimed in the workspace's contact claims, with the import and the
+        row: the claims that make the API's requests creating the same contact collide
+        (``gobysend.ingest._claim_new_contacts``), so that the chunk needs no claim of its own
+        when it creates its new contacts. A claim of another import, or of the API, is taken
+        over; one of this import is another row's. A chunk or a request that claims one of
+        them at the same time waits for this one to end, then runs again (on PostgreSQL's
+        serialization failure) and finds it taken. Identifiers are claimed in order, so two
+        chunks never wait for each other. Of two rows for the same contact, the one whose chunk
+        runs first is imported (in file order when chunks run one after the other). Plain SQL:
+        one insert per chunk, with ON CONFLICT."""
         if not accepted:
             return accepted
+        workspace_id = self.workspace_id.id
         rows = sorted((identifier, entry[0]) for entry in accepted for identifier in entry[4])
         self.env.cr.execute(
             """
-            INSERT INTO gobysend_contact_import_key (import_id, identifier, row_number)
-                 SELECT %s, identifier, row_number
+            INSERT INTO gobysend_contact_claim AS c (workspace_id, identifier, claimed_at, import_id, row_number)
+                 SELECT %s, identifier, now() at time zone 'UTC', %s, row_number
                    FROM unnest(%s::varchar[], %s::int[]) AS t(identifier, row_number)
-            ON CONFLICT DO NOTHING
+            ON CONFLICT (workspace_id, identifier) DO UPDATE
+                    SET claimed_at = EXCLUDED.claimed_at, import_id = EXCLUDED.import_id,
+                        row_number = EXCLUDED.row_number
+                  WHERE c.import_id IS DISTINCT FROM EXCLUDED.import_id
               RETURNING identifier
             """,
-            (self.id, [identifier for identifier, _n in rows], [number for _i, number in rows]),
+            (workspace_id, self.id, [identifier for identifier, _n in rows], [number for _i, number in rows]),
         )
         claimed = {identifier for (identifier,) in self.env.cr.fetchall()}
         if len(claimed) == len(rows):
             return accepted
         self.env.cr.execute(
-            "SELECT identifier, row_number FROM gobysend_contact_import_key "
-            "WHERE import_id = %s AND identifier = ANY(%s)",
-            (self.id, [identifier for identifier, _n in rows if identifier not in claimed]),
+            "SELECT identifier, row_number FROM gobysend_contact_claim "
+            "WHERE workspace_id = %s AND identifier = ANY(%s) AND import_id = %s",
+            (workspace_id, [identifier for identifier, _n in rows if identifier not in claimed], self.id),
         )
         taken = dict(self.env.cr.fetchall())
         kept = []
@@ -734,13 +730,15 @@ class GobysendContactImport(models.Model):
         if released:
             # A rejected row's other identifiers stay free for a later row of their own.
             self.env.cr.execute(
-                "DELETE FROM gobysend_contact_import_key WHERE import_id = %s AND identifier = ANY(%s)",
-                (self.id, released),
+                "DELETE FROM gobysend_contact_claim "
+                "WHERE workspace_id = %s AND identifier = ANY(%s) AND import_id = %s",
+                (workspace_id, released, self.id),
             )
         return kept
 
     def _clear_keys(self):
-        self.env.cr.execute("DELETE FROM gobysend_contact_import_key WHERE import_id = %s", (self.id,))
+        """Forget the import's claims: its contacts exist by now, and lookups find them."""
+        self.env.cr.execute("DELETE FROM gobysend_contact_claim WHERE import_id = %s", (self.id,))
 
     @api.model
     def _cells_text(self, row):

@@ -80,7 +80,10 @@ class GobysendIngest(models.AbstractModel):
     def init(self):
         # The identifiers under which the API created contacts, per workspace: a meeting point that
         # makes two requests creating the same contact at once collide (see ``_claim_new_contact``).
-        # Unlogged: a crash only forgets claims of contacts that exist by then, and lookups find those.
+        # An import's chunk claims the identifiers of all its rows with the import and the row
+        # (see ``gobysend.contact.import._drop_rows_of_other_chunks``): a later row of the file
+        # naming the same contact is a duplicate. Unlogged: a crash only forgets claims of
+        # contacts that exist by then, and lookups find those.
         self.env.cr.execute(
             """
             CREATE UNLOGGED TABLE IF NOT EXISTS gobysend_contact_claim (
@@ -88,7 +91,9 @@ class GobysendIngest(models.AbstractModel):
                 identifier varchar NOT NULL,
                 claimed_at timestamp NOT NULL,
                 PRIMARY KEY (workspace_id, identifier)
-            )
+            );
+            ALTER TABLE gobysend_contact_claim ADD COLUMN IF NOT EXISTS import_id integer,
+                                               ADD COLUMN IF NOT EXISTS row_number integer
             """
         )
 
@@ -536,7 +541,8 @@ class GobysendIngest(models.AbstractModel):
             return
         self.env.flush_all()
         new_items = [item for item in items if not item["subscription"]]
-        self._claim_new_contacts(workspace, [item["ref"] for item in new_items])
+        if not self.env.context.get("gobysend_identifiers_claimed"):
+            self._claim_new_contacts(workspace, [item["ref"] for item in new_items])
         to_create = [item for item in new_items if not item["adopt"]]
         if to_create:
             # sudo: the API's user cannot create partners; these are new contacts of this
@@ -733,9 +739,14 @@ class GobysendIngest(models.AbstractModel):
     @api.model
     def _cron_purge_contact_claims(self):
         """Forget the claims of a day ago and older: a claim only matters while the request or
-        import chunk that made it runs, and every new contact left three of them behind."""
+        import chunk that made it runs, and every new contact left three of them behind. Those
+        of an import still running stay: its later rows are checked against them."""
         self.env.cr.execute(
-            "DELETE FROM gobysend_contact_claim WHERE claimed_at < (now() at time zone 'UTC') - interval '1 day'"
+            """
+            DELETE FROM gobysend_contact_claim c
+             WHERE c.claimed_at < (now() at time zone 'UTC') - interval '1 day'
+               AND NOT EXISTS (SELECT 1 FROM gobysend_contact_import i WHERE i.id = c.import_id AND i.state = 'running')
+            """
         )
         _logger.info("Purged %s contact claims", self.env.cr.rowcount)
         return True

@@ -184,8 +184,43 @@ class TestContactImport(GobysendCase):
         self.assertEqual(self.rejections(record), [(9, "The same contact as row 2: the file names each contact once.")])
         self.assertEqual(self.subscription("C-9").partner_id.name, "Two\nlines")
         self.assertEqual(self.subscription("C-5").partner_id.name, "Customer, no. 5")
-        self.env.cr.execute("SELECT count(*) FROM gobysend_contact_import_key WHERE import_id = %s", (record.id,))
-        self.assertEqual(self.env.cr.fetchone()[0], 0, "the duplicate check's keys go once the import ends")
+        self.env.cr.execute("SELECT count(*) FROM gobysend_contact_claim WHERE import_id = %s", (record.id,))
+        self.assertEqual(self.env.cr.fetchone()[0], 0, "the duplicate check's claims go once the import ends")
+
+    def test_the_claims_of_an_import_still_running_outlive_the_daily_purge(self):
+        rows = [f"P-{number},p{number}@example.com,,Person {number},gold,{number},no,,yes\n" for number in range(1, 5)]
+        rows.append("P-9,p1@example.com,,Again,gold,1,no,,yes\n")  # row 6 names the contact of row 2
+        wizard = self.wizard((HEADER + "".join(rows)).encode())
+        wizard.action_read_columns()
+        record = self.env["gobysend.contact.import"].browse(wizard.action_import()["res_id"])
+        record.chunk_rows = 2
+        for _job in range(2):  # the plan, then the first chunk: rows 2 and 3
+            job = self.pending_import_jobs()[0]
+            Job.load(self.env, job.uuid).perform()
+            job.state = "done"
+        self.assertEqual(record.state, "running")
+        self.env["gobysend.ingest"].identify(self.workspace_a, {"id": "API-1", "email": "api@example.com"})
+        claims = "SELECT identifier FROM gobysend_contact_claim WHERE workspace_id = %s ORDER BY identifier"
+        self.env.cr.execute(claims, [self.workspace_a.id])
+        self.assertEqual(
+            [row[0] for row in self.env.cr.fetchall()],
+            ["email:api@example.com", "email:p1@example.com", "email:p2@example.com", "id:API-1", "id:P-1", "id:P-2"],
+        )
+        # A day later, on the database's own clock (the one the purge reads), the import runs on.
+        self.env.cr.execute(
+            "UPDATE gobysend_contact_claim SET claimed_at = claimed_at - interval '25 hours' WHERE workspace_id = %s",
+            [self.workspace_a.id],
+        )
+        self.env.ref("gobysend_automation.ir_cron_purge_contact_claims").method_direct_trigger()
+        self.env.cr.execute(claims, [self.workspace_a.id])
+        self.assertEqual(
+            [row[0] for row in self.env.cr.fetchall()],
+            ["email:p1@example.com", "email:p2@example.com", "id:P-1", "id:P-2"],
+            "the request's claims go, the running import's stay",
+        )
+        self.run_import_jobs()
+        self.assertRecordValues(record, [{"state": "done", "rows_done": 5, "rows_rejected": 1, "contacts_created": 4}])
+        self.assertEqual(self.rejections(record), [(6, "The same contact as row 2: the file names each contact once.")])
 
     def test_a_chunk_sets_off_few_garbage_collections(self):
         rows = [f"G-{number},g{number}@example.com,,Guest {number},gold,{number},no,,yes\n" for number in range(300)]
