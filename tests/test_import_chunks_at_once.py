@@ -1,17 +1,20 @@
 """A customer list's chunks run at once, as on several queue_job workers or servers: each contact
 is stored once, a chunk queued twice imports its rows once, the counts add up and the import ends
-once. These tests commit for real (that is what they test), on the end-to-end database."""
+once; the API creating the same contacts at that moment makes no second one. These tests commit
+for real (that is what they test), on the end-to-end database."""
 
 import os
 import threading
 import time
 import uuid
+from functools import partial
 
 import pytest
 
 from odoo import SUPERUSER_ID, api
-from odoo.service.model import retrying
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY, retrying
 
+from odoo.addons.gobysend_automation.models.gobysend_ingest import ConcurrentContactCreation
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import Job
 
@@ -94,19 +97,38 @@ def run_job(registry, job_uuid):
     raise AssertionError(f"job {job_uuid} kept asking to be retried")
 
 
-def run_at_once(registry, job_uuids):
-    """Start every job at the same moment, each in its own thread and transaction."""
-    barrier = threading.Barrier(len(job_uuids), timeout=60)
+def identify_batch(registry, workspace_id, items):
+    """Identify ``items`` as the tracking API's ``/batch`` does: in its own transaction,
+    committed; run again when another transaction creates the same contact at that moment."""
+    for _attempt in range(20):
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            try:
+                results = env["gobysend.ingest"].batch(env["gobysend.workspace"].browse(workspace_id), items)
+            except (ConcurrentContactCreation, *PG_CONCURRENCY_EXCEPTIONS_TO_RETRY):
+                cr.rollback()
+                time.sleep(0.2)
+                continue
+            assert [result["status"] for result in results] == ["ok"] * len(items), results
+            return
+    raise AssertionError("the batch kept colliding")
+
+
+def run_at_once(registry, job_uuids, others=()):
+    """Start every job, and every function of ``others``, at the same moment, each in its own
+    thread and transaction."""
+    functions = [partial(run_job, registry, job_uuid) for job_uuid in job_uuids] + list(others)
+    barrier = threading.Barrier(len(functions), timeout=60)
     errors = []
 
-    def run(job_uuid):
+    def run(function):
         try:
             barrier.wait()
-            run_job(registry, job_uuid)
+            function()
         except Exception as error:  # reported below: a thread cannot fail the test itself
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(job_uuid,)) for job_uuid in job_uuids]
+    threads = [threading.Thread(target=run, args=(function,)) for function in functions]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -164,3 +186,40 @@ def test_chunks_running_at_once_store_each_contact_once_and_end_the_import_once(
         assert cr.fetchone()[0] == 0, "the chunks' bookkeeping goes once the import ends"
         cr.execute("SELECT count(*) FROM gobysend_contact_claim WHERE import_id = %s", (import_id,))
         assert cr.fetchone()[0] == 0, "so do the duplicate check's claims"
+
+
+def test_the_api_creating_the_contacts_of_chunks_at_once_stores_each_contact_once(registry, workspace_id):
+    tag = uuid.uuid4().hex[:8]
+    rows = [f"C-{tag}-{number},c{number}.{tag}@example.com,Customer {number},{number}\n" for number in range(80)]
+    import_id, _list_id = start_import(registry, workspace_id, "customer_id,email,name,points\n" + "".join(rows))
+    [(plan, _method)] = pending_jobs(registry, import_id)
+    run_job(registry, plan)
+    chunks = [job_uuid for job_uuid, _method in pending_jobs(registry, import_id)]
+    assert len(chunks) == 2
+    # The shop's system identifies the same customers by their email, at the same moment.
+    batches = [
+        [
+            {"type": "identify", "email": f"c{number}.{tag}@example.com", "attributes": {"shop": "online"}}
+            for number in range(first, 80, 4)
+        ]
+        for first in range(4)
+    ]
+    run_at_once(registry, chunks, [partial(identify_batch, registry, workspace_id, batch) for batch in batches])
+    while updates := pending_jobs(registry, import_id):
+        for job_uuid, _method in updates:
+            run_job(registry, job_uuid)
+
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        record = env["gobysend.contact.import"].browse(import_id)
+        assert (record.state, record.rows_done, record.rows_rejected) == ("done", 80, 0)
+        assert record.contacts_created + record.contacts_updated == 80
+        subscriptions = env["gobysend.subscription"].search([("workspace_id", "=", workspace_id)])
+        assert len(subscriptions) == 80, "each customer is one contact, whoever created it"
+        assert sorted(subscriptions.mapped("external_id")) == sorted(f"C-{tag}-{number}" for number in range(80))
+        assert len(set(subscriptions.mapped("partner_id.email_normalized"))) == 80
+        for key in ("points", "shop"):
+            values = env["gobysend.attribute.value"].search(
+                [("workspace_id", "=", workspace_id), ("attribute_id.key", "=", key)]
+            )
+            assert sorted(values.partner_id.ids) == sorted(subscriptions.partner_id.ids), key
