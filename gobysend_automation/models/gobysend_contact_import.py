@@ -501,7 +501,7 @@ class GobysendContactImport(models.Model):
         if not chunk or chunk[2]:
             return
         if self.state != "running":
-            self._clear_keys()  # a failed import's: a chunk running meanwhile may have added some
+            self._release_claims()  # a failed import's: a chunk running meanwhile may have added some
             return
         records = self._read_chunk(first_row, chunk[0], chunk[1])
         try:
@@ -598,12 +598,12 @@ class GobysendContactImport(models.Model):
 
     def _finish(self):
         self.state = "done"
-        self._clear_keys()
+        self._release_claims()
         self.env.cr.execute("DELETE FROM gobysend_contact_import_chunk WHERE import_id = %s", (self.id,))
 
     def _fail(self, error):
         self.write({"state": "failed", "error": str(error)})
-        self._clear_keys()
+        self._release_claims()
 
     @fewer_collections()
     def _import_rows(self, records, columns):
@@ -736,7 +736,7 @@ class GobysendContactImport(models.Model):
             )
         return kept
 
-    def _clear_keys(self):
+    def _release_claims(self):
         """Forget the import's claims: its contacts exist by now, and lookups find them."""
         self.env.cr.execute("DELETE FROM gobysend_contact_claim WHERE import_id = %s", (self.id,))
 
