@@ -123,10 +123,53 @@ def normalize_email(email):
     return tools.email_normalize(email)
 
 
+# A number written in E.164: a plus, then digits (the country code first, never a zero).
+E164_RE = re.compile(r"\+([1-9][0-9]{6,14})")
+
+
+def _e164_number(number):
+    """``number`` if it is written in E.164 and the phone library would read it as written: a
+    valid number of the country code it starts with, whose national part does not start with a
+    zero or with a national prefix that reading it strips. Otherwise None, and the library reads
+    it in full.
+
+    Reading a number in full (``phonenumbers.parse``) costs twice the checks that follow, and
+    the bulk paths read a hundred thousand numbers at once, mostly in E.164."""
+    match = E164_RE.fullmatch(number)
+    if not match:
+        return None
+    digits = match.group(1)
+    # Country codes are prefix-free: the first one that the digits start with is theirs, as in
+    # the library's own reading.
+    for length in (1, 2, 3):
+        country_code = int(digits[:length])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[length:]
+    if national.startswith("0"):
+        return None  # leading zeros are kept apart (Italy)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, phonenumbers.region_code_for_country_code(country_code)
+    )
+    if metadata is None:
+        return None
+    if metadata.national_prefix_for_parsing and re.match(metadata.national_prefix_for_parsing, national):
+        return None  # the library may strip it as a national prefix or a carrier code
+    parsed = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    if phonenumbers.is_possible_number(parsed) and phonenumbers.is_valid_number(parsed):
+        return number
+    return None
+
+
 def normalize_phone(number, region, field_name="phone"):
     """Return ``number`` in E.164 form, reading numbers without prefix as numbers of ``region``."""
     if not isinstance(number, str) or not number.strip():
         raise InvalidInput(field_name, _("A phone number is required."))
+    e164 = _e164_number(number)
+    if e164:
+        return e164
     try:
         parsed = phonenumbers.parse(number.strip(), (region or "VN").upper())
     except phonenumbers.NumberParseException as error:

@@ -21,6 +21,7 @@ from ..exceptions import ContactNotWritable, InvalidInput, UnknownContact, Unkno
 from ..kinds.steps.goal import convert_on_events
 from ..kinds.steps.wait_event import wake_waiting
 from ..tools import (
+    E164_RE,
     PLAIN_EMAIL_RE,
     any_of,
     coerce_attribute_value,
@@ -53,8 +54,6 @@ STANDARD_KEY_OF_FIELD = {field: key for key, field in STANDARD_KEYS.items()}
 # space around them is dropped).
 DEVICE_TOKEN_PATTERN = r"^[ \t\r\n]*[!-~]+[ \t\r\n]*$"
 DEVICE_TOKEN_RE = re.compile(DEVICE_TOKEN_PATTERN)
-# A phone number written as E.164 already: "+", the country code and the number, digits only.
-E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 # A partner's images resized from the one it is given (``image.mixin``): none without one.
 RESIZED_IMAGE_FIELDS = ("image_1024", "image_512", "image_256", "image_128")
 # The computed fields of a new contact that ``_add_values_known_on_creation`` may give.

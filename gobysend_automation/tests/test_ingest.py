@@ -1,10 +1,12 @@
 import datetime
 import hashlib
 
+import phonenumbers
+
 from odoo.tests import freeze_time, new_test_user, tagged
 
 from ..exceptions import ContactNotWritable, UnknownContact
-from ..tools import normalize_phone, parse_timestamp
+from ..tools import _e164_number, normalize_phone, parse_timestamp
 from .common import GobysendCase
 
 NOW = datetime.datetime(2026, 3, 10, 9, 30, 0)
@@ -1019,6 +1021,51 @@ class TestInputTools(GobysendCase):
         for number in ("", "  ", None, "12", "0912 345 678 999 999", "+84 123", "hello"):
             with self.subTest(number=number), self.assertInvalidInput("mobile"):
                 normalize_phone(number, "VN", field_name="mobile")
+
+    def test_a_number_written_in_e164_reads_as_the_phone_library_reads_it(self):
+        """Numbers in E.164 skip the library's full reading (parse, check, format) when it would
+        keep them as written. Every example number of every region, and the same with one digit
+        more after the country code or at the end: a number kept as written is one the full
+        reading gives back unchanged, whatever the workspace's region; any other is read in
+        full."""
+        E164 = phonenumbers.PhoneNumberFormat.E164
+
+        def library_reading(number, region):
+            try:
+                parsed = phonenumbers.parse(number, region)
+            except phonenumbers.NumberParseException:
+                return None
+            if not (phonenumbers.is_possible_number(parsed) and phonenumbers.is_valid_number(parsed)):
+                return None
+            return phonenumbers.format_number(parsed, E164)
+
+        numbers = set()
+        for region in phonenumbers.SUPPORTED_REGIONS:
+            for number_type in vars(phonenumbers.PhoneNumberType).values():
+                if not isinstance(number_type, int):
+                    continue
+                example = phonenumbers.example_number_for_type(region, number_type)
+                if not example:
+                    continue
+                code = str(example.country_code)
+                national = phonenumbers.national_significant_number(example)
+                numbers.add(f"+{code}{national}")
+                for digit in "0123456789":
+                    numbers.add(f"+{code}{digit}{national}")
+                    numbers.add(f"+{code}{national}{digit}")
+        self.assertGreater(len(numbers), 10000)
+        kept = 0
+        for number in sorted(numbers):
+            if _e164_number(number) is None:
+                continue
+            kept += 1
+            for region in ("VN", "IT", "US"):
+                reading = library_reading(number, region)
+                if reading != number:
+                    self.fail(f"{number} is kept as written; the phone library reads {reading} in {region}")
+        self.assertGreater(kept, 1000)
+        self.assertEqual(normalize_phone("+84912345678", "TH"), "+84912345678")
+        self.assertEqual(normalize_phone("+390612345678", "VN"), "+390612345678")  # Rome: its zero is kept
 
     def test_parse_timestamp_window(self):
         now = datetime.datetime(2026, 3, 10, 12, 0)
