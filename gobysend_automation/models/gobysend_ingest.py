@@ -723,7 +723,14 @@ class GobysendIngest(models.AbstractModel):
         contact. Claimed in sorted order, so that two batches never wait for each other in a
         circle. Plain SQL: the ORM has no ``ON CONFLICT``.
         """
-        identifiers = sorted({f"{key}:{ref[key]}" for ref in refs for key in ("id", "email", "phone") if ref[key]})
+        self._claim_identifiers(
+            workspace, {f"{key}:{ref[key]}" for ref in refs for key in ("id", "email", "phone") if ref[key]}
+        )
+
+    @api.model
+    def _claim_identifiers(self, workspace, identifiers):
+        """Claim ``identifiers`` ("email:…", "partner:<id>"…) in ``workspace`` for the current
+        transaction (see ``_claim_new_contacts``), in sorted order."""
         if not identifiers:
             return
         self.env.cr.execute(
@@ -732,7 +739,7 @@ class GobysendIngest(models.AbstractModel):
                  SELECT %s, identifier, now() at time zone 'UTC' FROM unnest(%s::varchar[]) AS identifier
             ON CONFLICT (workspace_id, identifier) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
             """,
-            (workspace.id, identifiers),
+            (workspace.id, sorted(identifiers)),
         )
 
     @api.model

@@ -403,6 +403,10 @@ class TestRecordCampaign(RecordCampaignCase):
 
 
 class TestRecordContacts(RecordCampaignCase):
+    def claims_of(self, workspace):
+        self.env.cr.execute("SELECT identifier FROM gobysend_contact_claim WHERE workspace_id = %s", (workspace.id,))
+        return {identifier for (identifier,) in self.env.cr.fetchall()}
+
     def test_a_customer_without_subscription_joins_the_workspace(self):
         campaign = self.launch(self.record_campaign())
         newcomer = self.env["res.partner"].create({"name": "Walk-in", "email": "walkin@example.com"})
@@ -413,6 +417,8 @@ class TestRecordContacts(RecordCampaignCase):
         self.assertEqual(
             (subscription.active, subscription.source, subscription.sms_state), (True, "record", "subscribed")
         )
+        # Claimed, so that an API request bringing the same contact in at once collides with it.
+        self.assertIn(f"partner:{newcomer.id}", self.claims_of(self.workspace_a))
 
     def test_staff_companies_archived_and_other_workspaces_contacts_are_not_adopted(self):
         campaign = self.launch(self.record_campaign(reentry="every_time"))
@@ -460,6 +466,7 @@ class TestRecordContacts(RecordCampaignCase):
         self.assertEqual(journeys[1].partner_id, self.contacts[3], "the workspace's contact with that address")
         self.assertNotEqual(journeys[2].partner_id, self.seller.partner_id, "never the partner of a user")
         self.assertEqual(self.subscription_of(self.workspace_a, minh).source, "record")
+        self.assertIn("email:minh@example.com", self.claims_of(self.workspace_a))
         # The same address again finds the contact created the first time.
         self.env["crm.lead"].create({"name": "Again", "email_from": "minh@example.com"})
         self.commit_writer()

@@ -493,7 +493,7 @@ def contacts_by_email(campaign, records, emails):
                 by_email[partner.email_normalized] = partner.id
         new = [email for email in unknown if email not in by_email]
         if new:
-            claim_identifiers(env, workspace, [f"email:{email}" for email in new])
+            env["gobysend.ingest"]._claim_identifiers(workspace, [f"email:{email}" for email in new])
             names = {}
             for record in records:
                 email = emails.get(record.id)
@@ -522,7 +522,7 @@ def workspace_members(campaign, partner_ids):
     unknown = set(partner_ids) - set(existing.partner_id.ids)
     newcomers = sorted(unknown - not_adoptable(env, workspace, unknown)) if unknown else []
     if newcomers:
-        claim_identifiers(env, workspace, [f"partner:{partner_id}" for partner_id in newcomers])
+        env["gobysend.ingest"]._claim_identifiers(workspace, [f"partner:{partner_id}" for partner_id in newcomers])
         # The contact is the business's customer of a record in Odoo: subscribed, like a contact a
         # user adds, with the record as the consent's source; a double opt-in workspace asks them
         # to confirm first (the subscription model does).
@@ -557,17 +557,3 @@ def not_adoptable(env, workspace, partner_ids):
         )
     )
     return set(staff.partner_id.ids) | set(companies.partner_id.ids) | set(others.ids)
-
-
-def claim_identifiers(env, workspace, identifiers):
-    """Make two transactions that bring the same contact into the workspace at once collide,
-    as the tracking API's identify does (``gobysend.ingest._claim_new_contact``): the second
-    waits for the first, then fails to serialize and is run again by Odoo, finding the contact."""
-    env.cr.execute(
-        """
-        INSERT INTO gobysend_contact_claim (workspace_id, identifier, claimed_at)
-             SELECT %s, identifier, now() at time zone 'UTC' FROM unnest(%s::varchar[]) AS identifier
-        ON CONFLICT (workspace_id, identifier) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
-        """,
-        (workspace.id, sorted(identifiers)),
-    )
