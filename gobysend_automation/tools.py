@@ -12,6 +12,7 @@ import threading
 
 import phonenumbers
 import pytz
+from psycopg2.extensions import ISQLQuote, QuotedString
 
 from odoo import _, tools
 from odoo.tools import SQL
@@ -227,6 +228,58 @@ def parse_timestamp(value, field_name="timestamp", now=None):
     return moment.replace(microsecond=0)
 
 
+class _ArrayLiteral:
+    """A query parameter that psycopg2 writes as one quoted PostgreSQL array literal."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+    def __conform__(self, protocol):
+        return QuotedString(self.text) if protocol is ISQLQuote else None
+
+    def __repr__(self):
+        return f"pg_array({self.text!r})"
+
+
+def _array_element(value):
+    """``value`` as an element of a PostgreSQL array literal (see ``pg_array``)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        # The shortest text that reads back as the same float, as psycopg2 writes one.
+        return repr(float(value))
+    if isinstance(value, datetime.datetime):
+        value = value.isoformat(sep=" ")
+    elif isinstance(value, datetime.date):
+        value = value.isoformat()
+    elif not isinstance(value, str):
+        raise TypeError(f"pg_array cannot write a {type(value).__name__}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def pg_array(values):
+    """``values`` (text, numbers, booleans, dates, None) as one parameter to cast to an array
+    type, as in ``unnest(%s::int[])``: written as one array literal (``'{1,2,3}'``).
+
+    psycopg2 writes a list as ``ARRAY[...]`` with one literal per element, which Python
+    composes and PostgreSQL then parses and evaluates element by element: for the ten
+    thousand keys or values of an import chunk, four to six times what one literal costs,
+    which PostgreSQL's array reader reads at once. Imports pass some thirty values per
+    contact this way."""
+    values = values if isinstance(values, list) else list(values)
+    if all(type(value) is int for value in values):
+        text = ",".join(map(str, values))
+    else:
+        text = ",".join(map(_array_element, values))
+    return _ArrayLiteral("{" + text + "}")
+
+
 def any_of(values, sql_type):
     """SQL for ``= ANY(...)`` over ``values``, a list of keys to look up (of the PostgreSQL
     type ``sql_type``), given through a subquery.
@@ -241,7 +294,7 @@ def any_of(values, sql_type):
 def _keys_array(values, sql_type):
     """``values`` as an array of ``sql_type`` made by a subquery, whose length the planner
     does not read (see ``any_of``)."""
-    return SQL("ARRAY(SELECT unnest(%s::%s[]))", list(values), SQL(sql_type))
+    return SQL("ARRAY(SELECT unnest(%s::%s[]))", pg_array(values), SQL(sql_type))
 
 
 def keys_of(values, sql_type):

@@ -20,7 +20,7 @@ from odoo.tools.mimetypes import guess_mimetype
 from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..exceptions import InvalidInput
-from ..tools import fewer_collections, find_nul_character, storable_text
+from ..tools import fewer_collections, find_nul_character, pg_array, storable_text
 from .gobysend_attribute import ATTRIBUTE_TYPE_SELECTION, KEY_RE, STANDARD_KEYS
 from .gobysend_ingest import ConcurrentContactCreation
 from .gobysend_subscription import CHANNELS
@@ -706,7 +706,12 @@ class GobysendContactImport(models.Model):
                   WHERE c.import_id IS DISTINCT FROM EXCLUDED.import_id
               RETURNING identifier
             """,
-            (workspace_id, self.id, [identifier for identifier, _n in rows], [number for _i, number in rows]),
+            (
+                workspace_id,
+                self.id,
+                pg_array([identifier for identifier, _n in rows]),
+                pg_array([number for _i, number in rows]),
+            ),
         )
         claimed = {identifier for (identifier,) in self.env.cr.fetchall()}
         if len(claimed) == len(rows):

@@ -32,6 +32,7 @@ from ..tools import (
     normalize_email,
     normalize_phone,
     parse_timestamp,
+    pg_array,
 )
 from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
@@ -739,7 +740,7 @@ class GobysendIngest(models.AbstractModel):
                  SELECT %s, identifier, now() at time zone 'UTC' FROM unnest(%s::varchar[]) AS identifier
             ON CONFLICT (workspace_id, identifier) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
             """,
-            (workspace.id, sorted(identifiers)),
+            (workspace.id, pg_array(sorted(identifiers))),
         )
 
     @api.model
@@ -833,12 +834,12 @@ class GobysendIngest(models.AbstractModel):
                 "source": source,
                 "uid": self.env.uid,
                 "now": now,
-                "partner_ids": [item["partner_id"] for item in items],
-                "external_ids": [item["ref"]["id"] for item in items],
-                "email": [row["email"] for row in states],
-                "sms": [row["sms"] for row in states],
-                "zalo": [row["zalo"] for row in states],
-                "push": [row["push"] for row in states],
+                "partner_ids": pg_array([item["partner_id"] for item in items]),
+                "external_ids": pg_array([item["ref"]["id"] for item in items]),
+                "email": pg_array([row["email"] for row in states]),
+                "sms": pg_array([row["sms"] for row in states]),
+                "zalo": pg_array([row["zalo"] for row in states]),
+                "push": pg_array([row["push"] for row in states]),
             },
         )
         subscription_ids = {partner_id: subscription_id for subscription_id, partner_id in self.env.cr.fetchall()}
@@ -859,9 +860,9 @@ class GobysendIngest(models.AbstractModel):
                 "note": note,
                 "uid": self.env.uid,
                 "now": now,
-                "subscription_ids": [row[0] for row in log_rows],
-                "channels": [row[1] for row in log_rows],
-                "states": [row[2] for row in log_rows],
+                "subscription_ids": pg_array([row[0] for row in log_rows]),
+                "channels": pg_array([row[1] for row in log_rows]),
+                "states": pg_array([row[2] for row in log_rows]),
             },
         )
         Subscription.invalidate_model()
@@ -1250,9 +1251,9 @@ class GobysendIngest(models.AbstractModel):
                         column=column,
                         sql_type=SQL(VALUE_SQL_TYPES[value_type]),
                         now=now,
-                        attribute_ids=attribute_ids,
-                        partner_ids=partner_ids,
-                        values=values,
+                        attribute_ids=pg_array(attribute_ids),
+                        partner_ids=pg_array(partner_ids),
+                        values=pg_array(values),
                         on_conflict=on_conflict,
                     )
                 )
@@ -1265,7 +1266,7 @@ class GobysendIngest(models.AbstractModel):
                       WHERE v.attribute_id = t.attribute_id AND v.partner_id = t.partner_id
                   RETURNING v.partner_id
                 """,
-                cleared,
+                (pg_array(cleared[0]), pg_array(cleared[1])),
             )
             changed.update(partner_id for (partner_id,) in self.env.cr.fetchall())
         self.env["gobysend.attribute.value"].invalidate_model()

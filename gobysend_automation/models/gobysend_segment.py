@@ -6,6 +6,7 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL, sql
 
+from ..tools import pg_array
 from .gobysend_segment_condition import FILTER_UID_KEY, GROUP_OPERATORS
 
 _logger = logging.getLogger(__name__)
@@ -613,7 +614,9 @@ class GobysendSegment(models.Model):
             return
         changes = CHANGES[change] if isinstance(change, str) else (ALL_CHANGES if change is None else change)
         if subscribed:
-            contacts = SQL("SELECT partner_id, %s FROM unnest(%s::int[]) AS t(partner_id)", changes, partner_ids)
+            contacts = SQL(
+                "SELECT partner_id, %s FROM unnest(%s::int[]) AS t(partner_id)", changes, pg_array(partner_ids)
+            )
         else:
             contacts = SQL(
                 """

@@ -1,4 +1,5 @@
 import datetime
+import enum
 import hashlib
 
 import phonenumbers
@@ -6,7 +7,7 @@ import phonenumbers
 from odoo.tests import freeze_time, new_test_user, tagged
 
 from ..exceptions import ContactNotWritable, UnknownContact
-from ..tools import _e164_number, normalize_phone, parse_timestamp
+from ..tools import _e164_number, normalize_phone, parse_timestamp, pg_array
 from .common import GobysendCase
 
 NOW = datetime.datetime(2026, 3, 10, 9, 30, 0)
@@ -1066,6 +1067,47 @@ class TestInputTools(GobysendCase):
         self.assertGreater(kept, 1000)
         self.assertEqual(normalize_phone("+84912345678", "TH"), "+84912345678")
         self.assertEqual(normalize_phone("+390612345678", "VN"), "+390612345678")  # Rome: its zero is kept
+
+    def test_values_given_as_one_array_literal_read_back_as_given(self):
+        """``pg_array`` writes a list as one array literal: PostgreSQL reads back each value
+        as psycopg2 would have written it, whatever its text holds."""
+
+        class Level(enum.IntEnum):
+            GOLD = 3
+
+        cases = [
+            (
+                "varchar",
+                [
+                    "plain",
+                    "",
+                    "NULL",
+                    None,
+                    'say "hi"',
+                    "back\\slash\\",
+                    "{a,b}",
+                    " spaced ",
+                    "Việt Nam",
+                    "it's",
+                    "a\nb",
+                ],
+            ),
+            ("int4", [1, -2, 2147483647, Level.GOLD]),
+            ("float8", [0.1, 1e300, -2.5e-300, 3.0, 1 / 3]),
+            ("bool", [True, False, None]),
+            ("date", [datetime.date(2024, 2, 29), None]),
+            ("timestamp", [datetime.datetime(2024, 2, 29, 1, 2, 3), datetime.datetime(2024, 2, 29, 1, 2, 3, 45)]),
+            ("int4", []),
+        ]
+        for sql_type, values in cases:
+            with self.subTest(sql_type=sql_type, values=values):
+                self.env.cr.execute(f"SELECT %s::{sql_type}[], %s::{sql_type}[]", (pg_array(values), values))
+                given, usual = self.env.cr.fetchone()
+                self.assertEqual(given, usual)
+                self.assertEqual(given, values)
+                self.assertEqual([type(value) for value in given], [type(value) for value in usual])
+        with self.assertRaises(TypeError):
+            pg_array([{"not": "a value"}])
 
     def test_parse_timestamp_window(self):
         now = datetime.datetime(2026, 3, 10, 12, 0)
