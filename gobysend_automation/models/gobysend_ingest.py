@@ -589,6 +589,11 @@ class GobysendIngest(models.AbstractModel):
         self._insert_subscriptions(workspace, new_items, source, note)
         # sudo: the subscriptions found or created in this workspace for these very items.
         Subscription = self.env["gobysend.subscription"].sudo()
+        # The consent states of the known contacts the items give consent for, read at once:
+        # mostly a file imported again, whose consent each contact holds already.
+        Subscription.browse(
+            [item["subscription"][0] for item in items if item["subscription"] and item["consent"]]
+        ).fetch([f"{channel}_state" for channel in CHANNELS])
         for item in items:
             if item["set_external_id"]:
                 Subscription.browse(item["subscription"][0]).external_id = item["ref"]["id"]

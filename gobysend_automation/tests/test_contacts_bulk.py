@@ -85,6 +85,33 @@ class TestBulkIdentify(GobysendCase):
         self.assertEqual([result["created"] for result in results], [False, False, False])
         self.assertEqual(self.value(results[1]["contact_id"], "tier").value_string, "gold")
 
+    def test_consent_given_again_to_known_contacts_costs_the_same_statements_whatever_its_size(self):
+        """A customer list imported again gives its known contacts the consent they hold."""
+
+        def identify(items, state):
+            return self.ingest._identify_many(
+                self.workspace_a,
+                items,
+                source="import",
+                consents={index: {"email": state} for index in range(len(items))},
+                note="customers.csv",
+            )
+
+        identify(self.identify_items(200, "K"), "subscribed")
+        small = self.count_queries(lambda: identify(self.identify_items(10, "K"), "subscribed"))
+        large = self.count_queries(lambda: identify(self.identify_items(200, "K"), "subscribed"))
+        self.assertLess(large, small + 5, "a larger list must not cost more statements")
+        # A contact whose consent the list changes gets it, with its proof.
+        identify(self.identify_items(2, "K")[1:], "unsubscribed")
+        self.assertRecordValues(
+            self.env["gobysend.subscription"].search([("external_id", "in", ("K-0", "K-1"))], order="external_id"),
+            [{"email_state": "subscribed"}, {"email_state": "unsubscribed"}],
+        )
+        logs = self.env["gobysend.consent.log"].search(
+            [("subscription_id.external_id", "=", "K-1"), ("channel", "=", "email")]
+        )
+        self.assertRecordValues(logs, [{"state": "unsubscribed", "source": "import", "note": "customers.csv"}])
+
     def test_only_contacts_whose_values_change_are_queued_for_segments(self):
         first = self.batch(self.identify_items(6, "Q"))
         self.env.cr.execute("DELETE FROM gobysend_segment_dirty")
