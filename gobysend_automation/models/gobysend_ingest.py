@@ -589,18 +589,21 @@ class GobysendIngest(models.AbstractModel):
         self._insert_subscriptions(workspace, new_items, source, note)
         # sudo: the subscriptions found or created in this workspace for these very items.
         Subscription = self.env["gobysend.subscription"].sudo()
-        # The consent states of the known contacts the items give consent for, read at once:
-        # mostly a file imported again, whose consent each contact holds already.
-        Subscription.browse(
-            [item["subscription"][0] for item in items if item["subscription"] and item["consent"]]
-        ).fetch([f"{channel}_state" for channel in CHANNELS])
         for item in items:
             if item["set_external_id"]:
                 Subscription.browse(item["subscription"][0]).external_id = item["ref"]["id"]
-            if item["subscription"]:
-                subscription = Subscription.browse(item["subscription"][0])
-                for channel, state in item["consent"].items():
-                    subscription._set_consent(channel, state, source, note=note)
+        # The consent an import gives its known contacts: mostly a file imported again, whose
+        # consent each contact holds already.
+        consented = Subscription._set_consents(
+            [
+                (item["subscription"][0], channel, state)
+                for item in items
+                if item["subscription"]
+                for channel, state in item["consent"].items()
+            ],
+            source,
+            note=note,
+        )
         # Contacts whose own fields change: grouped by the values they take, one write per group.
         by_change = {}
         for item in items:
@@ -612,8 +615,9 @@ class GobysendIngest(models.AbstractModel):
             Partner.browse(partner_ids).write(dict(changed))
         valued = self._write_attribute_values_bulk(workspace, items)
         # The segments' change queue, once per contact for both changes: a new contact is
-        # subscribed and given values in the same round.
-        subscribed = {item["partner_id"] for item in new_items}
+        # subscribed and given values in the same round, and so may be a known contact whose
+        # consent changed.
+        subscribed = {item["partner_id"] for item in new_items} | consented
         Segment = self.env["gobysend.segment"]
         Segment._mark_dirty(list(subscribed & valued), CHANGES["subscription"] | CHANGES["attribute"], subscribed=True)
         Segment._mark_dirty(list(subscribed - valued), "subscription", subscribed=True)

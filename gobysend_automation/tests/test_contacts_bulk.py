@@ -85,32 +85,65 @@ class TestBulkIdentify(GobysendCase):
         self.assertEqual([result["created"] for result in results], [False, False, False])
         self.assertEqual(self.value(results[1]["contact_id"], "tier").value_string, "gold")
 
+    def identify_with_consent(self, items, state, workspace=None):
+        """As an import does: the items' email consent given, with the file as its proof."""
+        return self.ingest._identify_many(
+            workspace or self.workspace_a,
+            items,
+            source="import",
+            consents={index: {"email": state} for index in range(len(items))},
+            note="customers.csv",
+        )
+
     def test_consent_given_again_to_known_contacts_costs_the_same_statements_whatever_its_size(self):
         """A customer list imported again gives its known contacts the consent they hold."""
-
-        def identify(items, state):
-            return self.ingest._identify_many(
-                self.workspace_a,
-                items,
-                source="import",
-                consents={index: {"email": state} for index in range(len(items))},
-                note="customers.csv",
-            )
-
-        identify(self.identify_items(200, "K"), "subscribed")
-        small = self.count_queries(lambda: identify(self.identify_items(10, "K"), "subscribed"))
-        large = self.count_queries(lambda: identify(self.identify_items(200, "K"), "subscribed"))
+        self.identify_with_consent(self.identify_items(200, "K"), "subscribed")
+        small = self.count_queries(lambda: self.identify_with_consent(self.identify_items(10, "K"), "subscribed"))
+        large = self.count_queries(lambda: self.identify_with_consent(self.identify_items(200, "K"), "subscribed"))
         self.assertLess(large, small + 5, "a larger list must not cost more statements")
-        # A contact whose consent the list changes gets it, with its proof.
-        identify(self.identify_items(2, "K")[1:], "unsubscribed")
+
+    def test_a_list_changes_the_consent_of_known_contacts_at_once_with_its_proof(self):
+        self.identify_with_consent(self.identify_items(200, "K"), "subscribed")
+        self.env.cr.execute("DELETE FROM gobysend_segment_dirty")
+        small = self.count_queries(lambda: self.identify_with_consent(self.identify_items(10, "K"), "unsubscribed"))
+        large = self.count_queries(lambda: self.identify_with_consent(self.identify_items(200, "K"), "unsubscribed"))
+        self.assertLess(large, small + 5, "a larger list must not cost more statements")
+        subscriptions = self.env["gobysend.subscription"].search(
+            [("workspace_id", "=", self.workspace_a.id), ("external_id", "=like", "K-%")]
+        )
+        self.assertEqual(set(subscriptions.mapped("email_state")), {"unsubscribed"})
+        self.assertEqual(set(subscriptions.mapped("sms_state")), {"subscribed"})
+        k7 = subscriptions.filtered(lambda s: s.external_id == "K-7")
+        # One record per change: K-7 changed once, in the first list.
         self.assertRecordValues(
-            self.env["gobysend.subscription"].search([("external_id", "in", ("K-0", "K-1"))], order="external_id"),
-            [{"email_state": "subscribed"}, {"email_state": "unsubscribed"}],
+            self.env["gobysend.consent.log"].search([("subscription_id", "=", k7.id), ("channel", "=", "email")]),
+            [{"state": "unsubscribed", "source": "import", "note": "customers.csv", "create_uid": self.env.uid}],
         )
-        logs = self.env["gobysend.consent.log"].search(
-            [("subscription_id.external_id", "=", "K-1"), ("channel", "=", "email")]
+        self.assertTrue(k7.partner_id.is_blacklisted, "an opt-out joins Odoo's email blacklist")
+        self.assertEqual(len(self.queued()), 200)
+        self.env.cr.execute("SELECT DISTINCT changes FROM gobysend_segment_dirty")
+        self.assertEqual(self.env.cr.fetchall(), [(CHANGES["subscription"],)])
+
+        # Subscribed again: off the blacklist, unless another workspace's contact with the same
+        # address still opted out.
+        self.identify_with_consent(
+            [{"id": "K-8-B", "email": "k-8@example.com"}], "unsubscribed", workspace=self.workspace_b
         )
-        self.assertRecordValues(logs, [{"state": "unsubscribed", "source": "import", "note": "customers.csv"}])
+        self.identify_with_consent(self.identify_items(10, "K"), "subscribed")
+        self.env.invalidate_all()
+        self.assertRecordValues(
+            self.env["gobysend.subscription"].search(
+                [("workspace_id", "=", self.workspace_a.id), ("external_id", "in", ("K-7", "K-8"))],
+                order="external_id",
+            ),
+            [{"email_state": "subscribed"}, {"email_state": "subscribed"}],
+        )
+        self.assertFalse(k7.partner_id.is_blacklisted)
+        k8, k12 = (
+            subscriptions.filtered(lambda s, number=number: s.external_id == number) for number in ("K-8", "K-12")
+        )
+        self.assertTrue(k8.partner_id.is_blacklisted, "workspace B still holds an opt-out")
+        self.assertTrue(k12.partner_id.is_blacklisted, "not in the second list")
 
     def test_only_contacts_whose_values_change_are_queued_for_segments(self):
         first = self.batch(self.identify_items(6, "Q"))
