@@ -610,9 +610,13 @@ class GobysendIngest(models.AbstractModel):
             if item["changed"]:
                 by_change.setdefault(tuple(item["changed"].items()), []).append(item["partner_id"])
         Partner = self.env["res.partner"].sudo().with_context(active_test=False)
+        # Mostly one write per contact (its values are its own), through the ORM: other addons
+        # override it. What each write reads of its contact (its children, for the commercial
+        # fields) is read for all of them at the first, rather than contact by contact.
+        prefetch = Partner.browse([partner_id for partner_ids in by_change.values() for partner_id in partner_ids])
         for changed, partner_ids in by_change.items():
             # sudo: each partner was checked to be this workspace's own contact (or is a new one).
-            Partner.browse(partner_ids).write(dict(changed))
+            Partner.browse(partner_ids).with_prefetch(prefetch._prefetch_ids).write(dict(changed))
         valued = self._write_attribute_values_bulk(workspace, items)
         # The segments' change queue, once per contact for both changes: a new contact is
         # subscribed and given values in the same round, and so may be a known contact whose
