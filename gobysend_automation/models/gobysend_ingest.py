@@ -589,9 +589,26 @@ class GobysendIngest(models.AbstractModel):
         self._insert_subscriptions(workspace, new_items, source, note)
         # sudo: the subscriptions found or created in this workspace for these very items.
         Subscription = self.env["gobysend.subscription"].sudo()
-        for item in items:
-            if item["set_external_id"]:
-                Subscription.browse(item["subscription"][0]).external_id = item["ref"]["id"]
+        # Known contacts given their customer id (found by their email or phone): one update.
+        # Plain SQL, as the subscriptions are inserted: the id is no field that anything
+        # tracks or computes from, and the ORM would write them one by one.
+        naming = [(item["subscription"][0], item["ref"]["id"]) for item in items if item["set_external_id"]]
+        if naming:
+            self.env.cr.execute(
+                """
+                UPDATE gobysend_subscription s
+                   SET external_id = t.external_id, write_uid = %s, write_date = %s
+                  FROM unnest(%s::int[], %s::varchar[]) AS t(id, external_id)
+                 WHERE s.id = t.id
+                """,
+                (
+                    self.env.uid,
+                    self.env.cr.now(),
+                    pg_array([row[0] for row in naming]),
+                    pg_array([row[1] for row in naming]),
+                ),
+            )
+            Subscription.invalidate_model(["external_id", "write_uid", "write_date"])
         # The consent an import gives its known contacts: mostly a file imported again, whose
         # consent each contact holds already.
         consented = Subscription._set_consents(

@@ -85,6 +85,31 @@ class TestBulkIdentify(GobysendCase):
         self.assertEqual([result["created"] for result in results], [False, False, False])
         self.assertEqual(self.value(results[1]["contact_id"], "tier").value_string, "gold")
 
+    def test_known_contacts_given_their_customer_ids_cost_the_same_statements_whatever_their_number(self):
+        def by_email(count, prefix, with_ids=False):
+            return [
+                {
+                    "type": "identify",
+                    "email": f"{prefix}-{n}@example.com",
+                    **({"id": f"{prefix}-{n}"} if with_ids else {}),
+                }
+                for n in range(count)
+            ]
+
+        for prefix, count in (("IDS", 10), ("IDL", 200)):
+            self.batch(by_email(count, prefix))
+        small = self.count_queries(lambda: self.batch(by_email(10, "IDS", with_ids=True)))
+        large = self.count_queries(lambda: self.batch(by_email(200, "IDL", with_ids=True)))
+        self.assertLess(large, small + 5, "a larger batch must not cost more statements")
+        subscriptions = self.env["gobysend.subscription"].search(
+            [("workspace_id", "=", self.workspace_a.id), ("external_id", "=like", "IDL-%")]
+        )
+        self.assertEqual(len(subscriptions), 200)
+        self.assertEqual(
+            subscriptions.filtered(lambda s: s.external_id == "IDL-7").partner_id.email, "idl-7@example.com"
+        )
+        self.assertEqual(set(subscriptions.mapped("write_uid")), {self.env.user})
+
     def test_known_contacts_renamed_in_a_batch_are_read_together(self):
         """Each contact whose own fields change is written through the ORM on its own (its
         values are its own): Odoo's write costs some four statements a contact. What the write
