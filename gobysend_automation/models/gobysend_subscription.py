@@ -180,12 +180,16 @@ class GobysendSubscription(models.Model):
     # Consent
     # ------------------------------------------------------------------
 
-    def _set_consent(self, channel, state, source, ip_address=None, note=None):
-        """Change one channel's consent, log it as proof and keep Odoo's blacklists in step."""
+    @api.model
+    def _check_consent(self, channel, state):
         if channel not in CHANNELS:
             raise ValidationError(_("“%(channel)s” is not a consent channel.", channel=channel))
         if state not in dict(CONSENT_STATES):
             raise ValidationError(_("“%(state)s” is not a consent state.", state=state))
+
+    def _set_consent(self, channel, state, source, ip_address=None, note=None):
+        """Change one channel's consent, log it as proof and keep Odoo's blacklists in step."""
+        self._check_consent(channel, state)
         field_name = f"{channel}_state"
         for subscription in self:
             if subscription[field_name] == state:
@@ -221,10 +225,7 @@ class GobysendSubscription(models.Model):
         one (``_sync_blacklists``), where another workspace's opt-out does not keep it."""
         by_channel = {}
         for subscription_id, channel, state in changes:
-            if channel not in CHANNELS:
-                raise ValidationError(_("“%(channel)s” is not a consent channel.", channel=channel))
-            if state not in dict(CONSENT_STATES):
-                raise ValidationError(_("“%(state)s” is not a consent state.", state=state))
+            self._check_consent(channel, state)
             ids, states = by_channel.setdefault(channel, ([], []))
             ids.append(subscription_id)
             states.append(state)
