@@ -38,7 +38,7 @@ from .gobysend_attribute import KEY_RE, STANDARD_KEYS
 from .gobysend_attribute_value import VALUE_FIELDS
 from .gobysend_device import PLATFORMS
 from .gobysend_segment import CHANGES
-from .gobysend_subscription import BLACKLIST_FLAGS, CHANNELS, initial_consent_records
+from .gobysend_subscription import BLACKLIST_FLAGS, BLACKLISTS, CHANNELS, initial_consent_records
 from .res_partner import reusing_defaults
 
 _logger = logging.getLogger(__name__)
@@ -915,9 +915,8 @@ class GobysendIngest(models.AbstractModel):
         Plain SQL, one statement per list: through ``mail.blacklist._add`` each entry costs a
         record and a chatter message, which made an import with opt-outs crawl. The consent
         records of the subscriptions are the proof of these opt-outs."""
-        for partner_ids, table, column, source in (
-            (email_partner_ids, "mail_blacklist", "email", "email_normalized"),
-            (sms_partner_ids, "phone_blacklist", "number", "phone_sanitized"),
+        for partner_ids, (table, column, source) in zip(
+            (email_partner_ids, sms_partner_ids), (BLACKLISTS["email"], BLACKLISTS["sms"]), strict=True
         ):
             if not partner_ids:
                 continue

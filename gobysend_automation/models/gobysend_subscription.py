@@ -29,6 +29,12 @@ CONSENT_SOURCES = [
 ]
 TOKEN_SCOPE = "gobysend-subscription"
 BLACKLIST_FLAGS = ("is_blacklisted", "phone_sanitized_blacklisted", "phone_blacklisted", "mobile_blacklisted")
+# Odoo's blacklist of each channel that has one: {channel: (table, its column, the partner's
+# field it holds)}.
+BLACKLISTS = {
+    "email": ("mail_blacklist", "email", "email_normalized"),
+    "sms": ("phone_blacklist", "number", "phone_sanitized"),
+}
 
 ALL_CHANNELS = "all"
 
@@ -300,10 +306,7 @@ class GobysendSubscription(models.Model):
         still holds an opt-out that the shared blacklist enforces: ``_sync_blacklists`` and
         ``_other_workspaces_opted_out`` for many at once, one statement per blacklist. Called
         after the subscriptions' states were written."""
-        for channel, table, column, source in (
-            ("email", "mail_blacklist", "email", "email_normalized"),
-            ("sms", "phone_blacklist", "number", "phone_sanitized"),
-        ):
+        for channel, (table, column, source) in BLACKLISTS.items():
             pairs = [(subscription_id, partner_id) for subscription_id, partner_id, c in subscribing if c == channel]
             if not pairs:
                 continue
